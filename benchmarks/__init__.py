@@ -1,0 +1,1 @@
+"""maskedge benchmarks: accuracy, latency, size and memory of every variant, side by side."""

@@ -1,0 +1,24 @@
+"""Shared test fixtures: where the real data, weights and detectors live (../shared)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("MASKEDGE_SHARED", ROOT.parent / "shared"))
+DATA_2C = SHARED / "datasets" / "face-mask-2c"
+DATA_VOC = SHARED / "datasets" / "face-mask-voc"
+BACKBONE = SHARED / "weights" / "mobilenet_v2_1.0_no_top.weights.h5"
+DETECTORS = SHARED / "detectors"
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+@pytest.fixture(scope="session")
+def shared() -> Path:
+    if not SHARED.is_dir():
+        pytest.fail(f"../shared not found at {SHARED}; set MASKEDGE_SHARED")
+    return SHARED

@@ -1,0 +1,1 @@
+"""maskedge trainer: turns a labelled photo folder into a verified MobileNetV2 face-mask model."""

@@ -1,0 +1,103 @@
+"""The classifier: MobileNetV2 backbone + the reference head, taking raw RGB pixels.
+
+    pixels (0-255) -> Rescaling(1/127.5, -1) -> MobileNetV2 (no top) -> AveragePooling2D (whole map)
+    -> Flatten -> Dense 128 relu -> Dropout 0.5 -> Dense (1 sigmoid | C softmax)
+
+The head layers are built once and shared by two models: the full classifier and `head_model`, which
+takes the backbone's pooled features. Training the head on cached features therefore trains the full
+classifier's weights directly (AveragePooling2D over the whole feature map then Flatten is the same
+vector as the pooled feature).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+
+from edge.contract import ModelContract
+
+WEIGHT_CHOICES = "imagenet | none | PATH to a no-top MobileNetV2 weights file"
+
+
+class WeightsError(ValueError):
+    """The --weights value is neither 'imagenet', 'none' nor a readable file."""
+
+
+@dataclass
+class Classifier:
+    """The full model, its frozen backbone, and the head that reads pooled backbone features."""
+
+    model: keras.Model  # raw pixels -> class output; what gets saved and converted
+    backbone: keras.Model  # MobileNetV2 without top
+    features: keras.Model  # raw pixels -> pooled backbone features (N, D)
+    head: keras.Model  # pooled features -> class output, sharing layers with `model`
+
+
+def resolve_weights(weights: str) -> str | None:
+    """Keras `weights=` argument for 'imagenet', 'none' or a local weights file path."""
+    if weights == "imagenet":
+        return "imagenet"
+    if weights.lower() == "none":
+        return None
+    path = Path(weights).expanduser()
+    if not path.is_file():
+        raise WeightsError(f"weights file not found: {weights} (use {WEIGHT_CHOICES})")
+    return str(path)
+
+
+def build_backbone(input_size: tuple[int, int], weights: str = "imagenet",
+                   alpha: float = 1.0) -> keras.Model:
+    """MobileNetV2 without its top, taking inputs already scaled to [-1, 1]."""
+    h, w = input_size
+    try:
+        return keras.applications.MobileNetV2(input_shape=(h, w, 3), alpha=alpha,
+                                              include_top=False, weights=resolve_weights(weights))
+    except (ValueError, OSError) as exc:
+        if isinstance(exc, WeightsError):
+            raise
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise WeightsError(f"cannot load weights {weights!r} for MobileNetV2 alpha={alpha} "
+                           f"at {h}x{w}: {msg}") from None
+
+
+def build_classifier(contract: ModelContract, weights: str = "imagenet", alpha: float = 1.0,
+                     dropout: float = 0.5, hidden: int = 128) -> Classifier:
+    """Build the full classifier for `contract` with a frozen backbone."""
+    h, w = contract.input_size
+    backbone = build_backbone((h, w), weights, alpha)
+    backbone.trainable = False
+
+    pixels = keras.Input(shape=(h, w, 3), name="pixels")
+    x = keras.layers.Rescaling(1.0 / 127.5, offset=-1.0, name="preprocess")(pixels)
+    fmap = backbone(x, training=False)  # BatchNorm stays in inference mode, also when fine-tuning
+    fh, fw = math.ceil(h / 32), math.ceil(w / 32)
+    pooled = keras.layers.AveragePooling2D(pool_size=(fh, fw), name="avg_pool")(fmap)
+    flat = keras.layers.Flatten(name="flatten")(pooled)
+
+    dense = keras.layers.Dense(hidden, activation="relu", name="head_dense")
+    drop = keras.layers.Dropout(dropout, name="head_dropout")
+    units, activation = (1, "sigmoid") if contract.output == "sigmoid" else (
+        contract.num_classes, "softmax")
+    out_layer = keras.layers.Dense(units, activation=activation, name="head_output")
+
+    model = keras.Model(pixels, out_layer(drop(dense(flat))), name="maskedge_classifier")
+    features = keras.Model(pixels, flat, name="maskedge_features")
+    feat_in = keras.Input(shape=(flat.shape[-1],), name="pooled_features")
+    head = keras.Model(feat_in, out_layer(drop(dense(feat_in))), name="maskedge_head")
+    return Classifier(model=model, backbone=backbone, features=features, head=head)
+
+
+def unfreeze_top(backbone: keras.Model, layers: int) -> int:
+    """Make the top `layers` backbone layers trainable, keeping every BatchNorm frozen.
+
+    Returns how many layers hold trainable weights afterwards.
+    """
+    backbone.trainable = True
+    cut = max(0, len(backbone.layers) - layers)
+    for i, layer in enumerate(backbone.layers):
+        trainable = i >= cut and not isinstance(layer, keras.layers.BatchNormalization)
+        layer.trainable = trainable
+    return sum(1 for layer in backbone.layers if layer.trainable and layer.weights)

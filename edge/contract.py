@@ -1,10 +1,11 @@
 """The contract between stages: what a model file says about itself.
 
-Every model maskedge writes (Keras `.h5`/`.keras` from the trainer, `.tflite` from the converters)
-carries one JSON document, `ModelContract`, inside the file. It names the labels in class order, the
-input size, how pixels are fed (raw RGB 0-255: preprocessing is a layer inside the model), how to read
-the output (one sigmoid unit for two classes, softmax for more), the quantization, where the model
-came from and how well it measured. Each stage reads it instead of guessing.
+Every model maskedge writes (Keras `.h5`/`.keras` from the trainer, `.tflite` from the
+converters) carries one JSON document, `ModelContract`, inside the file. It names the labels in
+class order, the input size, how pixels are fed (raw RGB 0-255: preprocessing is a layer inside the
+model), how to read the output (one sigmoid unit for two classes, softmax for more), the
+quantization, where the model came from and how well it measured. Each stage reads it instead of
+guessing.
 
 This module is pure Python + numpy so the edge runtime can import it without TensorFlow.
 """
@@ -24,7 +25,7 @@ METADATA_KEY = "maskedge_metadata"
 KERAS_MEMBER = "maskedge_metadata.json"
 
 INPUT_FORMAT = "RGB, HWC, values 0-255 (raw pixels; the model normalises them itself)"
-PREPROCESSING = "inside the model: Rescaling(1/127.5, offset=-1) as in mobilenet_v2.preprocess_input"
+PREPROCESSING = "inside the model: Rescaling(1/127.5, offset=-1), as mobilenet_v2.preprocess_input"
 QUANTIZATIONS = ("none", "float16", "dynamic", "int8")
 
 
@@ -89,9 +90,9 @@ class ModelContract:
             data = json.loads(text)
         except (ValueError, UnicodeDecodeError) as exc:
             raise ContractError(f"model metadata is not valid JSON: {exc}") from None
-        if not isinstance(data, dict) or data.get("schema") != SCHEMA:
-            raise ContractError("model metadata is not a maskedge contract "
-                                f"(schema {data.get('schema') if isinstance(data, dict) else None!r})")
+        schema = data.get("schema") if isinstance(data, dict) else None
+        if schema != SCHEMA:
+            raise ContractError(f"model metadata is not a maskedge contract (schema {schema!r})")
         known = set(ModelContract.__dataclass_fields__)
         try:
             return ModelContract(**{k: v for k, v in data.items() if k in known})

@@ -20,8 +20,8 @@ def crop_face(image: np.ndarray, box: tuple[float, float, float, float],
     h, w = image.shape[:2]
     x1, y1, x2, y2 = box
     mx, my = (x2 - x1) * margin, (y2 - y1) * margin
-    left, top = max(0, int(round(x1 - mx))), max(0, int(round(y1 - my)))
-    right, bottom = min(w, int(round(x2 + mx))), min(h, int(round(y2 + my)))
+    left, top = max(0, round(x1 - mx)), max(0, round(y1 - my))
+    right, bottom = min(w, round(x2 + mx)), min(h, round(y2 + my))
     if right <= left or bottom <= top:
         raise ValueError(f"face box {box} lies outside the {w}x{h} image")
     return image[top:bottom, left:right]

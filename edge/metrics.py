@@ -52,7 +52,7 @@ def classification_report(y_true: np.ndarray, y_pred: np.ndarray,
 
 def format_report(report: dict[str, Any]) -> str:
     """The report as text, laid out like scikit-learn's classification_report."""
-    names = list(report["per_class"]) + ["macro avg", "weighted avg"]
+    names = [*list(report["per_class"]), "macro avg", "weighted avg"]
     width = max(12, *(len(n) for n in names))
     lines = [f"{'':>{width}} {'precision':>9} {'recall':>9} {'f1-score':>9} {'support':>9}", ""]
     for name, row in report["per_class"].items():

@@ -1,0 +1,77 @@
+"""Keras model files that carry their contract: save atomically, load with clear errors.
+
+`save_keras_model` writes `model.h5` (contract in the root attribute) and `model.keras` (contract as
+a zip member) through temporary files renamed into place, so an interrupted save never leaves a
+partial file or replaces a good one. `load_keras_model` reads either back with its contract.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import h5py
+import keras
+
+from edge.contract import KERAS_MEMBER, METADATA_KEY, ContractError, ModelContract
+from edge.fileio import atomic_path
+
+
+class ModelFileError(ValueError):
+    """A model path is missing, unreadable, truncated, or not a maskedge Keras model."""
+
+
+def save_keras_model(model: keras.Model, contract: ModelContract, out_dir: Path,
+                     stem: str = "model") -> tuple[Path, Path]:
+    """Write `<stem>.h5` and `<stem>.keras` with the contract embedded; returns both paths."""
+    out_dir = Path(out_dir)
+    h5_path, keras_path = out_dir / f"{stem}.h5", out_dir / f"{stem}.keras"
+    text = contract.to_json()
+    # Keras picks the format from the suffix; atomic_path keeps it on the temporary name.
+    for target in (h5_path, keras_path):
+        with atomic_path(target) as tmp:
+            tmp.unlink()  # Keras refuses to overwrite some files it did not create
+            model.save(tmp)
+            if target.suffix == ".h5":
+                with h5py.File(tmp, "a") as f:
+                    f.attrs[METADATA_KEY] = text
+            else:
+                with zipfile.ZipFile(tmp, "a") as z:
+                    z.writestr(KERAS_MEMBER, text)
+    return h5_path, keras_path
+
+
+def read_keras_contract(path: str | Path) -> ModelContract:
+    """The contract embedded in a maskedge `.h5` or `.keras` file, without loading the model."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"model file not found: {path}")
+    try:
+        if path.suffix == ".h5":
+            with h5py.File(path, "r") as f:
+                raw = f.attrs.get(METADATA_KEY)
+        elif path.suffix == ".keras":
+            with zipfile.ZipFile(path) as z:
+                raw = z.read(KERAS_MEMBER) if KERAS_MEMBER in z.namelist() else None
+        else:
+            raise ModelFileError(f"{path}: expected a .h5 or .keras model file")
+    except (OSError, zipfile.BadZipFile, KeyError) as exc:
+        raise ModelFileError(f"{path} is not a readable Keras model file "
+                             f"(truncated or wrong format: {str(exc).splitlines()[0]})") from None
+    if raw is None:
+        raise ModelFileError(f"{path} carries no maskedge metadata (was it made by `trainer fit`?)")
+    try:
+        return ModelContract.from_json(raw)
+    except ContractError as exc:
+        raise ModelFileError(f"{path}: {exc}") from None
+
+
+def load_keras_model(path: str | Path) -> tuple[keras.Model, ModelContract]:
+    """Load a maskedge Keras model and its contract (ModelFileError with one line on failure)."""
+    contract = read_keras_contract(path)
+    try:
+        model = keras.models.load_model(path, compile=False)
+    except Exception as exc:  # Keras raises many types for damaged files
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelFileError(f"cannot load model {path}: {msg[:200]}") from None
+    return model, contract

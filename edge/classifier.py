@@ -1,0 +1,95 @@
+"""The face-mask classifier on the device: a `.tflite` file, its contract, and batched inference.
+
+`MaskClassifier` reads the labels, input size and output kind from the metadata inside the file
+(`edge/tflite_metadata.py`), feeds raw RGB pixels in whatever type the model's input wants
+(float32, uint8 or int8, quantized with the input's own scale and zero point), and returns class
+probabilities. Faces of one frame go through in one batch. No TensorFlow.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edge.contract import ModelContract
+from edge.imageops import resize_to_input
+from edge.runtime import load_interpreter
+from edge.tflite_metadata import read_contract
+
+
+@dataclass(frozen=True)
+class ClassifierOptions:
+    """How to run the classifier."""
+
+    model: Path
+    threads: int | None = None  # None lets the runtime choose
+    runtime: str = "auto"  # auto | litert | tflite_runtime | tensorflow
+
+
+class MaskClassifier:
+    """Run a maskedge `.tflite` classifier on batches of RGB face images."""
+
+    def __init__(self, options: ClassifierOptions) -> None:
+        self.options = options
+        self.contract: ModelContract = read_contract(options.model)
+        loaded = load_interpreter(options.model, options.threads, options.runtime)
+        self.runtime = loaded.runtime
+        self._interpreter = loaded.interpreter
+        inp = self._interpreter.get_input_details()[0]
+        out = self._interpreter.get_output_details()[0]
+        self._in_index, self._out_index = inp["index"], out["index"]
+        self.input_dtype = np.dtype(inp["dtype"])
+        self._in_scale, self._in_zero = inp["quantization"]
+        self._out_dtype = np.dtype(out["dtype"])
+        self._out_scale, self._out_zero = out["quantization"]
+        self._batch = int(inp["shape"][0])
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return self.contract.labels
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        return self.contract.input_size
+
+    def _to_input(self, images: np.ndarray) -> np.ndarray:
+        if self.input_dtype == np.float32:
+            return images.astype(np.float32)
+        if self.input_dtype == np.uint8 and self._in_scale == 1.0 and self._in_zero == 0:
+            return images.astype(np.uint8, copy=False)
+        info = np.iinfo(self.input_dtype)
+        q = np.round(images.astype(np.float32) / self._in_scale + self._in_zero)
+        return np.clip(q, info.min, info.max).astype(self.input_dtype)
+
+    def _from_output(self, raw: np.ndarray) -> np.ndarray:
+        if self._out_dtype == np.float32:
+            return raw.astype(np.float32)
+        return (raw.astype(np.float32) - self._out_zero) * self._out_scale
+
+    def raw_outputs(self, images: np.ndarray) -> np.ndarray:
+        """Model outputs (N, units) for images (N, H, W, 3) already at the model's input size."""
+        n = len(images)
+        if n == 0:
+            return np.zeros((0, 1 if self.contract.output == "sigmoid" else len(self.labels)),
+                            np.float32)
+        if n != self._batch:
+            h, w = self.input_size
+            self._interpreter.resize_tensor_input(self._in_index, [n, h, w, 3])
+            self._interpreter.allocate_tensors()
+            self._batch = n
+        self._interpreter.set_tensor(self._in_index, self._to_input(images))
+        self._interpreter.invoke()
+        return self._from_output(self._interpreter.get_tensor(self._out_index))
+
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        """Class probabilities (N, C) for RGB images (N, H, W, 3) at the model's input size."""
+        return self.contract.probabilities(self.raw_outputs(np.asarray(images)))
+
+    def classify(self, crops: Sequence[np.ndarray]) -> np.ndarray:
+        """Class probabilities (N, C) for RGB crops of any size, resized here in one batch."""
+        if not crops:
+            return self.predict(np.zeros((0, *self.input_size, 3), np.uint8))
+        return self.predict(np.stack([resize_to_input(c, self.input_size) for c in crops]))

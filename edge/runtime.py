@@ -1,0 +1,74 @@
+"""Find a TFLite interpreter: LiteRT first, then tflite_runtime, then TensorFlow's tf.lite.
+
+The device installs only `ai-edge-litert`; older boards may have `tflite_runtime`; a workstation
+always has TensorFlow. TensorFlow is reached through importlib only as a last resort, so importing
+this module never imports TensorFlow. XNNPACK is the default CPU delegate in all three.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+#: (runtime name, module holding `Interpreter`), in order of preference.
+RUNTIMES: tuple[tuple[str, str], ...] = (
+    ("litert", "ai_edge_litert.interpreter"),
+    ("tflite_runtime", "tflite_runtime.interpreter"),
+    ("tensorflow", "tensorflow.lite"),
+)
+
+
+class RuntimeUnavailable(RuntimeError):
+    """No TFLite interpreter could be imported or none could load the model."""
+
+
+@dataclass(frozen=True)
+class LoadedInterpreter:
+    interpreter: Any
+    runtime: str  # one of the RUNTIMES names
+
+
+def interpreter_class(runtime: str) -> Any:
+    """The `Interpreter` class of one named runtime (ImportError when not installed)."""
+    module = dict(RUNTIMES)[runtime]
+    if runtime == "tensorflow":
+        return importlib.import_module("tensorflow").lite.Interpreter
+    return importlib.import_module(module).Interpreter
+
+
+def available_runtimes() -> list[str]:
+    names = []
+    for name, _ in RUNTIMES:
+        try:
+            interpreter_class(name)
+        except Exception:  # a broken install raises more than ImportError
+            continue
+        names.append(name)
+    return names
+
+
+def load_interpreter(model_path: str | Path, threads: int | None = None,
+                     runtime: str = "auto") -> LoadedInterpreter:
+    """Load `model_path` with the first runtime that can (or the one named), tensors allocated."""
+    names = [name for name, _ in RUNTIMES] if runtime == "auto" else [runtime]
+    if runtime != "auto" and runtime not in dict(RUNTIMES):
+        raise RuntimeUnavailable(f"unknown runtime {runtime!r}; choose from "
+                                 f"{', '.join(n for n, _ in RUNTIMES)} or auto")
+    failures = []
+    for name in names:
+        try:
+            cls = interpreter_class(name)
+        except Exception as exc:
+            failures.append(f"{name}: not installed ({type(exc).__name__})")
+            continue
+        try:
+            interpreter = cls(model_path=str(model_path), num_threads=threads)
+            interpreter.allocate_tensors()
+        except Exception as exc:  # e.g. tflite_runtime cannot run newer op versions
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            failures.append(f"{name}: {first[:160]}")
+            continue
+        return LoadedInterpreter(interpreter, name)
+    raise RuntimeUnavailable(f"no TFLite runtime could load {model_path}: " + "; ".join(failures))

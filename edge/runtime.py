@@ -2,12 +2,19 @@
 
 The device installs only `ai-edge-litert`; older boards may have `tflite_runtime`; a workstation
 always has TensorFlow. TensorFlow is reached through importlib only as a last resort, so importing
-this module never imports TensorFlow. XNNPACK is the default CPU delegate in all three.
+this module never imports TensorFlow. XNNPACK is the default CPU delegate in all three; the
+runtimes' one-line notice about creating it is kept off the terminal (other messages pass through).
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import importlib.util
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,14 +45,44 @@ def interpreter_class(runtime: str) -> Any:
     return importlib.import_module(module).Interpreter
 
 
-def available_runtimes() -> list[str]:
-    names = []
-    for name, _ in RUNTIMES:
+#: Native stderr lines dropped while an interpreter is created.
+NOTICES = ("INFO: Created TensorFlow Lite XNNPACK delegate for CPU.",)
+
+
+@contextlib.contextmanager
+def _without_notices() -> Iterator[None]:
+    """Capture native stderr (fd 2) in the block; re-print what is not a known notice."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no real descriptor 2 (embedded interpreter)
+        yield
+        return
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
         try:
-            interpreter_class(name)
-        except Exception:  # a broken install raises more than ImportError
-            continue
-        names.append(name)
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            text = sink.read().decode("utf-8", "replace")
+            kept = [line for line in text.splitlines() if line.strip() not in NOTICES]
+            if kept:
+                print("\n".join(kept), file=sys.stderr, flush=True)
+
+
+def available_runtimes() -> list[str]:
+    """The runtimes whose package is installed, found without importing them (so listing
+    never loads TensorFlow)."""
+    names = []
+    for name, module in RUNTIMES:
+        try:
+            found = importlib.util.find_spec(module.split(".")[0]) is not None
+        except (ImportError, ValueError):
+            found = False
+        if found:
+            names.append(name)
     return names
 
 
@@ -53,6 +90,8 @@ def load_interpreter(model_path: str | Path, threads: int | None = None,
                      runtime: str = "auto") -> LoadedInterpreter:
     """Load `model_path` with the first runtime that can (or the one named), tensors allocated."""
     names = [name for name, _ in RUNTIMES] if runtime == "auto" else [runtime]
+    if threads is not None and threads < 1:
+        raise RuntimeUnavailable(f"threads must be at least 1, not {threads}")
     if runtime != "auto" and runtime not in dict(RUNTIMES):
         raise RuntimeUnavailable(f"unknown runtime {runtime!r}; choose from "
                                  f"{', '.join(n for n, _ in RUNTIMES)} or auto")
@@ -64,8 +103,9 @@ def load_interpreter(model_path: str | Path, threads: int | None = None,
             failures.append(f"{name}: not installed ({type(exc).__name__})")
             continue
         try:
-            interpreter = cls(model_path=str(model_path), num_threads=threads)
-            interpreter.allocate_tensors()
+            with _without_notices():
+                interpreter = cls(model_path=str(model_path), num_threads=threads)
+                interpreter.allocate_tensors()
         except Exception as exc:  # e.g. tflite_runtime cannot run newer op versions
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             failures.append(f"{name}: {first[:160]}")

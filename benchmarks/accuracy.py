@@ -1,0 +1,52 @@
+"""Section `accuracy`: each variant on the leak-free test split, and agreement with Keras.
+
+The test images come from the run's `split.json` (`trainer.split.load_split`), so no image seen in
+training is counted. Keras and each TFLite file are run the way the converters check them
+(`converters.check`: Keras in inference mode, TFLite through `MaskClassifier`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from benchmarks.context import SectionContext
+from benchmarks.latency import LABELS
+from benchmarks.store import TFLITE_VARIANTS
+from edge.metrics import agreement, classification_report
+
+NAME = "accuracy"
+
+
+def run(ctx: SectionContext) -> dict[str, Any]:
+    from converters.check import keras_probabilities, tflite_probabilities
+    from trainer.artifacts import load_keras_model
+
+    size = ctx.cfg.main_size
+    model = ctx.store.trained(size)
+    files = ctx.store.variants(size, TFLITE_VARIANTS)
+    images, labels = ctx.store.test_split(size)
+    keras_model, contract = load_keras_model(model.model_keras)
+    ctx.log(f"  Keras on {len(images)} test images")
+    keras_probs = keras_probabilities(keras_model, contract, images)
+    probs = {"keras": keras_probs}
+    for tag in TFLITE_VARIANTS:
+        ctx.log(f"  {tag}")
+        probs[tag], _ = tflite_probabilities(files[tag], images, threads=max(ctx.cfg.threads))
+    rows = []
+    for name, p in probs.items():
+        report = classification_report(labels, p.argmax(1), contract.labels)
+        agree = agreement(p, keras_probs)
+        rows.append({"variant": name, "label": "Keras (predict / tf.function)" if name == "keras"
+                     else LABELS[name], "accuracy": report["accuracy"],
+                     "top1_agreement": agree["top1_agreement"],
+                     "max_prob_diff": agree["max_prob_diff"], "n": len(labels),
+                     "macro_f1": report["macro"]["f1"],
+                     "confusion_matrix": report["confusion_matrix"]})
+        ctx.log(f"    {name}: {report['accuracy']:.2%}, agreement "
+                f"{agree['top1_agreement']:.2%}")
+    return {"model": str(model.model_keras), "input_size": size,
+            "split": {"manifest": str(model.manifest), "n": len(labels),
+                      "labels": list(contract.labels),
+                      "per_class": {lab: int((labels == i).sum())
+                                    for i, lab in enumerate(contract.labels)}},
+            "rows": rows}

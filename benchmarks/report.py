@@ -1,0 +1,331 @@
+"""Render `RESULTS.md` from the section result files: tables, machine, versions, date, targets.
+
+Pure functions from dicts to Markdown (no measurement, no TensorFlow), so the report can be
+re-rendered from the JSON files alone and tested without running anything.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from benchmarks.targets import check_targets
+
+SECTION_ORDER = ("sizes", "latency", "accuracy", "roofline", "endtoend", "training")
+SECTION_TITLES = {
+    "latency": "Classifier latency per image (batch of one)",
+    "accuracy": "Accuracy on the trainer's leak-free test split",
+    "sizes": "Input size sweep",
+    "endtoend": "End to end on face-mask-voc",
+    "training": "Training: cached features vs the reference recipe",
+    "roofline": "Roofline: distance to the CPU's nominal peak",
+}
+
+
+def fmt(value: Any, digits: int = 2, unit: str = "") -> str:
+    """A number for a table cell: fixed digits, '-' for missing."""
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return f"{value:,}{unit}"
+    if isinstance(value, float):
+        if value != value:  # NaN
+            return "-"
+        return f"{value:,.{digits}f}{unit}"
+    return f"{value}{unit}"
+
+
+def pct(value: float | None, digits: int = 1) -> str:
+    return "-" if value is None else f"{100.0 * value:.{digits}f}%"
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
+    """A Markdown table (cells already formatted as strings)."""
+    out = ["| " + " | ".join(headers) + " |", "|" + "|".join(" --- " for _ in headers) + "|"]
+    out += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return out
+
+
+def short(path: Any) -> str:
+    """A path as the reader can use it: relative to the repository when inside it."""
+    from benchmarks.config import REPO
+
+    text = str(path)
+    prefix = str(REPO) + os.sep
+    return text[len(prefix):] if text.startswith(prefix) else text
+
+
+def image(path: Path, report_path: Path, alt: str) -> str:
+    rel = os.path.relpath(path, report_path.parent)
+    return f"![{alt}]({Path(rel).as_posix()})"
+
+
+# ----------------------------------------------------------------------------- sections
+
+
+def render_latency(r: dict[str, Any], ctx: dict[str, Any]) -> list[str]:
+    imgs = r.get("images", {})
+    lines = [f"{imgs.get('n', '?')} test images at {imgs.get('size', '?')} px cycled through, "
+             f"one image per call; each row is a separate process that loads and runs only that "
+             f"variant (warm-up first, then timed calls). Speed-up is Keras `predict` p50 over "
+             f"the row's p50 at the same thread count.", ""]
+    rows = []
+    for row in r.get("rows", []):
+        if row.get("status") != "ok":
+            rows.append([row["label"], row.get("runtime", "-"), row["threads"],
+                         f"**{row.get('status')}**: {row.get('error', '')}", *["-"] * 8])
+            continue
+        rows.append([row["label"], row.get("runtime", "-"), row["threads"],
+                     fmt(row.get("load_s", 0) * 1000, 0), fmt(row.get("first_call_ms"), 1),
+                     fmt(row["p50_ms"]), fmt(row["p90_ms"]), fmt(row["p99_ms"]),
+                     fmt(row["items_per_s"], 1), fmt(row.get("file_mb"), 2),
+                     fmt(row.get("peak_rss_mib"), 0), fmt(row.get("speedup"), 1, "x")])
+    lines += table(["variant", "runtime", "threads", "load ms", "first call ms", "p50 ms",
+                    "p90 ms", "p99 ms", "img/s", "file MB", "peak RSS MiB", "speed-up"], rows)
+    over = r.get("wrapper_overhead", [])
+    if over:
+        lines += ["", "Wrapper overhead: `MaskClassifier.predict` (uint8 image in, quantize, "
+                  "invoke, dequantize, probabilities out) against a bare `set_tensor` / `invoke` "
+                  "/ `get_tensor` with a pre-quantized input on the wrapper's own interpreter, "
+                  "timed in alternating blocks in one process.", ""]
+        lines += table(["threads", "wrapper p50 ms", "bare p50 ms", "overhead (p50)",
+                        "overhead (mean)"],
+                       [[o["threads"], fmt(o.get("wrapper_p50_ms"), 3),
+                         fmt(o.get("bare_p50_ms"), 3), pct(o.get("overhead_p50")),
+                         pct(o.get("overhead_mean"))] for o in over])
+    return lines
+
+
+def render_accuracy(r: dict[str, Any], ctx: dict[str, Any]) -> list[str]:
+    split = r.get("split", {})
+    lines = [f"{split.get('n', '?')} test images of `{short(split.get('manifest', '?'))}` "
+             f"(labels {', '.join(split.get('labels', []))}), never seen in training; "
+             "each variant through its own runtime (TFLite variants through `MaskClassifier`).",
+             ""]
+    lines += table(["variant", "accuracy", "top-1 agreement with Keras",
+                    "max abs. probability difference", "images"],
+                   [[row["label"], pct(row.get("accuracy"), 2),
+                     pct(row.get("top1_agreement"), 2), fmt(row.get("max_prob_diff"), 4),
+                     fmt(row.get("n"))] for row in r.get("rows", [])])
+    return lines
+
+
+def render_sizes(r: dict[str, Any], ctx: dict[str, Any]) -> list[str]:
+    lines = ["The 2-class model trained by `trainer.fit` (cached features, defaults otherwise) at "
+             "each input size, converted to int8; accuracy on each run's own test split, "
+             "latency of the int8 file under LiteRT (own process, batch of one).", ""]
+    lines += table(["input px", "MMACs", "Keras test acc", "int8 test acc", "int8 p50 ms 1t",
+                    "int8 p50 ms 2t", "int8 img/s 1t", "int8 MB", "training s"],
+                   [[row["size"], fmt(row.get("macs", 0) / 1e6, 0),
+                     pct(row.get("keras_accuracy"), 2), pct(row.get("int8_accuracy"), 2),
+                     fmt(row.get("int8_p50_ms", {}).get("1")),
+                     fmt(row.get("int8_p50_ms", {}).get("2")),
+                     fmt(row.get("int8_img_per_s_1t"), 0), fmt(row.get("int8_mb"), 2),
+                     fmt(row.get("train_s"), 0)] for row in r.get("rows", [])])
+    rec = r.get("recommended")
+    if rec:
+        lines += ["", f"**Recommended default for a Raspberry Pi-class CPU: {rec['size']} px.** "
+                  f"{rec['reason']}"]
+    if ctx.get("plots", {}).get("latency_accuracy"):
+        lines += ["", image(ctx["plots"]["latency_accuracy"], ctx["report"],
+                            "latency against accuracy")]
+    return lines
+
+
+def render_endtoend(r: dict[str, Any], ctx: dict[str, Any]) -> list[str]:
+    lines = [f"Classifier: `{short(r.get('model', '?'))}` ({r.get('input_size', '?')} px, "
+             f"{r.get('model_choice', '')}). Photos: {r.get('photos', '?')} "
+             "face-mask-voc photos through `edge.pipeline.Pipeline` per detector "
+             "(matching at IoU 0.5, `edge.evaluate`). Recall on masked faces counts every "
+             "annotated `with_mask` face, and separately those at least 32 px on their "
+             "short side.", ""]
+    rows = []
+    for d in r.get("detectors", []):
+        if d.get("status", "ok") != "ok":
+            rows.append([d["detector"], f"**{d['status']}**: {d.get('error', '')}", *["-"] * 6])
+            continue
+        rows.append([d["detector"], fmt(d.get("detect_ms_per_image"), 1),
+                     fmt(d.get("detect_ms_640x480"), 1), pct(d.get("recall_masked")),
+                     pct(d.get("recall_masked_min32")), pct(d.get("precision")),
+                     pct(d.get("accuracy_on_found_faces")), pct(d.get("end_to_end"))])
+    lines += table(["detector", "detect ms / photo", "detect ms / 640x480", "recall masked",
+                    "recall masked >=32 px", "precision", "per-face accuracy (found faces)",
+                    "found and right"], rows)
+    acc = r.get("accuracy_on_annotated_boxes")
+    if acc is not None:
+        lines += ["", f"Classifier alone on the annotated boxes: {pct(acc)} "
+                  f"({r.get('annotated_faces', '?')} faces of the model's classes)."]
+    p, ref = r.get("pipeline") or {}, r.get("reference_loop") or {}
+    video = r.get("video") or {}
+    if p:
+        lines += ["", f"Pipeline on `{short(video.get('path', '?'))}` "
+                  f"({video.get('frames', '?')} frames "
+                  f"of {video.get('size', '?')}, {fmt(video.get('faces_per_frame'), 2)} faces "
+                  f"per frame): detector `{p.get('detector')}`, {p.get('threads')} thread(s), "
+                  "frames decoded beforehand (camera capture is not timed).", ""]
+        stage_rows = []
+        for name, run in (("maskedge pipeline (int8, batched faces)", p),
+                          ("reference loop (same detector, Keras predict per face)", ref)):
+            if not run:
+                continue
+            stages = run.get("stages_ms", {})
+            stage_rows.append([name, fmt(run.get("fps"), 1),
+                               fmt(stages.get("detect"), 2), fmt(stages.get("classify"), 2),
+                               fmt(run.get("frame_ms", {}).get("p50_ms"), 2),
+                               fmt(run.get("frame_ms", {}).get("p99_ms"), 2),
+                               fmt(run.get("frames"))])
+        lines += table(["loop", "FPS", "detect ms", "crop + classify ms", "frame p50 ms",
+                        "frame p99 ms", "frames"], stage_rows)
+        matched = r.get("ratio") or {}
+        if matched:
+            lines += ["", f"On the same first {matched['frames']} frames (the reference loop is "
+                      f"too slow to run them all): pipeline {matched['pipeline_fps']:.1f} FPS, "
+                      f"reference {matched['reference_fps']:.1f} FPS, "
+                      f"**{matched['ratio']:.1f}x**"
+                      + ("" if matched.get("same_faces") else
+                         " (the two loops' detectors found different face counts on some "
+                         "frames)") + "."]
+    if ctx.get("plots", {}).get("pipeline_stages"):
+        lines += ["", image(ctx["plots"]["pipeline_stages"], ctx["report"],
+                            "per-stage pipeline time")]
+    return lines
+
+
+def render_training(r: dict[str, Any], ctx: dict[str, Any]) -> list[str]:
+    cached, ref = r.get("cached", {}), r.get("reference", {})
+    lines = [f"Same data ({r.get('data', '?')}), split (seed {r.get('seed', '?')}), input size "
+             f"{r.get('input_size', '?')} px and head. Cached path: `trainer.fit` defaults "
+             "(backbone features computed once, head trained on them). Reference recipe: "
+             "`feature_cache=False`, augmented images through the frozen base every epoch. Wall "
+             "time counts everything from start to the epoch that reaches the accuracy "
+             "(decoding included); the test evaluation after each reference epoch is not "
+             "counted.", ""]
+    lines += table(["path", "test accuracy", "wall s", "epochs"],
+                   [["cached features (this trainer)", pct(cached.get("test_accuracy"), 2),
+                     fmt(cached.get("wall_s"), 1), fmt(cached.get("epochs"))]])
+    epochs = ref.get("epochs", [])
+    if epochs:
+        lines += ["", "Reference recipe, test accuracy after each epoch:", ""]
+        lines += table(["epoch", "test accuracy", "elapsed s"],
+                       [[e["epoch"], pct(e.get("test_accuracy"), 2), fmt(e.get("elapsed_s"), 1)]
+                        for e in epochs])
+    if ref.get("reached"):
+        lines += ["", f"Reference reached {pct(cached.get('test_accuracy'), 2)} at epoch "
+                  f"{ref['reached_epoch']} after {fmt(ref['reached_s'], 1)} s: speed-up "
+                  f"**{fmt(r.get('speedup'), 1)}x**."]
+    elif epochs:
+        lines += ["", f"Reference did not reach {pct(cached.get('test_accuracy'), 2)} within "
+                  f"{len(epochs)} epochs ({fmt(epochs[-1].get('elapsed_s'), 0)} s; this run "
+                  f"capped it at {fmt(ref.get('max_epochs'))} epochs / "
+                  f"{fmt(ref.get('budget_s'), 0)} s, {ref.get('budget_from', 'its time cap')}): "
+                  f"speed-up **>= {fmt(r.get('speedup'), 1)}x**, a lower bound. "
+                  "`--reference-budget SECONDS` lets it run longer."]
+    if ctx.get("plots", {}).get("training_curves"):
+        lines += ["", image(ctx["plots"]["training_curves"], ctx["report"],
+                            "test accuracy against training time")]
+    return lines
+
+
+def render_roofline(r: dict[str, Any], ctx: dict[str, Any]) -> list[str]:
+    peak = r.get("peak", {})
+    lines = [f"MACs counted from the Keras model's Conv2D / DepthwiseConv2D / Dense layers "
+             f"({fmt(r.get('macs', 0) / 1e6, 1)} M per inference at {r.get('input_size')} px). "
+             f"Nominal peak per core = clock x MACs/cycle: {fmt(peak.get('ghz'), 2)} GHz; "
+             f"float32 {peak.get('fp32')} MACs/cycle ({peak.get('fp32_assumption')}); int8 "
+             f"{peak.get('int8')} MACs/cycle ({peak.get('int8_assumption')}); "
+             f"{peak.get('frequency_assumption', '')}.", ""]
+    lines += table(["variant", "threads", "p50 ms", "achieved GMAC/s", "nominal peak GMAC/s",
+                    "share of peak"],
+                   [[row["label"], row["threads"], fmt(row.get("p50_ms")),
+                     fmt(row.get("achieved_gmacs"), 1), fmt(row.get("peak_gmacs"), 0),
+                     pct(row.get("fraction_of_peak"))] for row in r.get("rows", [])])
+    return lines
+
+
+RENDERERS: dict[str, Callable[[dict[str, Any], dict[str, Any]], list[str]]] = {
+    "latency": render_latency, "accuracy": render_accuracy, "sizes": render_sizes,
+    "endtoend": render_endtoend, "training": render_training, "roofline": render_roofline,
+}
+
+
+# ----------------------------------------------------------------------------- whole report
+
+
+def render_machine(machine: dict[str, Any]) -> list[str]:
+    cpu, versions = machine.get("cpu", {}), machine.get("versions", {})
+    rows = [["CPU", f"{cpu.get('model')} ({cpu.get('vendor')}, family {cpu.get('family')})"],
+            ["logical CPUs", fmt(cpu.get("logical_cpus"))],
+            ["clock (reported)", f"{fmt(cpu.get('mhz'), 0)} MHz"],
+            ["SIMD flags", ", ".join(cpu.get("flags", [])) or "-"],
+            ["platform", machine.get("platform", "-")]]
+    rows += [[name, version] for name, version in versions.items()]
+    return table(["", ""], rows)
+
+
+def render_report(sections: dict[str, dict[str, Any]], machine: dict[str, Any],
+                  run: dict[str, Any], report_path: Path,
+                  plots: dict[str, Path] | None = None) -> str:
+    """The whole RESULTS.md. `sections` maps a section name to its result file's content."""
+    results = {name: env.get("result", {}) for name, env in sections.items()}
+    ctx = {"report": report_path, "plots": plots or {}}
+    mode = ("quick mode: a CI smoke run on small data with few iterations, not for quoting"
+            if run.get("quick") else "full mode")
+    lines = ["# maskedge benchmarks", "",
+             f"Generated {run.get('finished', run.get('started', '?'))} by "
+             f"`{run.get('command', '?')}` ({mode}; run `{run.get('run_id', '?')}`). "
+             "Every number below was measured in that run on the machine described here, one "
+             "section at a time; ratios compare measurements of the same run, so they hold where "
+             "absolute times drift. Regenerate everything with "
+             "`python -m benchmarks.run` (about 25 minutes on this machine; `--quick` for a "
+             "smoke run).", "", "## Machine and versions", ""]
+    lines += render_machine(machine)
+    lines += ["", "## Targets", ""]
+    checks = check_targets(results)
+    lines += table(["target", "measured", "required", "status", "by how much"],
+                   [[c.name, _target_value(c), _target_required(c), f"**{c.status}**", c.margin]
+                    for c in checks])
+    lines += ["", "## Sections", ""]
+    lines += table(["section", "run", "measured", "took"],
+                   [[SECTION_TITLES[name], f"`{sections[name].get('run_id', '?')}`",
+                     sections[name].get("started", "?"),
+                     f"{fmt(sections[name].get('seconds'), 0)} s"]
+                    for name in SECTION_ORDER if name in sections])
+    stale = [name for name in SECTION_ORDER
+             if name in sections and sections[name].get("run_id") != run.get("run_id")]
+    if stale:
+        lines += ["", f"**Note:** {', '.join(stale)} come from an earlier run (see the run "
+                  "column); rerun without `--only` for a report from one run."]
+    for name in SECTION_ORDER:
+        lines += ["", f"## {SECTION_TITLES[name]}", ""]
+        if name not in sections:
+            lines.append(f"_Not run: `python -m benchmarks.run --only {name}`._")
+            continue
+        env = sections[name]
+        if env.get("status", "ok") != "ok":
+            lines.append(f"**Failed:** {env.get('error', 'unknown error')}")
+            continue
+        lines += RENDERERS[name](env.get("result", {}), ctx)
+        for note in env.get("result", {}).get("notes", []):
+            lines += ["", f"_Note: {note}_"]
+    return "\n".join(lines) + "\n"
+
+
+def _target_value(check: Any) -> str:
+    if check.measured is None:
+        return "-"
+    prefix = ">= " if check.lower_bound else ""
+    if check.unit == "%":
+        return f"{prefix}{check.measured:.1f}%"
+    if check.unit == "x":
+        return f"{prefix}{check.measured:.1f}x"
+    return f"{prefix}{check.measured:.1f} {check.unit}"
+
+
+def _target_required(check: Any) -> str:
+    sign = ">=" if check.higher_is_better else "<"
+    unit = "%" if check.unit == "%" else ("x" if check.unit == "x" else f" {check.unit}")
+    return f"{sign} {check.target:g}{unit}"

@@ -1,0 +1,191 @@
+"""`convert`: Keras model -> checked TFLite files for the device, and `convert inspect`.
+
+    convert MODEL [--quantize none|float16|dynamic|int8 | --all] [--out PATH | --out-dir DIR]
+    convert inspect FILE [--json]
+
+`convert MODEL ...` is short for `convert export MODEL ...`. Heavy imports (TensorFlow, the trainer)
+happen inside the export command, so `convert --help` and `convert inspect` stay fast and
+`inspect` never imports TensorFlow.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import typer
+from typer.core import TyperGroup
+
+from converters.errors import ConvertError
+
+#: Subcommands; anything else in first position is a model path for `export`.
+SUBCOMMANDS = ("export", "inspect")
+HELP_FLAGS = ("--help", "-h")
+
+
+class DefaultToExport(TyperGroup):
+    """A command group where `convert MODEL ...` means `convert export MODEL ...`."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in HELP_FLAGS:
+            args = ["export", *args]
+        return super().parse_args(ctx, args)
+
+
+app = typer.Typer(
+    cls=DefaultToExport,
+    name="convert",
+    help="Convert a trainer model (.h5/.keras) to TFLite files for the device, each checked "
+         "against the original on the model's test split.\n\n"
+         "convert MODEL [OPTIONS] is short for convert export MODEL [OPTIONS].",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+class Quantize(StrEnum):
+    none = "none"
+    float16 = "float16"
+    dynamic = "dynamic"
+    int8 = "int8"
+
+
+class IOType(StrEnum):
+    uint8 = "uint8"
+    int8 = "int8"
+    float32 = "float32"
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    typer.echo(f"error: {message.splitlines()[0] if message else 'failed'}", err=True)
+    return typer.Exit(code)
+
+
+def _unexpected(exc: Exception) -> typer.Exit:
+    if os.environ.get("MASKEDGE_DEBUG"):
+        raise exc
+    first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+    return _fail(f"unexpected {type(exc).__name__}: {first} (MASKEDGE_DEBUG=1 shows the "
+                 f"traceback)", 1)
+
+
+@app.command("export")
+def export_command(
+    model: Path = typer.Argument(..., metavar="MODEL",
+                                 help="Trainer model file, model.h5 or model.keras "
+                                      "(or its run folder).",
+                                 show_default=False),
+    quantize: Quantize = typer.Option(Quantize.int8, "--quantize", "-q",
+                                      help="none = float32, float16, dynamic (int8 weights), "
+                                           "int8 (full integer, calibrated)."),
+    all_variants: bool = typer.Option(False, "--all", help="Write all four variants."),
+    out: Path | None = typer.Option(None, "--out", "-o",
+                                    help="Output .tflite for one variant "
+                                         "(default: beside MODEL, <stem>_<variant>.tflite)."),
+    out_dir: Path | None = typer.Option(None, "--out-dir",
+                                        help="Folder for the files (default: MODEL's folder)."),
+    split: Path | None = typer.Option(None, "--split",
+                                      help="Split manifest with the test split (and calibration "
+                                           "images) (default: the model's own split.json)."),
+    representative: Path | None = typer.Option(
+        None, "--representative",
+        help="int8: calibrate on images in this folder (flat or one folder per class) instead "
+             "of a stratified sample of the training split. Never test images."),
+    samples: int = typer.Option(300, "--samples", min=1,
+                                help="int8: number of calibration images."),
+    seed: int = typer.Option(0, "--seed", help="int8: seed of the calibration sample."),
+    io: IOType | None = typer.Option(None, "--io",
+                                     help="int8 only: input/output tensor type. uint8 (default) "
+                                          "takes camera pixels as they are."),
+    max_drop: float = typer.Option(1.0, "--max-drop", metavar="POINTS",
+                                   help="Fail a variant (int8 above all, but every variant is "
+                                        "checked) whose test accuracy is more than POINTS below "
+                                        "the Keras model's: exit 1, no file written."),
+    force: bool = typer.Option(False, "--force",
+                               help="Write a variant that fails --max-drop anyway (still exit 1)."),
+    threads: int | None = typer.Option(None, "--threads", min=1,
+                                       help="Interpreter threads for the check."),
+    as_json: bool = typer.Option(False, "--json",
+                                 help="Print the results as JSON on stdout (status on stderr)."),
+    no_progress: bool = typer.Option(False, "--no-progress", help="No progress bars."),
+) -> None:
+    """Convert MODEL to TFLite; write each file only if it still answers like the Keras model.
+
+    Each variant is run with LiteRT on the model's held-out test split and compared with the
+    Keras model (accuracy, top-1 agreement, largest probability difference); the contract and the
+    measured metrics go inside the file. Example: convert runs/2c-224/model.h5 --all
+    """
+    try:
+        from converters.export import ConvertRequest, convert_model
+        from converters.formats import DEFAULT_INT8_IO, FORMATS, format_for
+        from converters.report import device_command, format_summary
+        from trainer.errors import UserError
+
+        formats = list(FORMATS) if all_variants else [format_for(quantize.value)]
+        has_int8 = any(f.quantization == "int8" for f in formats)
+        if io is not None and not has_int8:
+            raise ConvertError("--io applies to int8 only (float variants take float32 pixels)")
+        if representative is not None and not has_int8:
+            raise ConvertError("--representative applies to int8 only (nothing else calibrates)")
+        if out is not None and out_dir is not None:
+            raise ConvertError("use --out (one file) or --out-dir (a folder), not both")
+        request = ConvertRequest(
+            model=model, formats=formats, out=out, out_dir=out_dir, split=split,
+            representative=representative, samples=samples, seed=seed,
+            io=io.value if io is not None else DEFAULT_INT8_IO, max_drop=max_drop, force=force,
+            threads=threads, show_progress=not no_progress)
+
+        def say(line: str) -> None:
+            typer.echo(line, err=as_json)
+
+        outcome = convert_model(request, say)
+    except (ConvertError, UserError) as exc:
+        raise _fail(str(exc)) from None
+    except KeyboardInterrupt:
+        raise _fail("interrupted; no file written", 130) from None
+    except Exception as exc:
+        raise _unexpected(exc) from None
+
+    if as_json:
+        typer.echo(json.dumps({**outcome.to_dict(), "device_command": device_command(outcome)},
+                              indent=2))
+    else:
+        typer.echo(format_summary(outcome))
+    failed = [r for r in outcome.results if not r.passed]
+    if failed:
+        names = ", ".join(f"{r.format.variant} loses {r.check.drop_points:.2f}" for r in failed)
+        kept = "kept anyway (--force)" if force else "not written"
+        raise _fail(f"accuracy gate: {names} points (> --max-drop {max_drop:.2f}); {kept}", 1)
+
+
+@app.command("inspect")
+def inspect_command(
+    file: Path = typer.Argument(..., metavar="FILE", help="A .tflite file written by convert.",
+                                show_default=False),
+    as_json: bool = typer.Option(False, "--json", help="Print it as JSON."),
+) -> None:
+    """Print the contract inside a .tflite file, its tensors and size (no TensorFlow needed)."""
+    from converters.describe import describe, format_description
+
+    try:
+        info = describe(file)
+    except ConvertError as exc:
+        raise _fail(str(exc)) from None
+    except Exception as exc:
+        raise _unexpected(exc) from None
+    typer.echo(json.dumps(info, indent=2) if as_json else format_description(info))
+
+
+def main() -> None:  # pragma: no cover - `python -m converters.cli`
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

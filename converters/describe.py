@@ -1,0 +1,81 @@
+"""`convert inspect FILE`: what a `.tflite` file says about itself, without TensorFlow.
+
+Reads the embedded contract (`edge.tflite_metadata`), the input and output tensors (dtype, shape,
+quantization) through whichever TFLite runtime the edge package finds, and the file size. Only edge
+modules are imported here, so inspecting works on the device and starts fast.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from converters.errors import ConvertError
+from converters.quiet import quiet_output
+from edge.contract import ContractError
+from edge.runtime import RuntimeUnavailable, load_interpreter
+from edge.tflite_metadata import read_contract
+
+
+def describe(path: str | Path) -> dict[str, Any]:
+    """Contract, tensors and size of a maskedge `.tflite` file (ConvertError if it is not one)."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise ConvertError(f"file not found: {path}")
+    try:
+        contract = read_contract(path)
+    except ContractError as exc:
+        message = str(exc)
+        raise ConvertError(message if str(path) in message else f"{path}: {message}") from None
+    try:
+        with quiet_output():  # LiteRT announces its XNNPACK delegate on stderr
+            loaded = load_interpreter(path)
+    except RuntimeUnavailable as exc:
+        raise ConvertError(str(exc)) from None
+    tensors = {}
+    for name, details in (("inputs", loaded.interpreter.get_input_details()),
+                          ("outputs", loaded.interpreter.get_output_details())):
+        tensors[name] = [{"name": d["name"], "dtype": np.dtype(d["dtype"]).name,
+                          "shape": [int(v) for v in d["shape"]],
+                          "scale": float(d["quantization"][0]),
+                          "zero_point": int(d["quantization"][1])} for d in details]
+    return {"path": str(path), "size_bytes": path.stat().st_size, "runtime": loaded.runtime,
+            **tensors, "contract": json.loads(contract.to_json())}
+
+
+def format_description(info: dict[str, Any]) -> str:
+    """The description as text for people."""
+    c = info["contract"]
+    h, w = c["input_size"]
+    lines = [
+        f"file          {info['path']} ({info['size_bytes']:,} bytes)",
+        f"labels        {', '.join(c['labels'])} (class order)",
+        f"input         {h}x{w}, {c['input_format']}",
+        f"output        {c['output']}",
+        f"quantization  {c['quantization']}",
+        f"architecture  {c['architecture']}",
+        f"preprocessing {c['preprocessing']}",
+    ]
+    for kind in ("inputs", "outputs"):
+        for t in info[kind]:
+            quant = (f", scale {t['scale']:.6g}, zero point {t['zero_point']}"
+                     if t["scale"] else "")
+            lines.append(f"{kind[:-1]:<13} {t['name']}: {t['dtype']} {t['shape']}{quant}")
+    lines.append(f"runtime       {info['runtime']}")
+    for key in sorted(c.get("source", {})):
+        lines.append(f"source        {key}: {_short(c['source'][key])}")
+    for key in sorted(c.get("metrics", {})):
+        lines.append(f"metric        {key}: {_short(c['metrics'][key])}")
+    return "\n".join(lines)
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, dict | list):
+        text = json.dumps(value, sort_keys=True)
+        return text if len(text) <= 100 else text[:97] + "..."
+    return str(value)

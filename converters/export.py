@@ -1,0 +1,430 @@
+"""The conversion driver: Keras model -> checked `.tflite` files with their contract inside.
+
+For each requested variant: convert (`converters.formats`), embed a provisional contract, run the
+candidate with the device's classifier on the model's held-out test split and compare with Keras
+(`converters.check`), gate on the accuracy drop, embed the final contract with the measured metrics
+(`converters.embed`) and only then write the file atomically (`edge.fileio`). Candidates live in a
+temporary folder: a failed, refused or interrupted conversion leaves no file and never replaces a
+good one. Output paths are checked for writability before any work starts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from converters.calibration import DEFAULT_SAMPLES, DEFAULT_SEED, Calibration, from_directory
+from converters.calibration import from_split as calibration_from_split
+from converters.check import CheckResult, check_tflite, keras_probabilities, tflite_probabilities
+from converters.embed import embed_contract
+from converters.errors import ConvertError
+from converters.formats import (
+    DEFAULT_INT8_IO,
+    INT8_IO,
+    Format,
+    convert_format,
+    export_saved_model,
+)
+from converters.quiet import quiet_output
+from edge.contract import ModelContract
+from edge.fileio import write_bytes_atomic
+from trainer import progress
+from trainer.errors import UserError
+from trainer.split import SplitManifest, load_split, read_manifest
+
+DEFAULT_MAX_DROP = 1.0
+#: Test images re-run after the final embedding to prove the written file answers identically.
+VERIFY_IMAGES = 16
+
+Say = Callable[[str], None]
+
+
+@dataclass
+class ConvertRequest:
+    """What `convert` was asked to do (the CLI's options)."""
+
+    model: Path
+    formats: list[Format]
+    out: Path | None = None  # one variant: the file (or a folder to put it in)
+    out_dir: Path | None = None  # several variants: the folder (default: beside the model)
+    split: Path | None = None  # split manifest (default: the model's source.split_manifest)
+    representative: Path | None = None  # calibration folder (default: sample the train split)
+    samples: int = DEFAULT_SAMPLES
+    seed: int = DEFAULT_SEED
+    io: str = DEFAULT_INT8_IO
+    max_drop: float = DEFAULT_MAX_DROP
+    force: bool = False
+    threads: int | None = None
+    show_progress: bool = True
+
+
+@dataclass(frozen=True)
+class Reference:
+    """What every variant is checked against: the Keras model's answers on the test split."""
+
+    contract: ModelContract
+    keras_sha256: str
+    split_path: Path
+    images: np.ndarray  # (N, h, w, 3) uint8 test images
+    labels: np.ndarray  # (N,) label indices
+    keras_probs: np.ndarray  # (N, C) the Keras model's probabilities
+    calibration: Calibration | None  # int8 calibration images, if int8 was asked for
+
+
+@dataclass
+class VariantResult:
+    """One variant's conversion, check and fate."""
+
+    format: Format
+    target: Path
+    io: str
+    convert_seconds: float
+    check_seconds: float
+    size_bytes: int
+    check: CheckResult
+    passed: bool
+    written: bool
+    tensors: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"variant": self.format.variant, "quantization": self.format.quantization,
+                "description": self.format.description, "io": self.io,
+                "path": str(self.target) if self.written else None, "target": str(self.target),
+                "written": self.written, "passed": self.passed, "size_bytes": self.size_bytes,
+                "convert_seconds": round(self.convert_seconds, 2),
+                "check_seconds": round(self.check_seconds, 2), **self.check.to_dict(),
+                "tensors": self.tensors}
+
+
+@dataclass
+class ConvertOutcome:
+    """Everything one `convert` run did."""
+
+    model: Path
+    contract: ModelContract
+    keras_sha256: str
+    manifest: Path
+    test_samples: int
+    keras_accuracy: float
+    max_drop: float
+    calibration: dict[str, Any] | None
+    export_seconds: float
+    results: list[VariantResult]
+
+    @property
+    def ok(self) -> bool:
+        return all(r.passed for r in self.results)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model": str(self.model), "keras_sha256": self.keras_sha256,
+                "labels": list(self.contract.labels), "input_size": list(self.contract.input_size),
+                "split_manifest": str(self.manifest), "test_samples": self.test_samples,
+                "keras_accuracy": self.keras_accuracy, "max_drop_points": self.max_drop,
+                "calibration": self.calibration, "export_seconds": round(self.export_seconds, 2),
+                "ok": self.ok, "variants": [r.to_dict() for r in self.results]}
+
+
+# ---------------------------------------------------------------------------------------------
+# Before any work: inputs and output paths
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def resolve_model_path(path: Path) -> Path:
+    """The model file; a run folder stands for the model.h5 (or model.keras) inside it."""
+    path = path.expanduser()
+    if path.is_dir():
+        for name in ("model.h5", "model.keras"):
+            if (path / name).is_file():
+                return path / name
+        raise ConvertError(f"{path} is a folder without model.h5 or model.keras")
+    return path
+
+
+def output_targets(request: ConvertRequest) -> list[Path]:
+    """The file each requested variant is written to."""
+    model = request.model
+    if request.out is not None:
+        if len(request.formats) != 1:
+            raise ConvertError("--out names one file: use --out-dir with --all")
+        out = request.out.expanduser()
+        if out.is_dir():
+            return [out / request.formats[0].file_name(model.stem)]
+        return [out]
+    folder = (request.out_dir.expanduser() if request.out_dir is not None else model.parent)
+    return [folder / fmt.file_name(model.stem) for fmt in request.formats]
+
+
+def ensure_writable(target: Path, model: Path) -> None:
+    """ConvertError (one line) unless `target` can be created or replaced."""
+    if target.suffix != ".tflite":
+        raise ConvertError(f"output {target} must end in .tflite")
+    if target.exists() and target.resolve() == model.resolve():
+        raise ConvertError(f"output {target} would overwrite the source model")
+    if target.is_dir():
+        raise ConvertError(f"output {target} is a folder")
+    ancestor = target.parent
+    while not ancestor.exists():
+        if ancestor.parent == ancestor:
+            break
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise ConvertError(f"cannot write {target}: {ancestor} is not a folder")
+    try:  # root ignores permission bits, so try it rather than ask os.access
+        fd, probe = tempfile.mkstemp(prefix=".convert-probe-", dir=ancestor)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise ConvertError(f"cannot write {target}: {exc.strerror or exc}") from None
+    if target.exists() and not os.access(target, os.W_OK):
+        raise ConvertError(f"cannot write {target}: permission denied")
+
+
+def manifest_path(request: ConvertRequest, contract: ModelContract) -> Path:
+    if request.split is not None:
+        return request.split.expanduser()
+    named = contract.source.get("split_manifest")
+    if not named:
+        raise ConvertError(f"{request.model} names no split manifest (source.split_manifest): "
+                           f"pass --split PATH to its run's split.json")
+    path = Path(named)
+    return path if path.is_absolute() else request.model.parent / path
+
+
+def load_test_split(path: Path, contract: ModelContract,
+                    show_progress: bool) -> tuple[SplitManifest, np.ndarray, np.ndarray]:
+    """The manifest and the test split's pixels and labels, at the model's input size."""
+    try:
+        manifest = read_manifest(path)
+    except UserError as exc:
+        raise ConvertError(str(exc)) from None
+    if tuple(manifest.labels) != tuple(contract.labels):
+        raise ConvertError(f"split manifest {path} has labels {list(manifest.labels)}, the model "
+                           f"{list(contract.labels)}: not this model's split")
+    rows = manifest.rows_of("test")
+    if not rows:
+        raise ConvertError(f"split manifest {path} has no test images to check against")
+    try:
+        with progress.task("test split", len(rows), show_progress) as advance:
+            images, labels = load_split(manifest, "test", contract.input_size, advance=advance)
+    except UserError as exc:
+        raise ConvertError(f"cannot read the test split: {exc}") from None
+    return manifest, images, labels
+
+
+def test_files(manifest: SplitManifest) -> list[Path]:
+    if manifest.format == "arrays":
+        return []
+    return sorted({manifest.root / r["path"] for r in manifest.rows_of("test")})
+
+
+def load_model(path: Path, contract: ModelContract) -> Any:
+    """The Keras model, checked against its contract (input size, output units)."""
+    with quiet_output():
+        from trainer.artifacts import ModelFileError, load_keras_model
+
+        try:
+            model, _ = load_keras_model(path)
+        except ModelFileError as exc:
+            error: str | None = str(exc)
+        else:
+            error = None
+    if error is not None:
+        raise ConvertError(error)
+    shape = tuple(model.inputs[0].shape) if len(model.inputs) == 1 else None
+    want = (*contract.input_size, 3)
+    if shape is None or tuple(shape[1:]) != want:
+        raise ConvertError(f"{path}: model input {shape} does not match its contract "
+                           f"(None, {want[0]}, {want[1]}, 3)")
+    units = 1 if contract.output == "sigmoid" else contract.num_classes
+    out = tuple(model.outputs[0].shape) if len(model.outputs) == 1 else None
+    if out is None or out[-1] != units:
+        raise ConvertError(f"{path}: model output {out} does not match its contract "
+                           f"({units} {contract.output} unit(s))")
+    return model
+
+
+# ---------------------------------------------------------------------------------------------
+# The conversion
+
+
+def _tensor_details(path: Path) -> dict[str, Any]:
+    from edge.runtime import load_interpreter
+
+    interpreter = load_interpreter(path).interpreter
+    detail = {}
+    for name, d in (("input", interpreter.get_input_details()[0]),
+                    ("output", interpreter.get_output_details()[0])):
+        scale, zero = d["quantization"]
+        detail[name] = {"dtype": np.dtype(d["dtype"]).name, "shape": [int(v) for v in d["shape"]],
+                        "scale": float(scale), "zero_point": int(zero)}
+    return detail
+
+
+def _contract_for(base: ModelContract, fmt: Format, io: str, target: Path, manifest: Path,
+                  keras_sha256: str, model: Path, calibration: Calibration | None,
+                  metrics: dict[str, Any]) -> ModelContract:
+    import tensorflow as tf
+
+    source = dict(base.source)
+    source["split_manifest"] = os.path.relpath(manifest.resolve(), target.parent.resolve())
+    source.update({"keras_sha256": keras_sha256, "converted_from": model.name, "io": io,
+                   "converter": f"tensorflow {tf.__version__}",
+                   "converted_at": datetime.now(UTC).isoformat(timespec="seconds")})
+    if calibration is not None:
+        source["calibration"] = calibration.source
+    return base.with_(quantization=fmt.quantization, source=source, metrics=metrics)
+
+
+def convert_model(request: ConvertRequest, say: Say) -> ConvertOutcome:
+    """Convert, check, gate and write every requested variant (see module docstring)."""
+    with quiet_output():  # importing Keras brings TensorFlow's start-up notices
+        from trainer.artifacts import ModelFileError, read_keras_contract
+
+    model_path = resolve_model_path(request.model)
+    request = dataclasses.replace(request, model=model_path)
+    try:
+        contract = read_keras_contract(model_path)
+    except ModelFileError as exc:
+        raise ConvertError(str(exc)) from None
+    targets = output_targets(request)
+    for target in targets:
+        ensure_writable(target, model_path)
+    if request.samples < 1:
+        raise ConvertError("--samples must be at least 1")
+    if request.io not in INT8_IO:
+        raise ConvertError(f"--io must be one of {', '.join(INT8_IO)}")
+    keras_sha = sha256_file(model_path)
+    h, w = contract.input_size
+    say(f"model      {model_path}: {contract.architecture} {h}x{w}, labels "
+        f"{', '.join(contract.labels)}, sha256 {keras_sha[:12]}")
+
+    split_path = manifest_path(request, contract)
+    manifest, images, labels = load_test_split(split_path, contract, request.show_progress)
+    needs_calibration = any(f.quantization == "int8" for f in request.formats)
+    calibration = _calibration(request, manifest, contract) if needs_calibration else None
+    if calibration is not None:
+        say(f"calibrate  {calibration.source['samples']} images from "
+            f"{calibration.source['from']} (seed {calibration.source['seed']})")
+
+    model = load_model(model_path, contract)
+    with progress.task("Keras model on the test split", len(images),
+                       request.show_progress) as advance:
+        keras_probs = keras_probabilities(model, contract, images, advance)
+    keras_acc = float((keras_probs.argmax(1) == labels).mean())
+    say(f"test split {len(images)} images ({split_path}); Keras accuracy {keras_acc:.2%}")
+
+    reference = Reference(contract=contract, keras_sha256=keras_sha, split_path=split_path,
+                          images=images, labels=labels, keras_probs=keras_probs,
+                          calibration=calibration)
+    results: list[VariantResult] = []
+    with tempfile.TemporaryDirectory(prefix="maskedge-convert-") as tmp:
+        start = time.perf_counter()
+        saved_model = export_saved_model(model, Path(tmp) / "saved_model")
+        export_seconds = time.perf_counter() - start
+        say(f"export     SavedModel in {export_seconds:.1f} s")
+        for fmt, target in zip(request.formats, targets, strict=True):
+            results.append(_convert_one(request, reference, fmt, target, saved_model, Path(tmp),
+                                        say))
+    return ConvertOutcome(model=model_path, contract=contract, keras_sha256=keras_sha,
+                          manifest=split_path, test_samples=len(images), keras_accuracy=keras_acc,
+                          max_drop=request.max_drop,
+                          calibration=calibration.source if calibration else None,
+                          export_seconds=export_seconds, results=results)
+
+
+def _calibration(request: ConvertRequest, manifest: SplitManifest,
+                 contract: ModelContract) -> Calibration:
+    size, show = contract.input_size, request.show_progress
+    if request.representative is not None:
+        return from_directory(request.representative, size, request.samples, request.seed,
+                              test_files(manifest), show)
+    return calibration_from_split(manifest, size, request.samples, request.seed, show)
+
+
+def _convert_one(request: ConvertRequest, ref: Reference, fmt: Format, target: Path,
+                 saved_model: Path, tmp: Path, say: Say) -> VariantResult:
+    """Convert one variant, check it, gate it, and write it if it may be written."""
+    io = request.io if fmt.quantization == "int8" else "float32"
+    calibration = ref.calibration if fmt.quantization == "int8" else None
+
+    start = time.perf_counter()
+    raw = convert_format(fmt, saved_model, calibration.images if calibration else None, io)
+    convert_seconds = time.perf_counter() - start
+
+    def contract_with(metrics: dict[str, Any]) -> ModelContract:
+        return _contract_for(ref.contract, fmt, io, target, ref.split_path, ref.keras_sha256,
+                             request.model, calibration, metrics)
+
+    candidate = tmp / f"candidate_{fmt.variant}.tflite"  # the classifier reads its contract
+    candidate.write_bytes(embed_contract(raw, contract_with({})))
+    start = time.perf_counter()
+    with progress.task(f"check {fmt.variant}", len(ref.images),
+                       request.show_progress) as advance:
+        check = check_tflite(candidate, ref.images, ref.labels, ref.keras_probs, request.threads,
+                             advance)
+    check_seconds = time.perf_counter() - start
+    passed = check.drop_points <= request.max_drop
+
+    metrics = {**check.to_dict(), "split": "test", "max_drop_points": request.max_drop,
+               "passed_gate": passed, "keras_metrics": dict(ref.contract.metrics)}
+    final = embed_contract(raw, contract_with(metrics))
+    verified = tmp / f"final_{fmt.variant}.tflite"
+    verified.write_bytes(final)
+    _verify_same_answers(candidate, verified, ref.images[:VERIFY_IMAGES])
+    tensors = _tensor_details(verified)
+
+    written = passed or request.force
+    if written:
+        try:
+            write_bytes_atomic(target, final)
+        except OSError as exc:
+            raise ConvertError(f"cannot write {target}: {exc.strerror or exc}") from None
+    say(_variant_line(fmt, check, convert_seconds, len(final), target, passed, written,
+                      request.max_drop))
+    return VariantResult(format=fmt, target=target, io=io, convert_seconds=convert_seconds,
+                         check_seconds=check_seconds, size_bytes=len(final), check=check,
+                         passed=passed, written=written, tensors=tensors)
+
+
+def _verify_same_answers(candidate: Path, final: Path, images: np.ndarray) -> None:
+    before, _ = tflite_probabilities(candidate, images)
+    after, _ = tflite_probabilities(final, images)
+    if not np.array_equal(before, after):
+        raise ConvertError(f"embedding the metadata changed the answers of {final.name}")
+
+
+def human_size(size: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size} B"
+
+
+def _variant_line(fmt: Format, check: CheckResult, seconds: float, size: int, target: Path,
+                  passed: bool, written: bool, max_drop: float) -> str:
+    head = (f"{fmt.variant:<10} converted in {seconds:.1f} s, {human_size(size)}; test accuracy "
+            f"{check.accuracy:.2%} ({check.delta_points:+.2f} pts vs Keras), top-1 agreement "
+            f"{check.top1_agreement:.2%}, max prob diff {check.max_prob_diff:.2e}")
+    if passed:
+        return f"{head}\n{'':<10} -> {target}"
+    verdict = f"FAILED: loses {check.drop_points:.2f} points (> --max-drop {max_drop:.2f})"
+    tail = f"kept anyway (--force) -> {target}" if written else "no file written"
+    return f"{head}\n{'':<10} {verdict}; {tail}"

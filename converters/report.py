@@ -1,0 +1,53 @@
+"""The summary `convert` prints: one table row per variant, then the device command."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from converters.export import ConvertOutcome, VariantResult, human_size
+
+#: How the edge runtime runs a model on a camera (edge/cli.py).
+DEVICE_COMMAND = "edge run --camera 0 --model {path}"
+
+
+def device_command(outcome: ConvertOutcome) -> str | None:
+    """The command that runs the best written file on the device (int8 first), if any."""
+    written = [r for r in outcome.results if r.written]
+    if not written:
+        return None
+    order = {"int8": 0, "dynamic": 1, "float16": 2, "none": 3}
+    best = min(written, key=lambda r: (not r.passed, order.get(r.format.quantization, 9)))
+    return DEVICE_COMMAND.format(path=_quote(best.target))
+
+
+def _quote(path: Path) -> str:
+    text = str(path)
+    return f"'{text}'" if any(c in text for c in " \"'$&;|") else text
+
+
+def _row(r: VariantResult) -> list[str]:
+    verdicts = {(True, True): "ok", (False, True): "FAILED, kept (--force)",
+                (False, False): "FAILED, not written"}
+    result = verdicts[(r.passed, r.written)]
+    return [r.format.variant, r.io, human_size(r.size_bytes), f"{r.convert_seconds:.1f} s",
+            f"{r.check.accuracy:.2%}", f"{r.check.delta_points:+.2f}",
+            f"{r.check.top1_agreement:.2%}", f"{r.check.max_prob_diff:.1e}", result,
+            str(r.target) if r.written else "-"]
+
+
+def format_summary(outcome: ConvertOutcome) -> str:
+    """Table of every variant against the Keras model, and the command for the device."""
+    header = ["variant", "io", "size", "convert", "accuracy", "Δ pts", "top-1 agree",
+              "max |Δp|", "result", "file"]
+    rows = [header] + [_row(r) for r in outcome.results]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = ["", f"Keras accuracy {outcome.keras_accuracy:.2%} on {outcome.test_samples} test "
+             f"images; gate: lose at most {outcome.max_drop:.2f} points (--max-drop)", ""]
+    for i, row in enumerate(rows):
+        lines.append("  ".join(cell.ljust(widths[j]) for j, cell in enumerate(row)).rstrip())
+        if i == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    command = device_command(outcome)
+    if command:
+        lines += ["", "run it on the device:", f"  {command}"]
+    return "\n".join(lines)

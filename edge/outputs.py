@@ -1,0 +1,356 @@
+"""Where the frame loop's results go: JSON lines, an annotated video, an MJPEG page, a window.
+
+Every output is a sink with `write(record, annotated)`, `event(record)` and `close(ok)`:
+
+- `JsonLinesSink`: one JSON object per frame and per event; to a file (written beside the target
+  and renamed into place on close, so it is never partial) or to stdout (`-`) for live consumers.
+- `VideoSink`: the annotated frames as a video file, also renamed into place on close.
+- `MjpegServer`: an HTTP page with the annotated stream (`/`, `/stream.mjpg`, `/frame.jpg`) served
+  from a thread; JPEGs are encoded by the serving threads, and only when someone watches.
+- `WindowSink`: an OpenCV window, when the OpenCV build has a GUI and there is a display.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, Protocol, TextIO
+
+import cv2
+import numpy as np
+
+from edge.fileio import atomic_path
+
+
+class OutputError(RuntimeError):
+    """An output cannot be opened (one-line message)."""
+
+
+class Sink(Protocol):
+    needs_image: bool
+
+    def write(self, record: dict[str, Any], annotated: np.ndarray | None) -> None: ...
+
+    def event(self, record: dict[str, Any]) -> None: ...
+
+    def close(self, ok: bool = True) -> None: ...
+
+
+class _AtomicTarget:
+    """A temporary path beside `target`, renamed onto it by `finish(ok=True)`."""
+
+    def __init__(self, target: Path) -> None:
+        self._stack = contextlib.ExitStack()
+        self.path = self._stack.enter_context(atomic_path(target))
+
+    def finish(self, ok: bool) -> None:
+        if ok:
+            self._stack.close()  # renames
+        else:
+            self._stack.__exit__(RuntimeError, RuntimeError("aborted"), None)  # deletes
+
+
+class JsonLinesSink:
+    """Frames and events as JSON lines, to a file or to stdout (`-`)."""
+
+    needs_image = False
+
+    def __init__(self, target: str | Path) -> None:
+        self.target = str(target)
+        self._atomic: _AtomicTarget | None = None
+        self._stream: TextIO
+        if self.target == "-":
+            self._stream = sys.stdout
+        else:
+            try:
+                self._atomic = _AtomicTarget(Path(target))
+                self._stream = self._atomic.path.open("w", encoding="utf-8")
+            except OSError as exc:
+                raise OutputError(f"cannot write {target}: {exc.strerror or exc}") from None
+
+    def _line(self, record: dict[str, Any]) -> None:
+        self._stream.write(json.dumps(record, separators=(",", ":")) + "\n")
+        if self._atomic is None:
+            self._stream.flush()
+
+    def write(self, record: dict[str, Any], annotated: np.ndarray | None) -> None:
+        self._line(record)
+
+    def event(self, record: dict[str, Any]) -> None:
+        self._line(record)
+
+    def close(self, ok: bool = True) -> None:
+        if self._atomic is not None:
+            self._stream.close()
+            self._atomic.finish(ok)
+            self._atomic = None
+
+
+FOURCC = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "MJPG"}
+
+
+class VideoSink:
+    """Annotated frames to a video file; every frame is fitted to the first frame's size."""
+
+    needs_image = True
+
+    def __init__(self, target: str | Path, fps: float) -> None:
+        self.target = Path(target)
+        if self.target.suffix.lower() not in FOURCC:
+            raise OutputError(f"cannot write video {self.target}: use one of "
+                              f"{', '.join(sorted(FOURCC))}")
+        self.fps = fps
+        self.frames = 0
+        self._atomic: _AtomicTarget | None = None
+        self._writer: Any = None
+        self._size: tuple[int, int] | None = None
+        try:  # fail now, not at the first frame, when the folder cannot be written
+            self._atomic = _AtomicTarget(self.target)
+        except OSError as exc:
+            raise OutputError(f"cannot write {self.target}: {exc.strerror or exc}") from None
+
+    def _open(self, width: int, height: int) -> None:
+        assert self._atomic is not None
+        fourcc = cv2.VideoWriter.fourcc(*FOURCC[self.target.suffix.lower()])
+        writer = cv2.VideoWriter(str(self._atomic.path), fourcc, self.fps, (width, height))
+        if not writer.isOpened():
+            raise OutputError(f"OpenCV cannot encode {self.target.suffix} video here")
+        self._writer, self._size = writer, (width, height)
+
+    def write(self, record: dict[str, Any], annotated: np.ndarray | None) -> None:
+        if annotated is None:
+            return
+        if self._writer is None:
+            self._open(annotated.shape[1], annotated.shape[0])
+        assert self._size is not None
+        if (annotated.shape[1], annotated.shape[0]) != self._size:
+            annotated = fit_frame(annotated, self._size)
+        self._writer.write(annotated)
+        self.frames += 1
+
+    def event(self, record: dict[str, Any]) -> None:
+        pass
+
+    def close(self, ok: bool = True) -> None:
+        if self._writer is not None:
+            self._writer.release()
+            self._writer = None
+        if self._atomic is not None:
+            self._atomic.finish(ok and self.frames > 0)
+            self._atomic = None
+
+
+def fit_transform(image_size: tuple[int, int], size: tuple[int, int],
+                  ) -> tuple[float, int, int, int, int]:
+    """How `fit_frame` places a (width, height) image into `size`: scale, x, y, width, height."""
+    width, height = size
+    w, h = image_size
+    scale = min(width / w, height / h)
+    nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
+    return scale, (width - nw) // 2, (height - nh) // 2, nw, nh
+
+
+def fit_frame(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """`image` scaled to fit (width, height), centred on black (aspect ratio kept)."""
+    width, height = size
+    scale, x, y, nw, nh = fit_transform((image.shape[1], image.shape[0]), size)
+    canvas = np.zeros((height, width, 3), np.uint8)
+    canvas[y:y + nh, x:x + nw] = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_AREA
+                                            if scale < 1 else cv2.INTER_LINEAR)
+    return canvas
+
+
+def parse_address(text: str) -> tuple[str, int]:
+    """'HOST:PORT', ':PORT' or 'PORT' (host defaults to 127.0.0.1; IPv6 as [::1]:PORT)."""
+    host, _, port = text.rpartition(":") if ":" in text else ("", "", text)
+    host = host.strip("[]") or "127.0.0.1"
+    try:
+        number = int(port)
+    except ValueError:
+        raise ValueError(f"bad address {text!r}: expected HOST:PORT, e.g. 127.0.0.1:8080") from None
+    if not 0 <= number <= 65535:
+        raise ValueError(f"bad port {number} in {text!r}")
+    return host, number
+
+
+PAGE = """<!doctype html>
+<html><head><meta charset="utf-8"><title>maskedge</title>
+<style>body{{margin:0;background:#111;color:#ddd;font-family:sans-serif;text-align:center}}
+img{{max-width:100%;height:auto}}</style></head>
+<body><h3>maskedge &mdash; {source}</h3><img src="/stream.mjpg" alt="live stream"></body></html>
+"""
+BOUNDARY = "maskedgeframe"
+
+
+class MjpegServer:
+    """The annotated stream as an MJPEG page, served by http.server on its own threads."""
+
+    needs_image = True
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, source: str = "camera",
+                 quality: int = 80) -> None:
+        self.quality = quality
+        self._cond = threading.Condition()
+        self._frame: np.ndarray | None = None
+        self._seq = 0
+        self._jpeg: bytes | None = None
+        self._jpeg_seq = -1
+        self._encode_lock = threading.Lock()
+        self._closing = False
+        page = PAGE.format(source=source).encode()
+        server_ref = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                path = self.path.split("?", 1)[0]
+                if path in ("/", "/index.html"):
+                    self._send(200, "text/html; charset=utf-8", page)
+                elif path == "/frame.jpg":
+                    _, jpeg = server_ref.wait_jpeg(-1, timeout=5.0)
+                    if jpeg is None:
+                        self._send(503, "text/plain", b"no frame yet\n")
+                    else:
+                        self._send(200, "image/jpeg", jpeg)
+                elif path == "/stream.mjpg":
+                    self._stream()
+                else:
+                    self._send(404, "text/plain", b"not found\n")
+
+            def _send(self, status: int, kind: str, body: bytes) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", kind)
+                self.send_header("Content-Length", str(len(body)))
+                self.send_header("Cache-Control", "no-store")
+                self.end_headers()
+                self.wfile.write(body)
+
+            def _stream(self) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type",
+                                 f"multipart/x-mixed-replace; boundary={BOUNDARY}")
+                self.send_header("Cache-Control", "no-store")
+                self.end_headers()
+                seen = -1
+                try:
+                    while not server_ref.closing:
+                        seq, jpeg = server_ref.wait_jpeg(seen, timeout=1.0)
+                        if jpeg is None:
+                            continue
+                        seen = seq
+                        self.wfile.write(
+                            f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\n"
+                            f"Content-Length: {len(jpeg)}\r\n\r\n".encode() + jpeg + b"\r\n")
+                        self.wfile.flush()
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+        try:
+            self._httpd = ThreadingHTTPServer((host, port), Handler)
+        except OSError as exc:
+            raise OutputError(f"cannot serve on {host}:{port}: {exc.strerror or exc}") from None
+        self._httpd.daemon_threads = True
+        self.host, self.port = host, int(self._httpd.server_address[1])
+        self._thread = threading.Thread(target=self._httpd.serve_forever, name="mjpeg",
+                                        daemon=True)
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}/"
+
+    @property
+    def closing(self) -> bool:
+        return self._closing
+
+    def publish(self, bgr: np.ndarray) -> None:
+        """Make `bgr` the current frame (not copied: the caller must not change it later)."""
+        with self._cond:
+            self._frame = bgr
+            self._seq += 1
+            self._cond.notify_all()
+
+    def wait_jpeg(self, after: int, timeout: float) -> tuple[int, bytes | None]:
+        """The JPEG of the first frame newer than sequence number `after` (None on timeout)."""
+        with self._cond:
+            if self._seq <= after or self._frame is None:
+                self._cond.wait_for(lambda: (self._seq > after and self._frame is not None)
+                                    or self._closing, timeout)
+            if self._seq <= after or self._frame is None:
+                return after, None
+            frame, seq = self._frame, self._seq
+        with self._encode_lock:
+            if self._jpeg_seq != seq:
+                ok, buf = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, self.quality])
+                if not ok:
+                    return after, None
+                self._jpeg, self._jpeg_seq = buf.tobytes(), seq
+            return seq, self._jpeg
+
+    def write(self, record: dict[str, Any], annotated: np.ndarray | None) -> None:
+        if annotated is not None:
+            self.publish(annotated)
+
+    def event(self, record: dict[str, Any]) -> None:
+        pass
+
+    def close(self, ok: bool = True) -> None:
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+
+def gui_problem() -> str | None:
+    """Why an OpenCV window cannot be shown here, or None when it can."""
+    info = cv2.getBuildInformation()
+    gui = next((line.split(":", 1)[1].strip() for line in info.splitlines()
+                if line.strip().startswith("GUI:")), "")
+    if gui.upper() in ("", "NONE"):
+        return ("this OpenCV build has no GUI (opencv-python-headless); install opencv-python "
+                "for --show, or use --serve to watch in a browser")
+    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY")
+                                                 or os.environ.get("WAYLAND_DISPLAY")):
+        return "no display for --show (DISPLAY is not set); use --serve to watch in a browser"
+    return None
+
+
+class WindowSink:
+    """An OpenCV window; `q` or Esc in it asks the loop to stop."""
+
+    needs_image = True
+
+    def __init__(self, title: str = "maskedge") -> None:
+        problem = gui_problem()
+        if problem:
+            raise OutputError(problem)
+        self.title = title
+        self.quit_requested = False
+        try:
+            cv2.namedWindow(title, cv2.WINDOW_NORMAL)
+        except cv2.error as exc:
+            raise OutputError(f"cannot open a window: {str(exc).strip().splitlines()[-1]}") \
+                from None
+
+    def write(self, record: dict[str, Any], annotated: np.ndarray | None) -> None:
+        if annotated is None:
+            return
+        cv2.imshow(self.title, annotated)
+        if cv2.waitKey(1) & 0xFF in (ord("q"), 27):
+            self.quit_requested = True
+
+    def event(self, record: dict[str, Any]) -> None:
+        pass
+
+    def close(self, ok: bool = True) -> None:
+        with contextlib.suppress(cv2.error):
+            cv2.destroyWindow(self.title)

@@ -1,0 +1,301 @@
+"""Where frames come from: a camera, a video file, a folder of images or a stream URL.
+
+Every source yields RGB uint8 frames (OpenCV's BGR is converted once, here). A read either returns
+a frame or raises one of:
+
+- `UnreadableFrame`: this frame is bad (corrupt image, failed grab); skip it and count it,
+- `SourceLost`: a live source stopped delivering (camera unplugged, stream dropped); reopen it,
+- `StreamEnded`: a file or folder has no more frames.
+
+`open` raises `SourceError` with one clear line when the source cannot be opened at all.
+Cameras go through `cv2.VideoCapture` (V4L2) or, on Raspberry Pi OS's libcamera stack where V4L2
+capture may not open the camera, through `picamera2` when it is installed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+import cv2
+import numpy as np
+
+cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
+#: Consecutive failed reads after which a live source counts as lost.
+LOST_AFTER = 5
+#: Consecutive failed reads after which a video file counts as ended.
+FILE_END_AFTER = 5
+
+
+class SourceError(RuntimeError):
+    """The source cannot be opened (one-line message for the user)."""
+
+
+class UnreadableFrame(Exception):
+    """One frame could not be read or decoded."""
+
+
+class SourceLost(Exception):
+    """A live source stopped delivering frames."""
+
+
+class StreamEnded(Exception):
+    """A file source has no more frames."""
+
+
+class FrameSource(Protocol):
+    description: str
+    live: bool  # True: frames arrive in real time and may be dropped
+    fps: float | None  # nominal frame rate, when known
+
+    def open(self) -> None: ...
+
+    def read(self) -> np.ndarray: ...
+
+    def close(self) -> None: ...
+
+
+class Pacer:
+    """Sleeps so that frames come no faster than `fps` (to play a file like a camera)."""
+
+    def __init__(self, fps: float | None) -> None:
+        self.period = 1.0 / fps if fps else 0.0
+        self._next = 0.0
+
+    def wait(self) -> None:
+        if not self.period:
+            return
+        now = time.perf_counter()
+        if self._next > now:
+            time.sleep(self._next - now)
+            now = self._next
+        self._next = max(self._next + self.period, now) if self._next else now + self.period
+
+
+CaptureFactory = Callable[..., Any]
+
+
+class OpenCVSource:
+    """`cv2.VideoCapture` on a camera index, a video file or a stream URL."""
+
+    def __init__(self, target: int | str, *, live: bool, description: str,
+                 size: tuple[int, int] | None = None, realtime: bool = False,
+                 loop: bool = False, capture_factory: CaptureFactory = cv2.VideoCapture,
+                 hint: str = "") -> None:
+        self.target = target
+        self.hint = hint
+        self.live = live
+        self.description = description
+        self.size = size
+        self.loop = loop
+        self.realtime = realtime
+        self.fps: float | None = None
+        self._factory = capture_factory
+        self._cap: Any = None
+        self._failures = 0
+        self._pacer = Pacer(None)
+
+    def open(self) -> None:
+        self.close()
+        cap = self._factory(self.target)
+        if self.size is not None:
+            cap.set(cv2.CAP_PROP_FRAME_WIDTH, self.size[0])
+            cap.set(cv2.CAP_PROP_FRAME_HEIGHT, self.size[1])
+        if not cap.isOpened():
+            cap.release()
+            raise SourceError(f"cannot open {self.description}{self.hint}")
+        self._cap = cap
+        fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
+        self.fps = fps if 0.0 < fps < 1000.0 else None
+        self._failures = 0
+        if self.realtime:
+            self._pacer = Pacer(self.fps or 30.0)
+
+    def _rewind(self) -> bool:
+        self._cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
+        ok, frame = self._cap.read()
+        if ok and frame is not None:
+            self._cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
+            return True
+        return False
+
+    def pace(self) -> None:
+        """Wait for this frame's turn when playing a file in real time."""
+        self._pacer.wait()
+
+    def read(self) -> np.ndarray:
+        if self._cap is None:
+            raise SourceLost(f"{self.description} is closed")
+        ok, frame = self._cap.read()
+        if ok and frame is not None and frame.ndim == 3 and frame.size:
+            self._failures = 0
+            return cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+        if ok and frame is not None:  # grey or empty frame from a misbehaving driver
+            self._failures = 0
+            if frame.ndim == 2 and frame.size:
+                return cv2.cvtColor(frame, cv2.COLOR_GRAY2RGB)
+            raise UnreadableFrame(f"bad frame of shape {frame.shape}")
+        self._failures += 1
+        if self.live:
+            if self._failures >= LOST_AFTER:
+                raise SourceLost(f"{self.description} stopped delivering frames")
+            raise UnreadableFrame("read failed")
+        position = self._cap.get(cv2.CAP_PROP_POS_FRAMES)
+        count = self._cap.get(cv2.CAP_PROP_FRAME_COUNT)
+        if count > 0 and position < count - 1 and self._failures < FILE_END_AFTER:
+            raise UnreadableFrame(f"cannot decode frame {int(position)}")
+        if self.loop and self._rewind():
+            self._failures = 0
+            return self.read()
+        raise StreamEnded(self.description)
+
+    def close(self) -> None:
+        if self._cap is not None:
+            self._cap.release()
+            self._cap = None
+
+
+class ImageFolderSource:
+    """The images of a folder (or one image file), in name order, one frame each."""
+
+    live = False
+
+    def __init__(self, path: Path, *, realtime: bool = False, loop: bool = False,
+                 fps: float = 10.0) -> None:
+        self.path = path
+        self.loop = loop
+        self.fps: float | None = fps
+        self.description = f"images in {path}" if path.is_dir() else f"image {path}"
+        self._files: list[Path] = []
+        self._next = 0
+        self._pacer = Pacer(fps if realtime else None)
+
+    def open(self) -> None:
+        if self.path.is_dir():
+            self._files = sorted(p for p in self.path.iterdir()
+                                 if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        elif self.path.is_file():
+            self._files = [self.path]
+        if not self._files:
+            raise SourceError(f"no images in {self.path} "
+                              f"(looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
+        self._next = 0
+
+    def pace(self) -> None:
+        """Wait for this frame's turn when playing the folder in real time."""
+        self._pacer.wait()
+
+    def read(self) -> np.ndarray:
+        if self._next >= len(self._files):
+            if not self.loop:
+                raise StreamEnded(self.description)
+            self._next = 0
+        path = self._files[self._next]
+        self._next += 1
+        bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if bgr is None:
+            raise UnreadableFrame(f"cannot decode {path.name}")
+        return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+    def close(self) -> None:
+        self._files = []
+
+
+class Picamera2Source:
+    """A Raspberry Pi camera through picamera2 (the libcamera stack)."""
+
+    live = True
+
+    def __init__(self, index: int, size: tuple[int, int] | None = None) -> None:
+        self.index = index
+        self.size = size or (640, 480)
+        self.fps: float | None = None
+        self.description = f"camera {index} (picamera2)"
+        self._camera: Any = None
+
+    def open(self) -> None:
+        self.close()
+        try:
+            picamera2 = importlib.import_module("picamera2")
+            camera = picamera2.Picamera2(camera_num=self.index)
+            # "RGB888" is B, G, R in memory (libcamera's naming); converted in read().
+            config = camera.create_video_configuration(
+                main={"size": tuple(self.size), "format": "RGB888"})
+            camera.configure(config)
+            camera.start()
+        except ImportError:
+            raise SourceError("picamera2 is not installed (sudo apt install python3-picamera2, "
+                              "and create the venv with --system-site-packages)") from None
+        except Exception as exc:  # picamera2 raises assorted errors for a missing camera
+            hint = ""
+            if "binary incompatibility" in str(exc):  # apt's simplejpeg built for numpy 1.x
+                hint = " (in the venv: pip install --force-reinstall simplejpeg)"
+            raise SourceError(f"cannot open {self.description}: {exc}{hint}") from None
+        self._camera = camera
+
+    def read(self) -> np.ndarray:
+        if self._camera is None:
+            raise SourceLost(f"{self.description} is closed")
+        try:
+            frame = self._camera.capture_array("main")
+        except Exception as exc:
+            raise SourceLost(f"{self.description}: {exc}") from None
+        if frame is None or frame.ndim != 3 or not frame.size:
+            raise UnreadableFrame("empty frame")
+        return cv2.cvtColor(np.ascontiguousarray(frame[..., :3]), cv2.COLOR_BGR2RGB)
+
+    def close(self) -> None:
+        if self._camera is not None:
+            camera, self._camera = self._camera, None
+            for step in (camera.stop, camera.close):
+                with contextlib.suppress(Exception):
+                    step()
+
+
+def picamera2_cameras() -> int:
+    """How many cameras picamera2 sees (0 when it is not installed)."""
+    try:
+        picamera2 = importlib.import_module("picamera2")
+        return len(picamera2.Picamera2.global_camera_info())
+    except Exception:
+        return 0
+
+
+CAMERA_BACKENDS = ("auto", "opencv", "picamera2")
+
+
+def camera_source(index: int, size: tuple[int, int] | None = (640, 480),
+                  backend: str = "auto") -> FrameSource:
+    """Camera `index` through picamera2 when asked (or, for auto, when it sees a camera),
+    otherwise through OpenCV's V4L2 capture."""
+    if backend not in CAMERA_BACKENDS:
+        raise SourceError(f"unknown camera backend {backend!r}; choose from "
+                          f"{', '.join(CAMERA_BACKENDS)}")
+    if backend == "picamera2" or (backend == "auto" and picamera2_cameras() > index):
+        return Picamera2Source(index, size)
+    hint = ("; no camera is connected, or on Raspberry Pi OS's libcamera stack install "
+            "picamera2 and use --camera-backend picamera2")
+    return OpenCVSource(index, live=True, description=f"camera {index}", size=size, hint=hint)
+
+
+def is_url(text: str) -> bool:
+    return "://" in text
+
+
+def file_source(path_or_url: str, *, realtime: bool = False, loop: bool = False) -> FrameSource:
+    """A video file, an image, a folder of images, or a stream URL (rtsp://, http://...)."""
+    if is_url(path_or_url):
+        return OpenCVSource(path_or_url, live=True, description=f"stream {path_or_url}")
+    path = Path(path_or_url)
+    if not path.exists():
+        raise SourceError(f"no such file or folder: {path}")
+    if path.is_dir() or path.suffix.lower() in IMAGE_SUFFIXES:
+        return ImageFolderSource(path, realtime=realtime, loop=loop)
+    return OpenCVSource(str(path), live=False, description=f"video {path}", realtime=realtime,
+                        loop=loop)

@@ -1,0 +1,110 @@
+"""The benchmarks' quick mode end to end on the real data: the CI run of `benchmarks.run`.
+
+One quick run (small training subsets, few timed iterations) into a temporary folder; the tests
+then check that every section wrote its JSON, the report and the plots exist, and the numbers are
+sane. Speed targets are not asserted here: they belong to the report, not to a test.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+
+from tests.conftest import ROOT, SHARED
+
+SECTIONS = ("sizes", "latency", "accuracy", "roofline", "endtoend", "training")
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    if not SHARED.is_dir():
+        pytest.fail(f"../shared not found at {SHARED}; set MASKEDGE_SHARED")
+    out = tmp_path_factory.mktemp("bench") / "quick"
+    done = subprocess.run([sys.executable, "-m", "benchmarks.run", "--quick", "--out", str(out),
+                           "--shared", str(SHARED)], capture_output=True, text=True, cwd=ROOT,
+                          timeout=900, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    sections = {name: json.loads((out / f"{name}.json").read_text()) for name in SECTIONS}
+    return {"out": out, "stdout": done.stdout, "stderr": done.stderr, "sections": sections}
+
+
+@pytest.mark.slow
+def test_every_section_ran_and_wrote_its_files(quick_run: dict[str, Any]) -> None:
+    out = quick_run["out"]
+    run = json.loads((out / "run.json").read_text())
+    for name, env in quick_run["sections"].items():
+        assert env["status"] == "ok", (name, env.get("error"))
+        assert env["run_id"] == run["run_id"] and env["quick"] is True
+    for png in ("latency_accuracy.png", "pipeline_stages.png", "training_curves.png"):
+        assert (out / png).read_bytes()[:4] == b"\x89PNG"
+    report = (out / "RESULTS.md").read_text()
+    assert ("## Targets" in report and "AMD" in report) or "CPU" in report
+    assert "--quick" in report and "not for quoting" in report
+    assert "earlier run" not in report  # every section from this one run
+    assert "PASS" in quick_run["stdout"] or "MISS" in quick_run["stdout"]
+    assert not (ROOT / "benchmarks" / "results" / "run.json").exists() or \
+        json.loads((ROOT / "benchmarks" / "results" / "run.json").read_text())["run_id"] \
+        != run["run_id"]
+
+
+@pytest.mark.slow
+def test_latency_numbers_are_sane(quick_run: dict[str, Any]) -> None:
+    result = quick_run["sections"]["latency"]["result"]
+    ok = {(r["variant"], r["threads"]): r for r in result["rows"] if r["status"] == "ok"}
+    for variant in ("keras_predict", "keras_function", "float32", "float16", "dynamic", "int8"):
+        for threads in (1, 2):
+            row = ok[(variant, threads)]
+            assert 0 < row["p50_ms"] <= row["p90_ms"] <= row["p99_ms"] <= row["max_ms"]
+            assert row["items_per_s"] > 0 and row["load_s"] > 0 and row["file_mb"] > 0
+            assert 20 < row["peak_rss_mib"] < 8000
+    # a LiteRT-only process never imports TensorFlow, so it needs far less memory
+    assert ok[("int8", 1)]["peak_rss_mib"] < ok[("keras_predict", 1)]["peak_rss_mib"] / 2
+    assert ok[("int8", 1)]["file_mb"] < ok[("float32", 1)]["file_mb"] / 2
+    for over in result["wrapper_overhead"]:
+        assert over["status"] == "ok" and over["bare_p50_ms"] > 0 and over["wrapper_p50_ms"] > 0
+    tflite_rt = [r for r in result["rows"] if "tflite_runtime" in r["variant"]]
+    assert tflite_rt and all(r["status"] in ("ok", "unavailable") for r in tflite_rt)
+
+
+@pytest.mark.slow
+def test_accuracy_sizes_and_roofline_are_sane(quick_run: dict[str, Any]) -> None:
+    sections = quick_run["sections"]
+    accuracy = sections["accuracy"]["result"]
+    assert {r["variant"] for r in accuracy["rows"]} == {"keras", "float32", "float16", "dynamic",
+                                                         "int8"}
+    for row in accuracy["rows"]:
+        assert 0.0 <= row["accuracy"] <= 1.0 and 0.0 <= row["top1_agreement"] <= 1.0
+        assert row["n"] == accuracy["split"]["n"] > 0
+    assert next(r for r in accuracy["rows"] if r["variant"] == "float32")["top1_agreement"] > 0.9
+    sizes = sections["sizes"]["result"]
+    assert [r["size"] for r in sizes["rows"]] == [96, 128]
+    assert sizes["rows"][0]["macs"] < sizes["rows"][1]["macs"]
+    assert all(0.0 <= r["int8_accuracy"] <= 1.0 and r["int8_p50_ms"]["1"] > 0
+               for r in sizes["rows"])
+    assert sizes["recommended"]["size"] in (96, 128) and sizes["recommended"]["reason"]
+    roofline = sections["roofline"]["result"]
+    assert 50e6 < roofline["macs"] < 60e6  # MobileNetV2 1.0 at 96 px + head
+    assert all(0 < r["fraction_of_peak"] < 1.5 for r in roofline["rows"])
+
+
+@pytest.mark.slow
+def test_end_to_end_and_training_are_sane(quick_run: dict[str, Any]) -> None:
+    sections = quick_run["sections"]
+    e2e = sections["endtoend"]["result"]
+    yunet = next(d for d in e2e["detectors"] if d["detector"] == "yunet")
+    assert yunet["status"] == "ok" and 0.0 < yunet["recall_masked"] <= 1.0
+    assert 0.0 <= yunet["accuracy_on_found_faces"] <= 1.0 and yunet["detect_ms_per_image"] > 0
+    assert e2e["pipeline"]["fps"] > 0 and e2e["reference_loop"]["fps"] > 0
+    assert set(e2e["pipeline"]["stages_ms"]) == {"detect", "classify"}
+    assert e2e["ratio"]["ratio"] > 1.0  # batched int8 beats Keras predict per face
+    assert 1.0 <= e2e["video"]["faces_per_frame"] <= 4.0 or e2e["video"]["faces_per_frame"] > 0
+    training = sections["training"]["result"]
+    assert 0.0 < training["cached"]["test_accuracy"] <= 1.0 and training["cached"]["wall_s"] > 0
+    epochs = training["reference"]["epochs"]
+    assert epochs and all(0.0 <= e["test_accuracy"] <= 1.0 for e in epochs)
+    assert [e["elapsed_s"] for e in epochs] == sorted(e["elapsed_s"] for e in epochs)
+    assert training["speedup"] > 0

@@ -1,0 +1,266 @@
+"""Fast unit tests of the benchmark harness's pure pieces: statistics, MAC counting, CPU peaks,
+target checks, recommendation, roofline rows, report rendering, plots and CLI input errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from benchmarks.machine import macs_per_cycle, nominal_peak, parse_cpuinfo
+from benchmarks.report import render_report, table
+from benchmarks.roofline import roofline_rows
+from benchmarks.sizes import recommend
+from benchmarks.stats import percentile, summarize
+from benchmarks.targets import check_targets
+from benchmarks.worker import time_calls
+
+ROOT = Path(__file__).resolve().parents[1]
+
+AMD_ZEN4 = """processor\t: 0
+vendor_id\t: AuthenticAMD
+cpu family\t: 25
+model\t\t: 17
+model name\t: AMD EPYC
+cpu MHz\t\t: 2596.132
+flags\t\t: fpu sse4_2 avx avx2 fma f16c avx512f avx512bw avx512vl avx512_vnni avx512_bf16
+
+processor\t: 1
+vendor_id\t: AuthenticAMD
+cpu family\t: 25
+model name\t: AMD EPYC
+cpu MHz\t\t: 2596.132
+flags\t\t: fpu sse4_2 avx avx2 fma f16c avx512f avx512bw avx512vl avx512_vnni avx512_bf16
+"""
+
+INTEL_AVX2 = """processor\t: 0
+vendor_id\t: GenuineIntel
+cpu family\t: 6
+model name\t: Intel(R) Core(TM) i7-8700 CPU @ 3.20GHz
+cpu MHz\t\t: 3200.000
+flags\t\t: fpu sse4_2 avx avx2 fma
+"""
+
+PI4 = """processor\t: 0
+BogoMIPS\t: 108.00
+Features\t: fp asimd evtstrm crc32 cpuid
+CPU implementer\t: 0x41
+
+processor\t: 1
+Features\t: fp asimd evtstrm crc32 cpuid
+
+processor\t: 2
+Features\t: fp asimd evtstrm crc32 cpuid
+
+processor\t: 3
+Features\t: fp asimd evtstrm crc32 cpuid
+
+Hardware\t: BCM2835
+Model\t\t: Raspberry Pi 4 Model B Rev 1.4
+"""
+
+
+def test_percentiles_and_summary() -> None:
+    times = list(range(1, 101))  # 1..100 ms
+    assert percentile(times, 50) == pytest.approx(50.5)
+    assert percentile(times, 99) == pytest.approx(99.01)
+    assert np.isnan(percentile([], 50))
+    s = summarize([2.0, 2.0, 4.0], items_per_call=1)
+    assert s["p50_ms"] == 2.0 and s["runs"] == 3
+    assert s["items_per_s"] == pytest.approx(500.0)
+    assert s["mean_ms"] == pytest.approx(8 / 3)
+    with pytest.raises(ValueError):
+        summarize([])
+
+
+def test_time_calls_counts_warmup_and_runs() -> None:
+    calls: list[int] = []
+    first, times = time_calls(calls.append, warmup=3, runs=5)
+    assert calls == [0, 1, 2, 0, 1, 2, 3, 4]
+    assert len(times) == 5 and first >= 0 and all(t >= 0 for t in times)
+
+
+def test_parse_cpuinfo_x86_and_arm() -> None:
+    amd = parse_cpuinfo(AMD_ZEN4)
+    assert (amd.logical_cpus, amd.family, amd.vendor) == (2, 25, "AuthenticAMD")
+    assert amd.mhz == pytest.approx(2596.132)
+    assert "avx512_vnni" in amd.simd_flags() and "fpu" not in amd.simd_flags()
+    pi = parse_cpuinfo(PI4)
+    assert pi.logical_cpus == 4 and pi.model == "Raspberry Pi 4 Model B Rev 1.4"
+    assert pi.mhz is None and "asimd" in pi.flags
+
+
+def test_nominal_peaks_state_their_assumption() -> None:
+    amd = macs_per_cycle(parse_cpuinfo(AMD_ZEN4))
+    assert (amd["fp32"], amd["int8"]) == (16, 64)  # Zen 4 runs AVX-512 on 256-bit pipes
+    assert "Zen 4" in amd["fp32_assumption"]
+    intel = nominal_peak(parse_cpuinfo(INTEL_AVX2), cores=1)
+    assert intel["fp32_gmacs"] == pytest.approx(3.2 * 16)
+    assert intel["int8_gmacs"] == pytest.approx(3.2 * 64)
+    two = nominal_peak(parse_cpuinfo(AMD_ZEN4))
+    assert two["cores"] == 2 and two["fp32_gmacs"] == pytest.approx(2 * 2.596132 * 16)
+    assert macs_per_cycle(parse_cpuinfo(PI4))["int8"] == 16
+
+
+def test_mac_count_matches_a_hand_count() -> None:
+    keras = pytest.importorskip("keras")
+    from benchmarks.macs import count_macs
+
+    inner = keras.Sequential([keras.Input((8, 8, 4)),
+                              keras.layers.DepthwiseConv2D(3, padding="same"),
+                              keras.layers.Conv2D(2, 1)], name="inner")
+    x = keras.Input((8, 8, 3))
+    y = keras.layers.Conv2D(4, 3, padding="same")(x)
+    y = keras.layers.BatchNormalization()(y)
+    y = inner(y)
+    y = keras.layers.Conv2D(6, 3, strides=2, padding="valid")(y)
+    y = keras.layers.Flatten()(y)
+    y = keras.layers.Dense(5)(y)
+    counted = count_macs(keras.Model(x, y))
+    conv1 = 8 * 8 * 4 * (3 * 3 * 3)
+    depthwise = 8 * 8 * 4 * (3 * 3)
+    pointwise = 8 * 8 * 2 * 4
+    strided = 3 * 3 * 6 * (3 * 3 * 2)  # (8 - 3) // 2 + 1 = 3 output rows and columns
+    dense = (3 * 3 * 6) * 5
+    assert counted["by_layer_type"] == {"Conv2D": conv1 + pointwise + strided,
+                                        "DepthwiseConv2D": depthwise, "Dense": dense}
+    assert counted["macs"] == conv1 + depthwise + pointwise + strided + dense
+
+
+def _latency_rows(keras_ms: float, int8_ms: float) -> list[dict]:
+    return [{"variant": "keras_predict", "label": "Keras predict", "threads": t, "status": "ok",
+             "p50_ms": keras_ms, "p90_ms": keras_ms, "p99_ms": keras_ms, "items_per_s": 1.0}
+            for t in (1, 2)] + [
+            {"variant": "int8", "label": "TFLite int8", "threads": t, "status": "ok",
+             "p50_ms": int8_ms, "p90_ms": int8_ms, "p99_ms": int8_ms, "items_per_s": 1.0}
+            for t in (1, 2)]
+
+
+def test_targets_pass_miss_and_lower_bound() -> None:
+    results = {
+        "latency": {"threads": [1, 2], "rows": _latency_rows(70.0, 4.0),
+                    "wrapper_overhead": [{"threads": 1, "overhead_p50": 0.04},
+                                         {"threads": 2, "overhead_p50": 0.12}]},
+        "endtoend": {"pipeline": {"fps": 45.0}, "reference_loop": {"fps": 5.0}},
+        "training": {"speedup": 6.0, "speedup_is_lower_bound": True},
+    }
+    checks = {c.name: c for c in check_targets(results)}
+    speed = checks["int8 (LiteRT, project wrapper) vs Keras predict per image, 1 thread(s)"]
+    assert speed.measured == pytest.approx(17.5) and speed.status == "PASS"
+    over = [c for c in checks.values() if "overhead" in c.name]
+    assert [c.status for c in over] == ["PASS", "MISS"]
+    assert "over the limit by 2.0 points" in over[1].margin
+    fps = checks["camera pipeline FPS (detect + classify, 640x480, 1-4 faces)"]
+    assert fps.status == "MISS" and "short by 15.0 FPS" in fps.margin and "75%" in fps.margin
+    ratio = checks["camera pipeline FPS vs the reference loop (Keras predict per face)"]
+    assert ratio.measured == pytest.approx(9.0) and ratio.status == "PASS"
+    train = checks["training to the same test accuracy vs the reference recipe"]
+    assert train.status == "MISS (lower bound)" and "may be higher" in train.margin
+    assert all(c.status == "not measured" for c in check_targets({}))
+
+
+def test_recommend_picks_smallest_size_within_a_point() -> None:
+    rows = [{"size": 96, "int8_accuracy": 0.950, "macs": 55e6, "int8_p50_ms": {"1": 0.6}},
+            {"size": 128, "int8_accuracy": 0.975, "macs": 98e6, "int8_p50_ms": {"1": 1.1}},
+            {"size": 224, "int8_accuracy": 0.980, "macs": 300e6, "int8_p50_ms": {"1": 4.0}}]
+    rec = recommend(rows, here_core_gmacs=166.0, pi_core_gmacs=24.0)
+    assert rec["size"] == 128 and rec["best_size"] == 224
+    assert rec["pi_ms_per_face_estimate"] == pytest.approx(1.1 * 166 / 24)
+    assert "within 1 point" in rec["reason"] and "extrapolation" in rec["reason"]
+    assert recommend([], 1.0, 1.0) is None
+
+
+def test_roofline_rows_use_the_matching_peak() -> None:
+    peaks = {1: {"fp32_gmacs": 40.0, "int8_gmacs": 160.0},
+             2: {"fp32_gmacs": 80.0, "int8_gmacs": 320.0}}
+    unavailable = {"variant": "all@tflite_runtime", "threads": 1, "status": "unavailable"}
+    rows = roofline_rows([*_latency_rows(100.0, 2.0), unavailable], 300_000_000, peaks)
+    assert len(rows) == 4
+    int8_2t = next(r for r in rows if r["variant"] == "int8" and r["threads"] == 2)
+    assert int8_2t["achieved_gmacs"] == pytest.approx(150.0)
+    assert int8_2t["fraction_of_peak"] == pytest.approx(150.0 / 320.0)
+    keras_1t = next(r for r in rows if r["variant"] == "keras_predict" and r["threads"] == 1)
+    assert keras_1t["precision"] == "fp32" and keras_1t["achieved_gmacs"] == pytest.approx(3.0)
+
+
+def _sections() -> dict:
+    env = {"run_id": "R1", "status": "ok", "seconds": 3.0, "started": "2026-01-01T00:00:00+00:00"}
+    return {
+        "latency": {**env, "result": {
+            "threads": [1, 2], "input_size": 224, "images": {"n": 4, "size": 224},
+            "rows": [*_latency_rows(70.0, 4.0),
+                     {"variant": "all@tflite_runtime", "label": "TFLite (tflite_runtime)",
+                      "threads": 1, "status": "unavailable", "error": "not installed here"}],
+            "wrapper_overhead": [{"threads": 1, "overhead_p50": 0.05, "overhead_mean": 0.04,
+                                  "wrapper_p50_ms": 4.2, "bare_p50_ms": 4.0}]}},
+        "training": {**env, "run_id": "R0", "result": {
+            "cached": {"test_accuracy": 0.97, "wall_s": 80.0, "epochs": 20},
+            "reference": {"epochs": [{"epoch": 1, "test_accuracy": 0.9, "elapsed_s": 70.0}],
+                          "reached": False},
+            "speedup": 0.875, "speedup_is_lower_bound": True}},
+        "sizes": {**env, "status": "error", "error": "RuntimeError: boom"},
+    }
+
+
+def test_report_renders_tables_targets_and_staleness(tmp_path: Path) -> None:
+    machine = {"cpu": {"model": "AMD EPYC", "vendor": "AuthenticAMD", "family": 25,
+                       "logical_cpus": 2, "mhz": 2596.1, "flags": ["avx2", "avx512_vnni"]},
+               "platform": "Linux", "versions": {"python": "3.11.9", "tensorflow": "2.21.0"}}
+    run = {"run_id": "R1", "command": "python -m benchmarks.run", "quick": False,
+           "finished": "2026-01-01T00:30:00+00:00"}
+    text = render_report(_sections(), machine, run, tmp_path / "RESULTS.md")
+    assert text.startswith("# maskedge benchmarks")
+    assert "`python -m benchmarks.run`" in text and "2026-01-01T00:30:00+00:00" in text
+    assert "| CPU | AMD EPYC (AuthenticAMD, family 25) |" in text
+    assert "| tensorflow | 2.21.0 |" in text
+    assert "17.5x" in text and "**PASS**" in text and "**MISS (lower bound)**" in text
+    assert "**unavailable**: not installed here" in text
+    assert "**Failed:** RuntimeError: boom" in text
+    assert "training come from an earlier run" in text
+    assert "_Not run: `python -m benchmarks.run --only endtoend`._" in text
+    assert ">= 0.9x" in text  # lower-bound speed-up shown as such
+    assert table(["a", "b"], [[1, 2]]) == ["| a | b |", "| --- | --- |", "| 1 | 2 |"]
+
+
+def test_plots_are_written(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    from benchmarks.plots import make_plots
+
+    results = {
+        "latency": {"rows": _latency_rows(70.0, 4.0)},
+        "accuracy": {"rows": [{"variant": "keras", "accuracy": 0.97},
+                              {"variant": "int8", "accuracy": 0.96}]},
+        "sizes": {"rows": [{"size": 96, "int8_p50_ms": {"1": 0.7}, "int8_accuracy": 0.94},
+                           {"size": 224, "int8_p50_ms": {"1": 4.0}, "int8_accuracy": 0.97}]},
+        "endtoend": {"pipeline": {"fps": 70.0, "stages_ms": {"detect": 8.0, "classify": 6.0}},
+                     "reference_loop": {"fps": 6.0,
+                                        "stages_ms": {"detect": 8.0, "classify": 150.0}}},
+        "training": {"cached": {"wall_s": 80.0, "test_accuracy": 0.97},
+                     "reference": {"epochs": [{"elapsed_s": 70.0, "test_accuracy": 0.9}]}},
+    }
+    made = make_plots(results, tmp_path)
+    assert set(made) == {"latency_accuracy", "pipeline_stages", "training_curves"}
+    for path in made.values():
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert make_plots({}, tmp_path / "none") == {}
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "benchmarks.run", *args], capture_output=True,
+                          text=True, cwd=ROOT, timeout=120, check=False)
+
+
+def test_cli_refuses_bad_input_with_one_line(tmp_path: Path) -> None:
+    bad = _cli("--only", "nonsense", "--out", str(tmp_path))
+    assert bad.returncode == 2 and bad.stderr.strip().splitlines() == [
+        "error: unknown section nonsense; choose from sizes, latency, accuracy, roofline, "
+        "endtoend, training"]
+    clobber = _cli("--quick", "--out", str(ROOT / "benchmarks" / "results"))
+    assert clobber.returncode == 2 and "must not write over the full report" in clobber.stderr
+    missing = _cli("--quick", "--out", str(tmp_path), "--shared", str(tmp_path / "nowhere"))
+    assert missing.returncode == 2 and "not found" in missing.stderr
+    assert "Traceback" not in bad.stderr + clobber.stderr + missing.stderr
+    assert not any(tmp_path.iterdir())

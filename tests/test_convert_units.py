@@ -1,0 +1,93 @@
+"""converters' pieces on their own: calibration sampling, error lines, embedding, quiet output."""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import DETECTORS
+
+from converters.calibration import stratified_sample
+from converters.embed import embed_contract
+from converters.formats import FORMATS, format_for
+from converters.quiet import one_line_error, quiet_output
+from edge.contract import ModelContract
+from edge.runtime import load_interpreter
+from edge.tflite_metadata import read_contract, read_metadata_entries
+
+
+def test_stratified_sample_keeps_class_shares_and_is_seeded() -> None:
+    rows = [{"label": "a", "i": i} for i in range(700)] + [{"label": "b", "i": i}
+                                                           for i in range(300)]
+    sample = stratified_sample(rows, 100, seed=3)
+    assert Counter(r["label"] for r in sample) == {"a": 70, "b": 30}
+    assert sample == stratified_sample(rows, 100, seed=3)
+    assert sample != stratified_sample(rows, 100, seed=4)
+    assert len({(r["label"], r["i"]) for r in sample}) == 100  # no repeats
+    rare = [*rows[:500], {"label": "c", "i": 0}]
+    assert "c" in {r["label"] for r in stratified_sample(rare, 20, seed=0)}  # every class kept
+    assert stratified_sample(rows[:5], 100, seed=0) == rows[:5]
+
+
+def test_one_line_error_finds_the_sentence_in_converter_noise() -> None:
+    noise = ("Could not translate MLIR to FlatBuffer.<unknown>:0: error: loc(callsite(fused["
+             "\"MatrixInverse:\", \"m/inv/MatrixInverse@f\"])): 'tf.MatrixInverse' op is neither "
+             "a custom op nor a flex op\n<unknown>:0: note: called from\n"
+             "TF Select ops: MatrixInverse\nDetails:\n\ttf.MatrixInverse(...)\n")
+    line = one_line_error(RuntimeError(noise))
+    assert line == ("the model uses TensorFlow ops that TFLite built-ins do not have: "
+                    "MatrixInverse")
+    plain = "x: error: loc(fused[\"a\"]): 'tf.Foo' op failed\nmore\nlines"
+    assert one_line_error(ValueError(plain)) == "'tf.Foo' op failed"
+    assert one_line_error(ValueError("\n\nfirst real line\nsecond")) == "first real line"
+    assert one_line_error(ValueError("")) == "ValueError"
+
+
+def test_quiet_output_captures_python_and_native_writes() -> None:
+    with quiet_output() as captured:
+        print("python says hello")
+        os.write(1, b"native stdout\n")
+        os.write(2, b"native stderr\n")
+    assert "python says hello" in captured.text
+    assert "native stdout" in captured.text and "native stderr" in captured.text
+
+
+def test_embedding_round_trips_and_replaces_an_earlier_contract(tmp_path: Path) -> None:
+    model = (DETECTORS / "face_detection_short_range.tflite").read_bytes()
+    first = ModelContract.for_labels(["with_mask", "without_mask"], 128, quantization="int8",
+                                     metrics={"accuracy": 0.5})
+    once = embed_contract(model, first)
+    path = tmp_path / "m.tflite"
+    path.write_bytes(once)
+    assert read_contract(path) == first
+    second = first.with_(metrics={"accuracy": 0.9})
+    twice = embed_contract(once, second)
+    path.write_bytes(twice)
+    assert read_contract(path) == second
+    assert list(read_metadata_entries(twice)).count("maskedge_metadata") == 1
+    assert len(twice) == pytest.approx(len(once), abs=64)  # replaced, not appended
+    # the model itself is untouched: same tensors, same answers
+    outputs = []
+    for data in (model, twice):
+        p = tmp_path / f"{len(outputs)}.tflite"
+        p.write_bytes(data)
+        interpreter = load_interpreter(p).interpreter
+        inp = interpreter.get_input_details()[0]
+        x = np.random.default_rng(0).uniform(-1, 1, inp["shape"]).astype(np.float32)
+        interpreter.set_tensor(inp["index"], x)
+        interpreter.invoke()
+        outputs.append(interpreter.get_tensor(interpreter.get_output_details()[0]["index"]))
+    assert np.array_equal(outputs[0], outputs[1])
+
+
+def test_format_table_names_every_quantization_once() -> None:
+    assert [f.quantization for f in FORMATS] == ["none", "float16", "dynamic", "int8"]
+    assert [f.file_name("model") for f in FORMATS] == [
+        "model_float32.tflite", "model_float16.tflite", "model_dynamic.tflite",
+        "model_int8.tflite"]
+    assert format_for("none") is format_for("float32") is FORMATS[0]
+    with pytest.raises(ValueError, match="choose from none, float16, dynamic, int8"):
+        format_for("int4")

@@ -1,0 +1,148 @@
+"""Outputs of the frame loop: JSON lines, video file, MJPEG page over loopback, window."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from edge.outputs import (
+    BOUNDARY,
+    JsonLinesSink,
+    MjpegServer,
+    OutputError,
+    VideoSink,
+    WindowSink,
+    fit_frame,
+    gui_problem,
+    parse_address,
+)
+
+
+def frame(value: int, size: tuple[int, int] = (64, 48)) -> np.ndarray:
+    image = np.zeros((size[1], size[0], 3), np.uint8)
+    image[:, : size[0] // 2] = value
+    return image
+
+
+def test_json_lines_appear_whole_on_close_and_never_partially(tmp_path: Path) -> None:
+    target = tmp_path / "events.jsonl"
+    sink = JsonLinesSink(target)
+    sink.write({"frame": 0, "faces": []}, None)
+    sink.event({"event": "alert", "frame": 0})
+    assert not target.exists()  # still being written beside the target
+    sink.close()
+    assert [json.loads(x) for x in target.read_text().splitlines()] == [
+        {"frame": 0, "faces": []}, {"event": "alert", "frame": 0}]
+    failed = JsonLinesSink(tmp_path / "failed.jsonl")
+    failed.write({"frame": 0}, None)
+    failed.close(ok=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["events.jsonl"]
+
+
+def test_json_lines_to_stdout(capsys: pytest.CaptureFixture[str]) -> None:
+    sink = JsonLinesSink("-")
+    sink.write({"frame": 3}, None)
+    sink.close()
+    assert capsys.readouterr().out == '{"frame":3}\n'
+
+
+def test_video_sink_writes_a_playable_file_renamed_on_close(tmp_path: Path) -> None:
+    target = tmp_path / "out.mp4"
+    sink = VideoSink(target, fps=10)
+    for i in range(12):
+        size = (64, 48) if i % 3 else (100, 60)  # odd sizes are fitted to the first frame
+        sink.write({}, frame(20 * i, size))
+    assert not target.exists()
+    sink.close()
+    cap = cv2.VideoCapture(str(target))
+    count = 0
+    while cap.read()[0]:
+        count += 1
+    assert count == 12 and cap.get(cv2.CAP_PROP_FRAME_WIDTH) == 100
+    with pytest.raises(OutputError, match="use one of"):
+        VideoSink(tmp_path / "out.gif", 10)
+    empty = VideoSink(tmp_path / "empty.mp4", 10)
+    empty.close()
+    assert not (tmp_path / "empty.mp4").exists()  # no frames, no file
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.mp4"]
+
+
+def test_fit_frame_letterboxes() -> None:
+    fitted = fit_frame(np.full((100, 200, 3), 255, np.uint8), (640, 480))
+    assert fitted.shape == (480, 640, 3)
+    assert fitted[0, 320].max() == 0 and fitted[240, 320].min() == 255
+
+
+def test_parse_address() -> None:
+    assert parse_address("127.0.0.1:8080") == ("127.0.0.1", 8080)
+    assert parse_address("8080") == ("127.0.0.1", 8080)
+    assert parse_address(":0") == ("127.0.0.1", 0)
+    assert parse_address("0.0.0.0:9000") == ("0.0.0.0", 9000)
+    assert parse_address("[::1]:8000") == ("::1", 8000)
+    with pytest.raises(ValueError, match="HOST:PORT"):
+        parse_address("localhost:http")
+
+
+def read_multipart_frame(stream) -> bytes:
+    assert stream.readline().strip() == f"--{BOUNDARY}".encode()
+    headers = {}
+    while (line := stream.readline().strip()):
+        key, value = line.decode().split(":", 1)
+        headers[key.lower()] = value.strip()
+    assert headers["content-type"] == "image/jpeg"
+    body = stream.read(int(headers["content-length"]))
+    stream.readline()
+    return body
+
+
+def test_mjpeg_page_frame_and_stream_over_loopback() -> None:
+    server = MjpegServer("127.0.0.1", 0, source="test")
+    stop = threading.Event()
+
+    def publish() -> None:
+        i = 0
+        while not stop.is_set():
+            server.publish(frame(i % 250, (160, 120)))
+            i += 1
+            time.sleep(0.01)
+
+    publisher = threading.Thread(target=publish, daemon=True)
+    publisher.start()
+    try:
+        assert server.url.startswith("http://127.0.0.1:") and server.port > 0
+        with urllib.request.urlopen(server.url, timeout=5) as page:
+            html = page.read().decode()
+        assert '<img src="/stream.mjpg"' in html
+        with urllib.request.urlopen(server.url + "frame.jpg", timeout=5) as single:
+            assert single.headers["Content-Type"] == "image/jpeg"
+            jpeg = single.read()
+        assert cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR).shape == (120, 160, 3)
+        with urllib.request.urlopen(server.url + "stream.mjpg", timeout=5) as stream:
+            assert stream.headers["Content-Type"].startswith("multipart/x-mixed-replace")
+            first, second = read_multipart_frame(stream), read_multipart_frame(stream)
+        for body in (first, second):
+            assert cv2.imdecode(np.frombuffer(body, np.uint8), cv2.IMREAD_COLOR) is not None
+        assert first != second  # the stream moves on with new frames
+        with pytest.raises(urllib.error.HTTPError):
+            urllib.request.urlopen(server.url + "nothing", timeout=5)
+    finally:
+        stop.set()
+        publisher.join()
+        server.close()
+
+
+def test_show_without_gui_is_a_clear_error() -> None:
+    problem = gui_problem()
+    if problem is None:
+        pytest.skip("this OpenCV build has a GUI and a display")
+    with pytest.raises(OutputError) as info:
+        WindowSink()
+    assert str(info.value) == problem and "--serve" in problem

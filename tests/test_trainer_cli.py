@@ -1,0 +1,126 @@
+"""`trainer` CLI errors: one line on stderr, exit code 2, no traceback, no run folder."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import BACKBONE, DATA_2C
+from typer.testing import CliRunner
+
+from trainer.cli import app
+
+runner = CliRunner()
+
+
+def copy_photos(dst: Path, label: str, n: int) -> None:
+    (dst / label).mkdir(parents=True, exist_ok=True)
+    for p in sorted((DATA_2C / label).glob("*.jpg"))[:n]:
+        (dst / label / p.name).write_bytes(p.read_bytes())
+
+
+def one_error_line(result) -> str:
+    lines = [x for x in result.stderr.splitlines() if x.strip()]
+    assert result.exit_code == 2, (result.exit_code, result.output)
+    assert len(lines) == 1 and lines[0].startswith("error: "), lines
+    assert "Traceback" not in result.output
+    return lines[0]
+
+
+@pytest.fixture()
+def two_classes(tmp_path: Path) -> Path:
+    copy_photos(tmp_path / "data", "with_mask", 3)
+    copy_photos(tmp_path / "data", "without_mask", 3)
+    return tmp_path / "data"
+
+
+def test_one_class_is_exit_2(tmp_path: Path) -> None:
+    copy_photos(tmp_path / "data", "with_mask", 3)
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["fit", str(tmp_path / "data"), "--out", str(out),
+                                 "--weights", str(BACKBONE)])
+    assert "two classes" in one_error_line(result)
+    assert not out.exists() and os.listdir(tmp_path) == ["data"]
+
+
+def test_classes_whose_files_are_all_bad_count_as_missing(tmp_path: Path) -> None:
+    copy_photos(tmp_path / "data", "with_mask", 3)
+    (tmp_path / "data" / "without_mask").mkdir()
+    (tmp_path / "data" / "without_mask" / "a.jpg").write_bytes(b"")
+    (tmp_path / "data" / "without_mask" / "b.jpg").write_text("text")
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["fit", str(tmp_path / "data"), "--out", str(out),
+                                 "--weights", str(BACKBONE), "--input-size", "96", "--quiet"])
+    assert "two classes" in one_error_line(result)
+    assert sorted(os.listdir(tmp_path)) == ["data"]  # no run folder, no partial folder
+
+
+@pytest.mark.parametrize("layout", ["empty", "missing", "only_text"])
+def test_no_images_is_exit_2(tmp_path: Path, layout: str) -> None:
+    data = tmp_path / "data"
+    if layout != "missing":
+        data.mkdir()
+    if layout == "only_text":
+        (data / "with_mask").mkdir()
+        (data / "without_mask").mkdir()
+    result = runner.invoke(app, ["fit", str(data), "--out", str(tmp_path / "run"),
+                                 "--weights", "none"])
+    line = one_error_line(result)
+    assert "no images" in line or "not found" in line
+    assert not (tmp_path / "run").exists()
+
+
+def test_unknown_weights_is_exit_2(two_classes: Path, tmp_path: Path) -> None:
+    result = runner.invoke(app, ["fit", str(two_classes), "--out", str(tmp_path / "run"),
+                                 "--weights", str(tmp_path / "nope.h5")])
+    assert "weights file not found" in one_error_line(result)
+    assert not (tmp_path / "run").exists()
+
+
+def test_damaged_weights_file_is_exit_2(two_classes: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.weights.h5"
+    bad.write_bytes(b"not hdf5 at all")
+    result = runner.invoke(app, ["fit", str(two_classes), "--out", str(tmp_path / "run"),
+                                 "--weights", str(bad), "--input-size", "96"])
+    assert "weights" in one_error_line(result)
+    assert not (tmp_path / "run").exists()
+
+
+def test_non_empty_out_is_kept(two_classes: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "precious.txt").write_text("mine")
+    result = runner.invoke(app, ["fit", str(two_classes), "--out", str(out), "--weights", "none"])
+    assert "not empty" in one_error_line(result)
+    assert (out / "precious.txt").read_text() == "mine"
+
+
+def test_bad_options_are_exit_2(two_classes: Path, tmp_path: Path) -> None:
+    for args in (["--alpha", "0.6"], ["--input-size", "16"], ["--test-fraction", "0.9",
+                                                              "--val-fraction", "0.2"]):
+        result = runner.invoke(app, ["fit", str(two_classes), "--out", str(tmp_path / "r"),
+                                     "--weights", "none", *args])
+        one_error_line(result)
+
+
+def test_evaluate_errors_are_exit_2(two_classes: Path, tmp_path: Path) -> None:
+    result = runner.invoke(app, ["evaluate", str(tmp_path / "missing.h5"), "--data",
+                                 str(two_classes)])
+    assert "not found" in one_error_line(result)
+    fake = tmp_path / "fake.h5"
+    fake.write_bytes(b"\x89HDF\r\n")
+    result = runner.invoke(app, ["evaluate", str(fake), "--data", str(two_classes)])
+    one_error_line(result)
+
+
+def test_console_script_prints_no_traceback(tmp_path: Path) -> None:
+    exe = Path(sys.executable).with_name("trainer")
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "trainer.cli"]
+    proc = subprocess.run([*cmd, "fit", str(tmp_path / "nothing"), "--out", str(tmp_path / "r"),
+                           "--weights", "none"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: data not found")
+    assert "Traceback" not in proc.stderr and proc.stdout == ""

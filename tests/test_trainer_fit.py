@@ -1,0 +1,188 @@
+"""End-to-end `trainer fit` / `trainer evaluate` on small real subsets (slow: real training)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import BACKBONE, DATA_2C, DATA_VOC
+from PIL import Image
+from test_trainer_data import make_messy_folder
+from typer.testing import CliRunner
+
+from trainer.artifacts import load_keras_model, read_keras_contract
+from trainer.cli import app
+from trainer.errors import UserError
+from trainer.evaluate import evaluate
+from trainer.fit import FitConfig, fit
+from trainer.split import load_split, read_manifest
+
+pytestmark = pytest.mark.slow
+SIZE = 96
+RUN_FILES = {"split.json", "model.h5", "model.keras", "metadata.json", "config.json",
+             "history.csv", "report.txt", "metrics.json", "confusion_matrix.png", "curves.png",
+             "tensorboard", "skipped.txt", "summary.json"}
+
+
+def small_config(data: Path, out: Path, cache: Path, **kw) -> FitConfig:
+    base = {"weights": str(BACKBONE), "input_size": SIZE, "epochs": 4, "patience": 2,
+            "cache_dir": cache, "val_fraction": 0.2, "test_fraction": 0.25}
+    return FitConfig(data=data, out=out, **{**base, **kw})
+
+
+@pytest.fixture(scope="module")
+def messy_run(tmp_path_factory: pytest.TempPathFactory):
+    """A real 2-class subset (35 per class) with every kind of bad file mixed in."""
+    tmp = tmp_path_factory.mktemp("fit")
+    data = tmp / "data"
+    face = Image.open(next((DATA_2C / "with_mask").glob("*.jpg"))).convert("RGB")
+    make_messy_folder(data, face.resize((160, 200)))
+    for label in ("with_mask", "without_mask"):
+        for p in sorted((DATA_2C / label).glob("*.jpg"))[100:130]:
+            shutil.copy(p, data / label / p.name)
+    result = fit(small_config(data, tmp / "run", tmp / "cache"), progress=False)
+    return tmp, data, result
+
+
+def test_run_folder_is_complete(messy_run) -> None:
+    _, _, result = messy_run
+    run = result.run_dir
+    assert {p.name for p in run.iterdir()} == RUN_FILES
+    assert any((run / "tensorboard").rglob("events.out.tfevents.*"))
+    assert not list(run.parent.glob(".run.partial-*"))
+    skipped = (run / "skipped.txt").read_text().splitlines()
+    assert len(skipped) == 3 and all("\t" in line for line in skipped)
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["skipped"] == 3 and summary["labels"] == ["with_mask", "without_mask"]
+    assert summary["grouping"]["merged_groups"] >= 0
+    assert summary["imbalance"]["class_weights"]["with_mask"] > 0
+    rows = list(csv.DictReader((run / "history.csv").open()))
+    assert rows and {"phase", "epoch", "loss", "val_loss", "accuracy"} <= set(rows[0])
+    report = (run / "report.txt").read_text()
+    assert "precision" in report and "accuracy:" in report and "confusion matrix" in report
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert set(metrics["test"]["per_class"]) == {"with_mask", "without_mask"}
+    assert result.test_accuracy >= 0.75  # 96 px, 4 epochs, ~50 training images
+
+
+def test_model_files_carry_the_contract_and_reproduce_the_head(messy_run) -> None:
+    _, _, result = messy_run
+    run = result.run_dir
+    for name in ("model.h5", "model.keras"):
+        contract = read_keras_contract(run / name)
+        assert contract == result.contract
+    c = result.contract
+    assert c.labels == ("with_mask", "without_mask") and c.output == "sigmoid"
+    assert c.input_size == (SIZE, SIZE)
+    assert c.source["split_manifest"] == "split.json"
+    assert c.source["data_fingerprint"] == read_manifest(run / "split.json").info[
+        "data_fingerprint"]
+    assert c.metrics["test_accuracy"] == pytest.approx(result.test_accuracy, abs=1e-6)
+    assert json.loads((run / "metadata.json").read_text())["labels"] == list(c.labels)
+    # the head trained on cached features IS the saved model's head
+    assert result.summary["consistency"]["max_abs_diff_full_vs_head"] < 1e-4
+    model, _ = load_keras_model(run / "model.h5")
+    images, labels = load_split(run / "split.json", "test", c.input_size)
+    probs = c.probabilities(model.predict(images.astype(np.float32), verbose=0))
+    assert float((probs.argmax(1) == labels).mean()) == pytest.approx(result.test_accuracy)
+
+
+def test_evaluate_reproduces_the_test_report(messy_run, tmp_path: Path) -> None:
+    _, _, result = messy_run
+    run = result.run_dir
+    ev = evaluate(run / "model.keras", run / "split.json", split="test", out=tmp_path / "ev",
+                  progress=False)
+    assert ev.accuracy == pytest.approx(result.test_accuracy)
+    assert {p.name for p in (tmp_path / "ev").iterdir()} >= {
+        "report.txt", "metrics.json", "confusion_matrix.png", "summary.json"}
+    # data of another origin: VOC faces with a subset of the labels
+    voc = tmp_path / "voc"
+    (voc / "images").mkdir(parents=True)
+    (voc / "annotations").mkdir()
+    for xml in sorted((DATA_VOC / "annotations").glob("*.xml"))[:30]:
+        text = xml.read_text()
+        if "mask_weared_incorrect" in text:
+            continue
+        shutil.copy(xml, voc / "annotations" / xml.name)
+        stem = xml.stem
+        shutil.copy(DATA_VOC / "images" / f"{stem}.png" if (DATA_VOC / "images" / f"{stem}.png")
+                    .exists() else DATA_VOC / "images" / f"{stem}.jpg", voc / "images")
+    other = evaluate(run / "model.h5", voc, min_face=20, progress=False)
+    assert other.summary["n"] > 5 and 0 <= other.accuracy <= 1
+    with pytest.raises(UserError, match="not among the model's labels"):
+        evaluate(run / "model.h5", DATA_VOC, progress=False)
+
+
+def test_same_seed_same_run_from_cache(messy_run) -> None:
+    tmp, data, result = messy_run
+    again = fit(small_config(data, tmp / "again", tmp / "cache"), progress=False)
+    assert again.summary["phase1"]["feature_cache_misses"] == 0
+    assert read_manifest(tmp / "again" / "split.json").rows == read_manifest(
+        result.run_dir / "split.json").rows
+    assert again.test_accuracy == pytest.approx(result.test_accuracy)
+
+
+def test_arrays_through_the_cli_with_json(tmp_path: Path) -> None:
+    photos = ([(p, 0) for p in sorted((DATA_2C / "with_mask").glob("*.jpg"))[200:230]]
+              + [(p, 1) for p in sorted((DATA_2C / "without_mask").glob("*.jpg"))[200:230]])
+    images = np.stack([np.asarray(Image.open(p).convert("RGB").resize((80, 80)))
+                       for p, _ in photos])
+    data = tmp_path / "arrays"
+    data.mkdir()
+    np.save(data / "dataset.npy", images)
+    np.save(data / "labels.npy", np.array([y for _, y in photos]))
+    result = CliRunner().invoke(app, [
+        "fit", str(data), "--out", str(tmp_path / "run"), "--weights", str(BACKBONE),
+        "--input-size", str(SIZE), "--epochs", "3", "--cache-dir", str(tmp_path / "cache"),
+        "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["labels"] == ["0", "1"] and summary["format"] == "arrays"
+    rows = read_manifest(tmp_path / "run" / "split.json").rows
+    assert all(r["path"] == "dataset.npy" and isinstance(r["index"], int) for r in rows)
+    test_images, _ = load_split(tmp_path / "run" / "split.json", "test", (SIZE, SIZE))
+    assert len(test_images) == summary["counts"]["test"]["0"] + summary["counts"]["test"]["1"]
+
+
+def test_voc_three_classes_softmax(tmp_path: Path) -> None:
+    result = fit(small_config(DATA_VOC, tmp_path / "run", tmp_path / "cache", min_face=24,
+                              limit_per_class=30, epochs=3), progress=False)
+    c = result.contract
+    assert c.labels == ("mask_weared_incorrect", "with_mask", "without_mask")
+    assert c.output == "softmax" and c.source["format"] == "voc"
+    assert set(c.metrics["per_class"]) == set(c.labels)
+    photos: dict[str, set[str]] = {}
+    for r in read_manifest(tmp_path / "run" / "split.json").rows:
+        photos.setdefault(r["path"], set()).add(r["split"])
+    assert all(len(s) == 1 for s in photos.values())
+
+
+def test_reference_recipe_and_fine_tuning(tmp_path: Path) -> None:
+    result = fit(small_config(DATA_2C, tmp_path / "run", tmp_path / "cache", limit_per_class=25,
+                              feature_cache=False, epochs=1, fine_tune_layers=10,
+                              fine_tune_epochs=1), progress=False)
+    rows = list(csv.DictReader((tmp_path / "run" / "history.csv").open()))
+    assert [r["phase"] for r in rows] == ["head", "fine_tune"]
+    assert result.summary["phase1"]["path"].startswith("images")
+    assert result.summary["fine_tune"]["layers_with_trainable_weights"] > 0
+    assert not list((tmp_path / "cache").glob("*.npy"))  # the image path caches nothing
+    model, contract = load_keras_model(result.model_h5)
+    assert contract.source["fine_tune_layers"] == 10
+    import keras
+
+    tuned = next(layer for layer in model.layers if isinstance(layer, keras.Model))
+    original = keras.applications.MobileNetV2(input_shape=(SIZE, SIZE, 3), include_top=False,
+                                              weights=str(BACKBONE))
+    # the top conv layer learned; BatchNorm statistics and weights stayed frozen
+    assert not np.allclose(tuned.get_layer("Conv_1").get_weights()[0],
+                           original.get_layer("Conv_1").get_weights()[0])
+    for a, b in zip(tuned.get_layer("Conv_1_bn").get_weights(),
+                    original.get_layer("Conv_1_bn").get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    # a layer below the unfrozen top did not change
+    np.testing.assert_array_equal(tuned.get_layer("block_1_expand").get_weights()[0],
+                                  original.get_layer("block_1_expand").get_weights()[0])

@@ -1,0 +1,174 @@
+"""`trainer` command line: `trainer fit DATA --out RUN` and `trainer evaluate MODEL --data DATA`.
+
+User errors (bad data, bad options, missing weights or model files) print one line,
+`error: ...`, on stderr and exit with code 2; no traceback, no partial run folder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+app = typer.Typer(help="Train and evaluate maskedge face-mask classifiers (MobileNetV2).",
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+
+EXIT_USAGE = 2
+
+
+def _model_errors() -> tuple[type[Exception], ...]:
+    """WeightsError / ModelFileError, if their (Keras-importing) modules are loaded."""
+    errors: list[type[Exception]] = []
+    if "trainer.model" in sys.modules:
+        errors.append(sys.modules["trainer.model"].WeightsError)
+    if "trainer.artifacts" in sys.modules:
+        errors.append(sys.modules["trainer.artifacts"].ModelFileError)
+    return tuple(errors)
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(EXIT_USAGE)
+
+
+def _import_tensorflow_quietly() -> None:
+    """Import TensorFlow with its C++ start-up log lines (oneDNN notices) kept off stderr."""
+    if "tensorflow" in sys.modules:
+        return
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        sys.stderr.flush()
+        os.dup2(devnull, 2)
+        import keras  # noqa: F401
+        import tensorflow  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+@contextlib.contextmanager
+def _user_errors(json_out: bool) -> Any:
+    """Turn known user errors into one line + exit 2; keep stdout for --json only."""
+    from edge.contract import ContractError
+    from trainer.errors import UserError
+
+    known: tuple[type[Exception], ...] = (UserError, ContractError)
+
+    target = sys.stderr if json_out else sys.stdout
+    try:
+        with contextlib.redirect_stdout(target):
+            yield
+    except Exception as exc:
+        if not isinstance(exc, (*known, *_model_errors())):
+            raise
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise _fail(message) from None
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        raise typer.Exit(130) from None
+
+
+@app.command()
+def fit(
+    data: Path = typer.Argument(..., help="Class folders, dataset.npy+labels.npy, or VOC "
+                                "images/+annotations/."),
+    out: Path = typer.Option(..., "--out", "-o", help="Run folder to create (must be new or "
+                             "empty unless --overwrite)."),
+    weights: str = typer.Option("imagenet", help="imagenet | none | PATH to no-top MobileNetV2 "
+                                "weights (.h5)."),
+    input_size: int = typer.Option(224, help="Square input size in pixels."),
+    alpha: float = typer.Option(1.0, help="MobileNetV2 width multiplier."),
+    epochs: int = typer.Option(20, help="Phase-1 epochs (at most; early stopping)."),
+    batch_size: int = typer.Option(32, help="Batch size."),
+    learning_rate: float = typer.Option(1e-4, help="Phase-1 Adam learning rate."),
+    patience: int = typer.Option(5, help="Early-stopping patience in epochs (0: off)."),
+    seed: int = typer.Option(0, help="Seed for split, augmentation and training."),
+    val_fraction: float = typer.Option(0.15, help="Share of images for validation."),
+    test_fraction: float = typer.Option(0.15, help="Share of images for the test set."),
+    feature_cache: bool = typer.Option(True, "--feature-cache/--no-feature-cache",
+                                       help="Train the head on cached backbone features (fast) "
+                                       "or the whole model on images every epoch (reference)."),
+    augment_views: int = typer.Option(1, help="Augmented views per training image whose "
+                                      "features are cached (feature-cache path)."),
+    fine_tune_layers: int = typer.Option(0, help="Phase 2: unfreeze the top N backbone layers "
+                                         "(BatchNorm stays frozen); 0 skips phase 2."),
+    fine_tune_epochs: int = typer.Option(5, help="Phase-2 epochs."),
+    fine_tune_learning_rate: float = typer.Option(1e-5, help="Phase-2 learning rate."),
+    min_face: int = typer.Option(16, help="VOC: drop face boxes smaller than PX pixels."),
+    limit_per_class: int | None = typer.Option(None, help="Use at most N images per class "
+                                               "(quick runs)."),
+    mixed_precision: bool = typer.Option(False, help="float16 compute on a GPU (ignored "
+                                         "without one)."),
+    class_weights: bool = typer.Option(True, "--class-weights/--no-class-weights",
+                                       help="Weight classes against imbalance."),
+    cache_dir: Path | None = typer.Option(None, help="Feature cache folder (default "
+                                          "$MASKEDGE_CACHE/features or ~/.cache/maskedge)."),
+    overwrite: bool = typer.Option(False, help="Replace a non-empty --out folder."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
+    json_out: bool = typer.Option(False, "--json", help="Print the run summary as JSON on "
+                                  "stdout."),
+) -> None:
+    """Train a classifier on DATA and write a run folder with model, split and reports."""
+    with _user_errors(json_out):
+        from trainer.config import FitConfig, preflight
+
+        config = FitConfig(data=data, out=out, weights=weights, input_size=input_size,
+                           alpha=alpha, epochs=epochs, batch_size=batch_size,
+                           learning_rate=learning_rate, patience=patience, seed=seed,
+                           val_fraction=val_fraction, test_fraction=test_fraction,
+                           feature_cache=feature_cache, augment_views=augment_views,
+                           fine_tune_layers=fine_tune_layers, fine_tune_epochs=fine_tune_epochs,
+                           fine_tune_learning_rate=fine_tune_learning_rate, min_face=min_face,
+                           limit_per_class=limit_per_class, mixed_precision=mixed_precision,
+                           class_weighting=class_weights, cache_dir=cache_dir,
+                           overwrite=overwrite)
+        preflight(config)  # bad data / options / paths: one line, before TensorFlow loads
+        _import_tensorflow_quietly()
+        from trainer.fit import fit as run_fit
+
+        result = run_fit(config, progress=not quiet)
+    if json_out:
+        typer.echo(json.dumps(result.summary, indent=2, default=str))
+    elif not quiet:
+        typer.echo(f"test accuracy {100 * result.test_accuracy:.2f} % on "
+                   f"{result.summary['counts']['test']} ; run folder {result.run_dir} "
+                   f"({result.wall_seconds:.0f} s)")
+
+
+@app.command()
+def evaluate(
+    model: Path = typer.Argument(..., help="A maskedge model.h5 or model.keras."),
+    data: Path = typer.Option(..., "--data", "-d", help="A data set (any format fit accepts) or "
+                              "a run's split.json."),
+    split: str = typer.Option("test", help="With a split.json: all | train | val | test."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Folder for report.txt, "
+                                    "metrics.json, confusion_matrix.png, summary.json."),
+    min_face: int = typer.Option(16, help="VOC: drop face boxes smaller than PX pixels."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
+    json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
+) -> None:
+    """Measure MODEL on labelled DATA: accuracy, per-class report, confusion matrix."""
+    with _user_errors(json_out):
+        _import_tensorflow_quietly()
+        from trainer.evaluate import evaluate as run_evaluate
+
+        result = run_evaluate(model, data, split=split, out=out, min_face=min_face,
+                              progress=not quiet and not json_out)
+    text = result.summary.pop("report_text")
+    if json_out:
+        typer.echo(json.dumps(result.summary, indent=2, default=str))
+    elif not quiet:
+        typer.echo(text)
+
+
+if __name__ == "__main__":
+    app()

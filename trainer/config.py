@@ -1,0 +1,93 @@
+"""`trainer fit`'s options and the checks that need neither TensorFlow nor pixels.
+
+`preflight` validates the options, the output folder, the --weights value and the data layout
+(formats, at least two classes) in well under a second, so the CLI can refuse bad input with one
+line before TensorFlow is even imported.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from trainer.datasets import DEFAULT_MIN_FACE, Dataset, discover, require_two_classes
+from trainer.errors import UserError
+
+ALPHAS = (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)
+
+
+@dataclass
+class FitConfig:
+    """Everything `trainer fit` can be told (the CLI's options map 1:1 onto these fields)."""
+
+    data: Path
+    out: Path
+    weights: str = "imagenet"
+    input_size: int = 224
+    alpha: float = 1.0
+    epochs: int = 20
+    batch_size: int = 32
+    learning_rate: float = 1e-4
+    patience: int = 5
+    seed: int = 0
+    val_fraction: float = 0.15
+    test_fraction: float = 0.15
+    feature_cache: bool = True
+    augment_views: int = 1
+    fine_tune_layers: int = 0
+    fine_tune_epochs: int = 5
+    fine_tune_learning_rate: float = 1e-5
+    min_face: int = DEFAULT_MIN_FACE
+    limit_per_class: int | None = None
+    mixed_precision: bool = False
+    class_weighting: bool = True
+    cache_dir: Path | None = None  # None: default_cache_dir(); feature cache on disk
+    overwrite: bool = False
+
+    def validate(self) -> None:
+        checks = [
+            (self.input_size >= 32, f"--input-size must be >= 32, got {self.input_size}"),
+            (self.alpha in ALPHAS, f"--alpha must be one of {ALPHAS}, got {self.alpha}"),
+            (self.epochs >= 1, f"--epochs must be >= 1, got {self.epochs}"),
+            (self.batch_size >= 1, f"--batch-size must be >= 1, got {self.batch_size}"),
+            (self.learning_rate > 0, "--learning-rate must be > 0"),
+            (self.augment_views >= 0, "--augment-views must be >= 0"),
+            (self.fine_tune_layers >= 0, "--fine-tune-layers must be >= 0"),
+            (self.fine_tune_epochs >= 1, "--fine-tune-epochs must be >= 1"),
+            (self.min_face >= 1, "--min-face must be >= 1"),
+            (self.limit_per_class is None or self.limit_per_class >= 2,
+             "--limit-per-class must be >= 2"),
+            (0 < self.val_fraction + self.test_fraction < 1 and self.val_fraction >= 0
+             and self.test_fraction > 0, "--val-fraction + --test-fraction must lie in (0, 1) "
+             "with a non-empty test set"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise UserError(message)
+
+
+def _out_dir_ready(out: Path, overwrite: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise UserError(f"--out {out} is not empty; choose another folder or pass --overwrite")
+
+
+
+def check_weights(weights: str) -> None:
+    """The same rule as trainer.model.resolve_weights, without importing Keras."""
+    if weights == "imagenet" or weights.lower() == "none":
+        return
+    if not Path(weights).expanduser().is_file():
+        raise UserError(f"weights file not found: {weights} "
+                        f"(use imagenet | none | PATH to a no-top MobileNetV2 weights file)")
+
+
+def preflight(config: FitConfig) -> Dataset:
+    """Validate everything that can be checked cheaply; return the discovered data set."""
+    config.validate()
+    _out_dir_ready(Path(config.out).expanduser(), config.overwrite)
+    check_weights(config.weights)
+    dataset = discover(config.data, config.min_face)
+    require_two_classes([s.label for s in dataset.samples], dataset.root)
+    return dataset

@@ -1,0 +1,235 @@
+"""Find the samples of a data set in any of the three accepted formats.
+
+* folders: ``DATA/<class>/**/<image>`` -- one folder per class; every non-hidden file is a
+  candidate (files that turn out not to be images are skipped later, with a reason);
+* arrays:  ``DATA/dataset.npy`` (N, H, W, 3) + ``DATA/labels.npy`` (N,) of ints or strings;
+* voc:     ``DATA/images/*`` + ``DATA/annotations/*.xml`` (Pascal VOC); every face box is a sample,
+  boxes smaller than ``min_face`` pixels are dropped (counted).
+
+Labels come from the data and are sorted (ints numerically, then written as strings); the index of a
+label is its position in that order. Discovery reads no pixels: decoding is `trainer.pixels`' job.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from trainer.errors import UserError
+
+FORMATS = ("folders", "arrays", "voc")
+ARRAY_IMAGES, ARRAY_LABELS = "dataset.npy", "labels.npy"
+#: Default smallest face box side (pixels) kept from VOC annotations.
+DEFAULT_MIN_FACE = 16
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One labelled image: a file (folders), a file + face box (voc) or an array row (arrays)."""
+
+    path: str  # relative to the data root (arrays: the .npy file name)
+    label: str
+    box: tuple[float, float, float, float] | None = None  # voc: (x1, y1, x2, y2) in photo pixels
+    index: int | None = None  # arrays: row in dataset.npy
+
+    @property
+    def source(self) -> str:
+        """What the pixels come from: faces of one photo share it (and so share a split group)."""
+        return self.path if self.index is None else f"{self.path}[{self.index}]"
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A file or annotation that was not used, and why."""
+
+    path: str
+    reason: str
+
+
+@dataclass
+class Dataset:
+    """What was found under a data root (before decoding)."""
+
+    root: Path
+    format: str
+    labels: tuple[str, ...]
+    samples: list[Sample]
+    skipped: list[Skipped] = field(default_factory=list)
+    notes: dict[str, object] = field(default_factory=dict)
+
+    def counts(self) -> dict[str, int]:
+        c = Counter(s.label for s in self.samples)
+        return {label: c.get(label, 0) for label in self.labels}
+
+
+def sorted_labels(values: list[str] | list[int]) -> tuple[str, ...]:
+    """Class names in index order: ints numerically, strings alphabetically."""
+    unique = set(values)
+    if all(isinstance(v, (int, np.integer)) for v in unique):
+        return tuple(str(v) for v in sorted(int(v) for v in unique))
+    return tuple(sorted(str(v) for v in unique))
+
+
+def detect_format(root: Path) -> str:
+    """'arrays', 'voc' or 'folders' for a data root (UserError if it is none of them)."""
+    if not root.exists():
+        raise UserError(f"data not found: {root}")
+    if not root.is_dir():
+        raise UserError(f"data must be a folder (class folders, dataset.npy+labels.npy or "
+                        f"VOC images/+annotations/), got a file: {root}")
+    if (root / ARRAY_IMAGES).is_file() or (root / ARRAY_LABELS).is_file():
+        return "arrays"
+    if (root / "annotations").is_dir() and (root / "images").is_dir():
+        return "voc"
+    return "folders"
+
+
+def discover(root: str | Path, min_face: int = DEFAULT_MIN_FACE) -> Dataset:
+    """Find the samples under `root` (any format). UserError when there is nothing to use."""
+    root = Path(root).expanduser()
+    fmt = detect_format(root)
+    if fmt == "arrays":
+        dataset = _discover_arrays(root)
+    elif fmt == "voc":
+        dataset = _discover_voc(root, min_face)
+    else:
+        dataset = _discover_folders(root)
+    if not dataset.samples:
+        raise UserError(f"no images found in {root} ({fmt} format)")
+    return dataset
+
+
+def require_two_classes(labels: list[str] | tuple[str, ...], where: Path) -> None:
+    """UserError unless at least two classes have usable samples."""
+    present = sorted(set(labels))
+    if len(present) < 2:
+        which = f" ({present[0]})" if present else ""
+        raise UserError(f"need at least two classes with usable images in {where}, "
+                        f"found {len(present)}{which}")
+
+
+def _visible(path: Path, root: Path) -> bool:
+    return not any(part.startswith(".") for part in path.relative_to(root).parts)
+
+
+def _discover_folders(root: Path) -> Dataset:
+    classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    samples: list[Sample] = []
+    for name in classes:
+        files = sorted(p for p in (root / name).rglob("*") if p.is_file() and _visible(p, root))
+        samples += [Sample(path=p.relative_to(root).as_posix(), label=name) for p in files]
+    loose = [p.name for p in root.iterdir() if p.is_file() and not p.name.startswith(".")]
+    if not samples and loose:
+        raise UserError(f"no class folders in {root}: put each class's images in its own "
+                        f"folder (e.g. {root}/with_mask/, {root}/without_mask/)")
+    used = sorted({s.label for s in samples})
+    return Dataset(root=root, format="folders", labels=tuple(used), samples=samples,
+                   notes={"loose_files_ignored": len(loose)} if loose else {})
+
+
+def _load_npy(path: Path, what: str, mmap: bool) -> np.ndarray:
+    if not path.is_file():
+        raise UserError(f"{path.name} missing: arrays need {ARRAY_IMAGES} and {ARRAY_LABELS}")
+    try:
+        return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except ValueError as exc:
+        if "pickle" in str(exc):
+            raise UserError(f"{path} holds Python objects; save {what} as a plain int or "
+                            f"string array") from None
+        raise UserError(f"{path} is not a readable .npy file: {exc}") from None
+    except (OSError, EOFError) as exc:
+        raise UserError(f"{path} is not a readable .npy file: {exc}") from None
+
+
+def _discover_arrays(root: Path) -> Dataset:
+    images = _load_npy(root / ARRAY_IMAGES, "the images", mmap=True)
+    labels = _load_npy(root / ARRAY_LABELS, "the labels", mmap=False)
+    if images.ndim not in (3, 4) or (images.ndim == 4 and images.shape[3] not in (1, 3, 4)):
+        raise UserError(f"{ARRAY_IMAGES} must be (N, H, W, 3) (or N,H,W / N,H,W,1 / N,H,W,4), "
+                        f"got shape {images.shape}")
+    labels = labels.reshape(-1) if labels.ndim == 2 and labels.shape[1] == 1 else labels
+    if labels.ndim != 1:
+        raise UserError(f"{ARRAY_LABELS} must be (N,) ints or strings, got shape {labels.shape}")
+    if len(labels) != len(images):
+        raise UserError(f"{ARRAY_IMAGES} has {len(images)} images but {ARRAY_LABELS} has "
+                        f"{len(labels)} labels")
+    if labels.dtype.kind in "iu":
+        values: list = [int(v) for v in labels]
+    elif labels.dtype.kind in "US":
+        values = [v.decode() if isinstance(v, bytes) else str(v) for v in labels.tolist()]
+    elif labels.dtype.kind == "f" and np.all(np.isfinite(labels)) and np.all(labels == labels // 1):
+        values = [int(v) for v in labels]
+    else:
+        raise UserError(f"{ARRAY_LABELS} must hold ints or strings, got dtype {labels.dtype}")
+    order = sorted_labels(values)
+    samples = [Sample(path=ARRAY_IMAGES, label=str(v), index=i) for i, v in enumerate(values)]
+    return Dataset(root=root, format="arrays", labels=order, samples=samples,
+                   notes={"array_shape": list(images.shape), "array_dtype": str(images.dtype)})
+
+
+def _voc_box(obj: ET.Element) -> tuple[float, float, float, float]:
+    bnd = obj.find("bndbox")
+    if bnd is None:
+        raise ValueError("object without bndbox")
+    coords = []
+    for key in ("xmin", "ymin", "xmax", "ymax"):
+        node = bnd.find(key)
+        if node is None or node.text is None:
+            raise ValueError(f"bndbox without {key}")
+        coords.append(float(node.text))
+    x1, y1, x2, y2 = coords
+    if x2 <= x1 or y2 <= y1:
+        raise ValueError(f"empty box {coords}")
+    return x1, y1, x2, y2
+
+
+def _find_voc_image(root: Path, xml_path: Path, filename: str | None) -> Path | None:
+    images = root / "images"
+    if filename:
+        candidate = images / Path(filename).name
+        if candidate.is_file():
+            return candidate
+    matches = sorted(p for p in images.glob(xml_path.stem + ".*") if p.is_file())
+    return matches[0] if matches else None
+
+
+def _discover_voc(root: Path, min_face: int) -> Dataset:
+    samples: list[Sample] = []
+    skipped: list[Skipped] = []
+    small: Counter[str] = Counter()
+    xmls = sorted((root / "annotations").glob("*.xml"))
+    for xml_path in xmls:
+        rel_xml = xml_path.relative_to(root).as_posix()
+        try:
+            tree = ET.parse(xml_path).getroot()
+        except (ET.ParseError, OSError) as exc:
+            skipped.append(Skipped(rel_xml, f"unreadable annotation: {str(exc)[:100]}"))
+            continue
+        image = _find_voc_image(root, xml_path, tree.findtext("filename"))
+        if image is None:
+            skipped.append(Skipped(rel_xml, "annotation without an image in images/"))
+            continue
+        rel_image = image.relative_to(root).as_posix()
+        for k, obj in enumerate(tree.iter("object")):
+            name = (obj.findtext("name") or "").strip()
+            try:
+                box = _voc_box(obj)
+            except ValueError as exc:
+                skipped.append(Skipped(f"{rel_xml}#{k}", f"bad face box: {exc}"))
+                continue
+            if not name:
+                skipped.append(Skipped(f"{rel_xml}#{k}", "face box without a class name"))
+                continue
+            if min(box[2] - box[0], box[3] - box[1]) < min_face:
+                small[name] += 1
+                continue
+            samples.append(Sample(path=rel_image, label=name, box=box))
+    labels = sorted_labels([s.label for s in samples])
+    notes: dict[str, object] = {"annotations": len(xmls), "min_face": min_face,
+                                "faces_below_min_face": dict(sorted(small.items()))}
+    return Dataset(root=root, format="voc", labels=labels, samples=samples, skipped=skipped,
+                   notes=notes)

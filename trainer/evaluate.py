@@ -1,0 +1,94 @@
+"""`trainer evaluate`: any saved maskedge Keras model on any labelled data, same reports as fit.
+
+The data may be a data set in any format `trainer fit` accepts (a foreign one too: its labels need
+only be a subset of the model's) or a run's `split.json`, of which one split (default: test) is
+used. Images are decoded, cropped and resized exactly as in training, at the model's input size.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge.fileio import write_text_atomic
+from edge.metrics import classification_report
+from trainer import progress as bars
+from trainer.artifacts import load_keras_model, read_keras_contract
+from trainer.datasets import DEFAULT_MIN_FACE, Sample, discover
+from trainer.errors import UserError
+from trainer.pixels import load_pixels
+from trainer.reports import report_text, write_evaluation, write_json
+from trainer.split import read_manifest
+
+
+@dataclass
+class EvalResult:
+    """What an evaluation measured."""
+
+    accuracy: float
+    report: dict[str, Any]
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+def _samples_for(data: Path, split: str, min_face: int
+                 ) -> tuple[Path, str, list[Sample], list, str]:
+    """(root, format, samples, skipped-at-discovery, description) for a data set or split.json."""
+    if data.is_file() and data.suffix == ".json":
+        manifest = read_manifest(data)
+        samples = manifest.samples(split)
+        if not samples:
+            raise UserError(f"split {split!r} of {data} has no images")
+        return manifest.root, manifest.format, samples, [], f"{data} (split {split})"
+    dataset = discover(data, min_face)
+    return dataset.root, dataset.format, dataset.samples, dataset.skipped, str(dataset.root)
+
+
+def evaluate(model_path: str | Path, data: str | Path, split: str = "test",
+             out: str | Path | None = None, min_face: int = DEFAULT_MIN_FACE,
+             batch_size: int = 64, progress: bool = True) -> EvalResult:
+    """Evaluate `model_path` on `data`; write report files to `out` if given."""
+    start = time.perf_counter()
+    contract = read_keras_contract(model_path)  # ModelFileError before any decoding
+    root, fmt, samples, skipped, where = _samples_for(Path(data).expanduser(), split, min_face)
+    unknown = sorted({s.label for s in samples} - set(contract.labels))
+    if unknown:
+        raise UserError(f"labels {unknown} of {where} are not among the model's labels "
+                        f"{list(contract.labels)}")
+    model, contract = load_keras_model(model_path)
+    with bars.task("decoding images", len(samples), progress) as advance:
+        loaded = load_pixels(root, fmt, samples, contract.input_size, advance=advance)
+    skipped = [*skipped, *loaded.skipped]
+    if not loaded.samples:
+        raise UserError(f"no usable images in {where}")
+    index = {label: i for i, label in enumerate(contract.labels)}
+    y_true = np.array([index[s.label] for s in loaded.samples], dtype=np.int64)
+    outputs = []
+    with bars.task("predicting", len(loaded.images), progress) as advance:
+        for begin in range(0, len(loaded.images), batch_size):
+            chunk = loaded.images[begin:begin + batch_size].astype(np.float32)
+            outputs.append(np.asarray(model.predict_on_batch(chunk), np.float32))
+            advance(len(chunk))
+    probs = contract.probabilities(np.concatenate(outputs))
+    report = classification_report(y_true, probs.argmax(1), contract.labels)
+    summary = {"model": str(Path(model_path).resolve()), "data": where, "format": fmt,
+               "labels": list(contract.labels), "accuracy": round(report["accuracy"], 6),
+               "accuracy_percent": round(100 * report["accuracy"], 2), "n": len(y_true),
+               "per_class": {k: {m: round(v[m], 4) for m in ("precision", "recall", "f1")}
+                             | {"support": v["support"]}
+                             for k, v in report["per_class"].items()},
+               "confusion_matrix": report["confusion_matrix"], "skipped": len(skipped),
+               "seconds": round(time.perf_counter() - start, 2)}
+    if out is not None:
+        out = Path(out)
+        details = [f"model: {model_path}", f"data: {where} ({fmt})",
+                   f"skipped files: {len(skipped)}"]
+        write_evaluation(out, report, "Evaluation", details, extra={"summary": summary})
+        write_text_atomic(out / "skipped.txt",
+                          "".join(f"{s.path}\t{s.reason}\n" for s in skipped))
+        write_json(out / "summary.json", summary)
+    summary["report_text"] = report_text("Evaluation", report, [f"data: {where}"])
+    return EvalResult(accuracy=report["accuracy"], report=report, summary=summary)

@@ -1,0 +1,121 @@
+"""Pooled backbone features, computed once and cached on disk.
+
+The frozen MobileNetV2 base costs ~99 % of every training step, and its output for a given image
+never changes while it is frozen. So phase 1 computes the pooled features of every clean image once,
+plus `augment_views` augmented views of each training image, and trains the head on those
+(`trainer.fit`). Features are cached as .npy files named by a key of everything they depend on
+(data fingerprint, weights fingerprint, input size, alpha, which images, view seed), so a second
+run on the same data -- another seed for the head, more epochs -- skips the backbone entirely.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from edge.fileio import atomic_path
+from trainer.augment import build_augmenter
+from trainer.progress import Advance
+
+#: Bump when anything that changes feature values changes (decoding, resizing, augmentation).
+FEATURE_VERSION = 1
+
+
+def default_cache_dir() -> Path:
+    """$MASKEDGE_CACHE/features, or ~/.cache/maskedge/features."""
+    base = os.environ.get("MASKEDGE_CACHE") or Path.home() / ".cache" / "maskedge"
+    return Path(base) / "features"
+
+
+def weights_fingerprint(weights: str, seed: int) -> str:
+    """What the backbone's weights are: a file's SHA-256, 'imagenet', or random with a seed."""
+    if weights == "imagenet":
+        return "imagenet"
+    if weights.lower() == "none":
+        return f"random-seed{seed}"
+    digest = hashlib.sha256()
+    with open(Path(weights).expanduser(), "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return "sha256:" + digest.hexdigest()
+
+
+def cache_key(**parts: Any) -> str:
+    text = json.dumps({"version": FEATURE_VERSION, **parts}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+class FeatureExtractor:
+    """Runs the features model (optionally after augmentation) in fixed-size batches."""
+
+    def __init__(self, features: keras.Model, batch_size: int = 64) -> None:
+        self.features = features
+        self.batch_size = batch_size
+        shape = (batch_size, *features.input_shape[1:])
+        spec = tf.TensorSpec(shape, tf.float32)
+        self._clean = tf.function(lambda x: features(x, training=False), input_signature=[spec])
+        self._spec = spec
+
+    def _run(self, fn: Any, images: np.ndarray, advance: Advance | None) -> np.ndarray:
+        n, bs = len(images), self.batch_size
+        out = np.zeros((n, self.features.output_shape[-1]), np.float32)
+        for start in range(0, n, bs):
+            chunk = images[start:start + bs].astype(np.float32)
+            real = len(chunk)
+            if real < bs:  # pad to the traced batch size instead of retracing
+                chunk = np.concatenate([chunk, np.zeros((bs - real, *chunk.shape[1:]),
+                                                        np.float32)])
+            out[start:start + real] = fn(tf.constant(chunk)).numpy()[:real]
+            if advance:
+                advance(real)
+        return out
+
+    def clean(self, images: np.ndarray, advance: Advance | None = None) -> np.ndarray:
+        """(N, D) features of the images as they are."""
+        return self._run(self._clean, images, advance)
+
+    def augmented(self, images: np.ndarray, seed: int,
+                  advance: Advance | None = None) -> np.ndarray:
+        """(N, D) features of one random augmented view of each image (seeded)."""
+        augmenter = build_augmenter(seed)
+        features = self.features
+        fn = tf.function(lambda x: features(augmenter(x, training=True), training=False),
+                         input_signature=[self._spec])
+        return self._run(fn, images, advance)
+
+
+class FeatureCache:
+    """Feature arrays on disk under `directory`, one .npy per key (atomic writes)."""
+
+    def __init__(self, directory: Path | None) -> None:
+        self.directory = Path(directory) if directory else None
+
+    def path(self, key: str) -> Path | None:
+        return self.directory / f"{key}.npy" if self.directory else None
+
+    def get(self, key: str, rows: int) -> np.ndarray | None:
+        path = self.path(key)
+        if path is None or not path.is_file():
+            return None
+        try:
+            arr = np.load(path, allow_pickle=False)
+        except (OSError, ValueError):
+            return None  # a damaged cache entry is recomputed
+        return arr if arr.ndim == 2 and len(arr) == rows else None
+
+    def put(self, key: str, features: np.ndarray) -> None:
+        path = self.path(key)
+        if path is None:
+            return
+        try:
+            with atomic_path(path) as tmp:
+                np.save(tmp, features)
+        except OSError:
+            pass  # caching is an optimisation: a read-only or full disk must not fail the run

@@ -1,0 +1,406 @@
+"""`trainer fit`: data folder -> run folder with a verified model and its reports.
+
+discover (`datasets`) -> decode (`pixels`) -> group near-duplicates (`dedup`) -> split (`split`)
+-> phase 1: head on cached backbone features (`features`, default) or the reference recipe on
+images (`feature_cache=False`) -> optional phase 2: fine-tune the top N backbone layers -> test
+metrics -> model files with the contract (`artifacts`) -> reports (`reports`).
+
+The run is assembled in a hidden folder beside `out` and renamed into place when complete, so a
+failed or interrupted run never leaves a half-written run folder, and every user error (bad data,
+bad weights) is raised before anything is written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import platform
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from edge.contract import ModelContract
+from edge.fileio import write_text_atomic
+from edge.metrics import classification_report
+from trainer import progress as bars
+from trainer.artifacts import save_keras_model
+from trainer.config import FitConfig, preflight
+from trainer.datasets import Dataset, Sample, require_two_classes
+from trainer.dedup import group_samples
+from trainer.features import (
+    FeatureCache,
+    FeatureExtractor,
+    cache_key,
+    default_cache_dir,
+    weights_fingerprint,
+)
+from trainer.model import Classifier, build_classifier, unfreeze_top
+from trainer.pixels import Loaded, load_pixels
+from trainer.reports import plot_confusion, plot_curves, report_text, write_history_csv, write_json
+from trainer.split import SplitManifest, make_manifest, write_manifest
+from trainer.training import class_weights, fit_head, fit_images, predict
+
+#: Samples of the test set on which the saved full model must reproduce the head's predictions.
+CONSISTENCY_SAMPLES = 32
+
+__all__ = ["FitConfig", "FitResult", "fit"]
+
+
+@dataclass
+class FitResult:
+    """Where the run went and what it measured."""
+
+    run_dir: Path
+    model_h5: Path
+    model_keras: Path
+    contract: ModelContract
+    test_accuracy: float
+    wall_seconds: float
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+def _limit_samples(samples: list[Sample], limit: int | None, seed: int) -> list[Sample]:
+    if limit is None:
+        return samples
+    rng = np.random.default_rng(seed)
+    keep: list[int] = []
+    for label in sorted({s.label for s in samples}):
+        idx = [i for i, s in enumerate(samples) if s.label == label]
+        if len(idx) > limit:
+            idx = rng.choice(idx, size=limit, replace=False).tolist()
+        keep += idx
+    return [samples[i] for i in sorted(keep)]
+
+
+def data_fingerprint(manifest: SplitManifest, digests: list[str]) -> str:
+    """SHA-256 over every used sample's label, location and content digest, in manifest order."""
+    h = hashlib.sha256()
+    for row, digest in zip(manifest.rows, digests, strict=True):
+        h.update(json.dumps([row["label"], row["path"], row.get("box"), row.get("index"),
+                             digest]).encode())
+    return h.hexdigest()
+
+
+def _gpu_info(mixed_precision: bool) -> tuple[list[str], str]:
+    gpus = [d.name for d in tf.config.list_physical_devices("GPU")]
+    if mixed_precision and gpus:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+        return gpus, "mixed_float16"
+    if mixed_precision:
+        return gpus, "float32 (--mixed-precision ignored: no GPU)"
+    return gpus, "float32"
+
+
+def _decode(dataset: Dataset, samples: list[Sample], size: tuple[int, int],
+            show: bool) -> Loaded:
+    with bars.task("decoding images", len(samples), show) as advance:
+        return load_pixels(dataset.root, dataset.format, samples, size, advance=advance)
+
+
+def _features(clf: Classifier, images: np.ndarray, key: str, cache: FeatureCache, what: str,
+              show: bool, view_seed: int | None = None) -> tuple[np.ndarray, bool]:
+    """Cached features of `images` (clean, or one augmented view when view_seed is given)."""
+    cached = cache.get(key, len(images))
+    if cached is not None:
+        return cached, True
+    extractor = FeatureExtractor(clf.features)
+    with bars.task(what, len(images), show) as advance:
+        feats = (extractor.clean(images, advance) if view_seed is None
+                 else extractor.augmented(images, view_seed, advance))
+    cache.put(key, feats)
+    return feats, False
+
+
+def _run_phase1_cached(config: FitConfig, clf: Classifier, contract: ModelContract,
+                       images: np.ndarray, y: np.ndarray, split: np.ndarray, fingerprint: str,
+                       weight_fp: str, cw: dict[int, float] | None, log_dir: Path,
+                       show: bool) -> tuple[list[dict[str, Any]], dict[str, Any], np.ndarray]:
+    cache = FeatureCache(config.cache_dir or default_cache_dir())
+    base = {"data": fingerprint, "weights": weight_fp, "size": config.input_size,
+            "alpha": config.alpha}
+    t0 = time.perf_counter()
+    feats, hit = _features(clf, images, cache_key(**base, kind="clean"), cache,
+                           "backbone features", show)
+    train_idx = np.nonzero(split == "train")[0]
+    val_idx = np.nonzero(split == "val")[0]
+    x_parts, y_parts = [feats[train_idx]], [y[train_idx]]
+    train_key = hashlib.sha256(train_idx.tobytes()).hexdigest()[:16]
+    hits = [hit]
+    for view in range(config.augment_views):
+        view_seed = config.seed * 1000 + view
+        key = cache_key(**base, kind="view", train=train_key, view_seed=view_seed)
+        view_feats, hit = _features(clf, images[train_idx], key, cache,
+                                    f"augmented view {view + 1}/{config.augment_views}", show,
+                                    view_seed=view_seed)
+        x_parts.append(view_feats)
+        y_parts.append(y[train_idx])
+        hits.append(hit)
+    feature_seconds = time.perf_counter() - t0
+    x_train, y_train = np.concatenate(x_parts), np.concatenate(y_parts)
+    keras.utils.set_random_seed(config.seed)
+    t1 = time.perf_counter()
+    rows = fit_head(clf.head, contract, x_train, y_train, feats[val_idx], y[val_idx],
+                    learning_rate=config.learning_rate, epochs=config.epochs,
+                    batch_size=config.batch_size, patience=config.patience, weights=cw,
+                    log_dir=log_dir, verbose=2 if show else 0)
+    info = {"path": "cached-features", "feature_seconds": round(feature_seconds, 2),
+            "head_train_seconds": round(time.perf_counter() - t1, 2),
+            "feature_cache_hits": sum(hits), "feature_cache_misses": len(hits) - sum(hits),
+            "feature_cache_dir": str(cache.directory), "head_train_samples": len(x_train)}
+    return rows, info, feats
+
+
+def fit(config: FitConfig, progress: bool = True) -> FitResult:
+    """Train a classifier as configured and write its run folder (see module docstring)."""
+    show = progress
+    start = time.perf_counter()
+    load_start = os.getloadavg()[0]
+    dataset = preflight(config)  # every user error that needs no pixels, before any work
+    out = Path(config.out).expanduser()
+    size = (config.input_size, config.input_size)
+    samples = _limit_samples(dataset.samples, config.limit_per_class, config.seed)
+    keras.utils.set_random_seed(config.seed)
+    gpus, precision = _gpu_info(config.mixed_precision)
+    contract0 = ModelContract.for_labels(dataset.labels, config.input_size)
+    clf = build_classifier(contract0, config.weights, config.alpha)  # WeightsError early
+
+    t_decode = time.perf_counter()
+    loaded = _decode(dataset, samples, size, show)
+    decode_seconds = time.perf_counter() - t_decode
+    skipped = dataset.skipped + loaded.skipped
+    present = sorted({s.label for s in loaded.samples})
+    require_two_classes(present, dataset.root)
+    labels = tuple(x for x in dataset.labels if x in present)
+    if labels != dataset.labels:  # a class lost all its images to bad files
+        keras.utils.set_random_seed(config.seed)
+        clf = build_classifier(ModelContract.for_labels(labels, config.input_size),
+                               config.weights, config.alpha)
+
+    grouping = group_samples(loaded.thumbs, [s.source for s in loaded.samples])
+    manifest = make_manifest(dataset.root, dataset.format, labels, loaded.samples,
+                             grouping.groups, config.seed, config.val_fraction,
+                             config.test_fraction,
+                             info={"groups": int(grouping.groups.max()) + 1,
+                                   "near_duplicate_pairs": grouping.near_duplicate_pairs,
+                                   "merged_groups": grouping.merged_groups,
+                                   "samples_in_merged_groups": grouping.samples_in_merged_groups,
+                                   "min_face": config.min_face if dataset.format == "voc" else None,
+                                   "limit_per_class": config.limit_per_class})
+    fingerprint = data_fingerprint(manifest, loaded.digests)
+    manifest.info["data_fingerprint"] = fingerprint
+    index = {label: i for i, label in enumerate(labels)}
+    y = np.array([index[s.label] for s in loaded.samples], dtype=np.int64)
+    split = np.array([r["split"] for r in manifest.rows])
+    train_counts = np.bincount(y[split == "train"], minlength=len(labels))
+    cw = class_weights(y[split == "train"], len(labels)) if config.class_weighting else None
+    imbalance = {
+        "train_counts": dict(zip(labels, train_counts.tolist(), strict=True)),
+        "ratio_largest_to_smallest": round(float(train_counts.max() / max(train_counts.min(), 1)),
+                                           3),
+        "class_weights": ({labels[i]: round(w, 4) for i, w in cw.items()} if cw else None),
+    }
+    train_text = ", ".join(f"{k}: {v}" for k, v in manifest.counts()["train"].items())
+    bars.say(f"{len(loaded.samples)} images of {len(labels)} classes ({train_text} in train); "
+             f"{len(skipped)} skipped; {grouping.merged_groups} near-duplicate groups merged "
+             f"({grouping.samples_in_merged_groups} images)", show)
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    try:
+        result = _train_and_write(config, work, out, clf, labels, dataset, loaded, manifest,
+                                  fingerprint, y, split, cw, imbalance, skipped, grouping_info={
+                                      "near_duplicate_pairs": grouping.near_duplicate_pairs,
+                                      "merged_groups": grouping.merged_groups,
+                                      "samples_in_merged_groups":
+                                          grouping.samples_in_merged_groups},
+                                  timing={"decode_seconds": round(decode_seconds, 2)},
+                                  device={"gpus": gpus, "precision": precision,
+                                          "load_average_at_start": round(load_start, 2)},
+                                  start=start,
+                                  show=show)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    finally:
+        if config.mixed_precision:
+            keras.mixed_precision.set_global_policy("float32")
+    return result
+
+
+def _train_and_write(config: FitConfig, work: Path, out: Path, clf: Classifier,
+                     labels: tuple[str, ...], dataset: Dataset, loaded: Loaded,
+                     manifest: SplitManifest, fingerprint: str, y: np.ndarray, split: np.ndarray,
+                     cw: dict[int, float] | None, imbalance: dict[str, Any], skipped: list,
+                     grouping_info: dict[str, Any], timing: dict[str, Any],
+                     device: dict[str, Any], start: float, show: bool) -> FitResult:
+    contract = ModelContract.for_labels(labels, config.input_size)
+    write_manifest(manifest, work / "split.json")
+    write_json(work / "config.json", {**asdict(config), "data": str(Path(config.data).resolve()),
+                                      "out": str(out.resolve())})
+    write_text_atomic(work / "skipped.txt", "".join(f"{s.path}\t{s.reason}\n" for s in skipped))
+    log_dir = work / "tensorboard"
+    images = loaded.images
+    weight_fp = weights_fingerprint(config.weights, config.seed)
+
+    t_train = time.perf_counter()
+    clean_feats = None
+    if config.feature_cache:
+        history, phase1, clean_feats = _run_phase1_cached(
+            config, clf, contract, images, y, split, fingerprint, weight_fp, cw, log_dir, show)
+    else:
+        keras.utils.set_random_seed(config.seed)
+        t1 = time.perf_counter()
+        history = fit_images(clf.model, contract, (images[split == "train"], y[split == "train"]),
+                             (images[split == "val"], y[split == "val"]),
+                             learning_rate=config.learning_rate, epochs=config.epochs,
+                             batch_size=config.batch_size, patience=config.patience, weights=cw,
+                             seed=config.seed, log_dir=log_dir, verbose=2 if show else 0,
+                             phase="head")
+        phase1 = {"path": "images (reference recipe)",
+                  "image_train_seconds": round(time.perf_counter() - t1, 2)}
+    fine_tune: dict[str, Any] | None = None
+    if config.fine_tune_layers > 0:
+        t2 = time.perf_counter()
+        trainable = unfreeze_top(clf.backbone, config.fine_tune_layers)
+        keras.utils.set_random_seed(config.seed + 1)
+        history += fit_images(clf.model, contract,
+                              (images[split == "train"], y[split == "train"]),
+                              (images[split == "val"], y[split == "val"]),
+                              learning_rate=config.fine_tune_learning_rate,
+                              epochs=config.fine_tune_epochs, batch_size=config.batch_size,
+                              patience=config.patience, weights=cw, seed=config.seed + 1,
+                              log_dir=log_dir, verbose=2 if show else 0, phase="fine_tune")
+        clf.backbone.trainable = False
+        fine_tune = {"layers": config.fine_tune_layers, "layers_with_trainable_weights": trainable,
+                     "seconds": round(time.perf_counter() - t2, 2)}
+        clean_feats = None  # the backbone changed: cached features no longer describe it
+    train_seconds = time.perf_counter() - t_train
+
+    test_idx = np.nonzero(split == "test")[0]
+    val_idx = np.nonzero(split == "val")[0]
+    if clean_feats is not None:
+        test_out = predict(clf.head, clean_feats[test_idx])
+        val_out = predict(clf.head, clean_feats[val_idx])
+        check = test_idx[:CONSISTENCY_SAMPLES]
+        full = predict(clf.model, images[check])
+        consistency = {"samples": len(check), "max_abs_diff_full_vs_head":
+                       float(np.abs(full - test_out[:len(check)]).max()) if len(check) else 0.0}
+    else:
+        test_out = predict(clf.model, images[test_idx])
+        val_out = predict(clf.model, images[val_idx])
+        consistency = None
+    test_pred = contract.probabilities(test_out).argmax(1)
+    val_pred = contract.probabilities(val_out).argmax(1)
+    test_report = classification_report(y[test_idx], test_pred, labels)
+    val_report = classification_report(y[val_idx], val_pred, labels)
+    accuracy = test_report["accuracy"]
+
+    per_class = {k: {m: round(v[m], 4) for m in ("precision", "recall", "f1")} | {
+        "support": v["support"]} for k, v in test_report["per_class"].items()}
+    source = {"split_manifest": "split.json", "data_fingerprint": fingerprint,
+              "data": str(dataset.root.resolve()), "format": dataset.format,
+              "weights": config.weights, "weights_fingerprint": weight_fp,
+              "alpha": config.alpha, "seed": config.seed,
+              "phase1": phase1["path"], "augment_views": config.augment_views
+              if config.feature_cache else None, "fine_tune_layers": config.fine_tune_layers}
+    metrics = {"test_accuracy": round(accuracy, 6), "n_test": len(test_idx),
+               "val_accuracy": round(val_report["accuracy"], 6), "n_val": len(val_idx),
+               "n_train": int((split == "train").sum()), "per_class": per_class,
+               "macro_f1": round(test_report["macro"]["f1"], 6)}
+    contract = ModelContract.for_labels(labels, config.input_size, source=source, metrics=metrics)
+    with _quiet_absl():  # Keras warns that .h5 is "legacy": the project ships it on purpose
+        model_h5, model_keras = save_keras_model(clf.model, contract, work)
+    write_text_atomic(work / "metadata.json", contract.to_json() + "\n")
+
+    write_history_csv(work / "history.csv", history)
+    plot_curves(work / "curves.png", history)
+    details = [f"data: {dataset.root} ({dataset.format}), split: split.json (seed {config.seed})",
+               f"model: MobileNetV2 alpha {config.alpha}, {config.input_size}x{config.input_size}"
+               f", weights {config.weights}, phase 1 on {phase1['path']}"
+               + (f", fine-tuned top {config.fine_tune_layers} layers" if fine_tune else ""),
+               f"train/val/test images: {metrics['n_train']}/{len(val_idx)}/{len(test_idx)}; "
+               f"skipped files: {len(skipped)} (skipped.txt); near-duplicate groups merged: "
+               f"{grouping_info['merged_groups']} ({grouping_info['samples_in_merged_groups']} "
+               f"images)",
+               f"class imbalance (train): {imbalance['train_counts']}, ratio "
+               f"{imbalance['ratio_largest_to_smallest']}, class weights "
+               f"{imbalance['class_weights']}"]
+    text = report_text("Test set", test_report, details) + "\n" + report_text(
+        "Validation set", val_report)
+    write_text_atomic(work / "report.txt", text)
+    write_json(work / "metrics.json", {"test": test_report, "val": val_report})
+    plot_confusion(work / "confusion_matrix.png", test_report, "test set")
+
+    wall = time.perf_counter() - start
+    best = _best_row(history)
+    summary = {
+        "run_dir": str(out.resolve()), "model_h5": str(out.resolve() / "model.h5"),
+        "model_keras": str(out.resolve() / "model.keras"), "labels": list(labels),
+        "format": dataset.format, "data": str(dataset.root.resolve()),
+        "test_accuracy": round(accuracy, 6), "test_accuracy_percent": round(100 * accuracy, 2),
+        "val_accuracy": round(val_report["accuracy"], 6), "per_class": per_class,
+        "counts": manifest.counts(), "skipped": len(skipped),
+        "skipped_by_reason": _reasons(skipped), "grouping": grouping_info,
+        "imbalance": imbalance, "phase1": phase1, "fine_tune": fine_tune,
+        "epochs_run": len(history), "best_epoch": best, "consistency": consistency,
+        "data_fingerprint": fingerprint, "device": device,
+        "notes": {k: v for k, v in dataset.notes.items()},
+        "timing": {**timing, "train_seconds": round(train_seconds, 2),
+                   "wall_seconds": round(wall, 2)},
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
+                    "load_average_at_end": round(os.getloadavg()[0], 2),
+                    "tensorflow": tf.__version__, "keras": keras.__version__},
+    }
+    write_json(work / "summary.json", summary)
+    _publish(work, out)
+    return FitResult(run_dir=out, model_h5=out / model_h5.name, model_keras=out / model_keras.name,
+                     contract=contract, test_accuracy=accuracy, wall_seconds=wall,
+                     summary=summary)
+
+
+@contextlib.contextmanager
+def _quiet_absl() -> Any:
+    logger = logging.getLogger("absl")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _best_row(history: list[dict[str, Any]]) -> dict[str, Any] | None:
+    scored = [r for r in history if "val_loss" in r]
+    return min(scored, key=lambda r: r["val_loss"]) if scored else None
+
+
+def _reasons(skipped: list) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for s in skipped:
+        kind = s.reason.split(":")[0]
+        counts[kind] = counts.get(kind, 0) + 1
+    return counts
+
+
+def _publish(work: Path, out: Path) -> None:
+    """Move the finished run into place (replacing `out` only if it was empty or --overwrite)."""
+    if out.is_dir():
+        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+        old.rmdir()
+        out.rename(old)
+        work.rename(out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        work.rename(out)
+    with contextlib.suppress(OSError):
+        out.chmod(0o755)

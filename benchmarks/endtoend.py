@@ -132,6 +132,10 @@ def run(ctx: SectionContext) -> dict[str, Any]:
     matched = matched_ratio(pipeline, reference)
     video["faces_per_frame"] = pipeline.get("faces_per_frame")
     notes = []
+    if any(r["detector"] == "none" for r in rows):
+        notes.append("detector `none` treats the whole frame as one face (for kiosk cameras "
+                     "framing one person); on street photos its box never matches a face at "
+                     "IoU 0.5, so its recall is 0 by construction.")
     if pipeline.get("status") != "ok" or reference.get("status") != "ok":
         notes.append(f"video loop failed: pipeline {pipeline.get('error', 'ok')}; reference "
                      f"{reference.get('error', 'ok')}")

@@ -43,17 +43,17 @@ def latency_accuracy(results: dict[str, dict[str, Any]], path: Path,
     if not points and not sweep:
         return None
     fig, ax = plt.subplots(figsize=(7.5, 4.8))
-    for label, ms, acc in points:
-        ax.scatter(ms, 100 * acc, s=40)
-        ax.annotate(label, (ms, 100 * acc), textcoords="offset points", xytext=(5, 4),
-                    fontsize=8)
+    markers = "osD^vP*X"
+    for i, (label, ms, acc) in enumerate(points):  # a legend, not labels: variants overlap
+        ax.scatter(ms, 100 * acc, s=45, marker=markers[i % len(markers)], label=label,
+                   zorder=3)
     if sweep:
         xs, ys = [s[1] for s in sweep], [100 * s[2] for s in sweep]
-        ax.plot(xs, ys, "o-", color="black", label="int8 by input size")
+        ax.plot(xs, ys, ".-", color="black", label="TFLite int8 by input size")
         for size, x, y in zip([s[0] for s in sweep], xs, ys, strict=True):
             ax.annotate(f"{size}px", (x, y), textcoords="offset points", xytext=(5, -11),
                         fontsize=8)
-        ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="best", fontsize=8)
     ax.set_xscale("log")
     ax.set_xlabel(f"p50 latency per image, ms ({threads} thread, log scale)")
     ax.set_ylabel("test accuracy, %")
@@ -77,10 +77,13 @@ def pipeline_stages(endtoend: dict[str, Any], path: Path) -> Path | None:
             ms = float(run["stages_ms"].get(stage, 0.0))
             ax.barh(i, ms, left=left, color=color, label=stage if i == 0 else None)
             left += ms
-        ax.annotate(f"{run.get('fps', 0):.1f} FPS", (left, i), xytext=(4, 0),
+        parts = " + ".join(f"{run['stages_ms'].get(k, 0.0):.1f}" for k in stages)
+        ax.annotate(f"{parts} ms, {run.get('fps', 0):.1f} FPS", (left, i), xytext=(4, 0),
                     textcoords="offset points", va="center", fontsize=8)
     ax.set_yticks(range(len(runs)), [name for name, _ in runs])
     ax.set_xlabel("milliseconds per 640x480 frame")
+    ax.set_xlim(0, 1.3 * max(sum(run["stages_ms"].get(k, 0.0) for k in stages)
+                             for _, run in runs))
     ax.set_title("Per-stage pipeline time")
     ax.legend(loc="lower right", fontsize=8)
     ax.grid(True, axis="x", alpha=0.3)

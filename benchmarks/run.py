@@ -145,6 +145,8 @@ def main(
         None, "--reference-budget", min=1.0, help="Seconds the reference training recipe may run "
         "before it is stopped and the speed-up reported as a lower bound (default: what is left "
         "of the 29-minute run budget, at least 120 s; quick: 60 s; 20 epochs at most)."),
+    render_only: bool = typer.Option(False, "--render-only", help="Measure nothing: re-render "
+                                     "RESULTS.md and the plots from the JSON files in --out."),
     reuse_models: bool = typer.Option(False, "--reuse-models", help="Reuse the trained and "
                                       "converted models of an earlier run in <out>/work instead "
                                       "of rebuilding them (for re-running single sections)."),
@@ -159,6 +161,17 @@ def main(
     if quick and (cfg.out.resolve() == FULL_OUT.resolve()
                   or cfg.report.resolve() == FULL_REPORT.resolve()):
         raise fail("--quick must not write over the full report; choose another --out/--report")
+    if render_only:
+        try:
+            run = json.loads((cfg.out / "run.json").read_text())
+        except (OSError, ValueError):
+            raise fail(f"no run.json in {cfg.out}: nothing to render (run the benchmarks "
+                       "first)") from None
+        checks = render(cfg, run)
+        print(f"report: {cfg.report}", file=sys.stderr)
+        for check in checks:
+            print(f"{check.status:<18} {check.name}: {check.margin}")
+        return
     check_inputs(cfg)
     cfg.out.mkdir(parents=True, exist_ok=True)
     cfg.work.mkdir(parents=True, exist_ok=True)

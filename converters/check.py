@@ -39,6 +39,11 @@ class CheckResult:
     def drop_points(self) -> float:
         return -self.delta_points
 
+    def drop_text(self) -> str:
+        """The accuracy change in words, e.g. '2.11 points below Keras'."""
+        side = "below" if self.delta_points < 0 else "above"
+        return f"{abs(self.delta_points) + 0.0:.2f} points {side} Keras"
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 

@@ -104,6 +104,9 @@ def export_command(
     io: IOType | None = typer.Option(None, "--io",
                                      help="int8 only: input/output tensor type. uint8 (default) "
                                           "takes camera pixels as they are."),
+    bias_correction: bool = typer.Option(True, "--bias-correction/--no-bias-correction",
+                                         help="int8: correct each layer's bias for the mean "
+                                              "error of rounding its weights to int8."),
     max_drop: float = typer.Option(1.0, "--max-drop", metavar="POINTS",
                                    help="Fail a variant (int8 above all, but every variant is "
                                         "checked) whose test accuracy is more than POINTS below "
@@ -139,8 +142,9 @@ def export_command(
         request = ConvertRequest(
             model=model, formats=formats, out=out, out_dir=out_dir, split=split,
             representative=representative, samples=samples, seed=seed,
-            io=io.value if io is not None else DEFAULT_INT8_IO, max_drop=max_drop, force=force,
-            threads=threads, show_progress=not no_progress)
+            io=io.value if io is not None else DEFAULT_INT8_IO, max_drop=max_drop,
+            bias_correction=bias_correction, force=force, threads=threads,
+            show_progress=not no_progress)
 
         def say(line: str) -> None:
             typer.echo(line, err=as_json)
@@ -160,9 +164,9 @@ def export_command(
         typer.echo(format_summary(outcome))
     failed = [r for r in outcome.results if not r.passed]
     if failed:
-        names = ", ".join(f"{r.format.variant} loses {r.check.drop_points:.2f}" for r in failed)
+        names = ", ".join(f"{r.format.variant} {r.check.drop_text()}" for r in failed)
         kept = "kept anyway (--force)" if force else "not written"
-        raise _fail(f"accuracy gate: {names} points (> --max-drop {max_drop:.2f}); {kept}", 1)
+        raise _fail(f"accuracy gate: {names} (--max-drop {max_drop:.2f}); {kept}", 1)
 
 
 @app.command("inspect")

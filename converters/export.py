@@ -11,7 +11,6 @@ good one. Output paths are checked for writability before any work starts.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import os
 import tempfile
 import time
@@ -35,12 +34,22 @@ from converters.formats import (
     convert_format,
     export_saved_model,
 )
+from converters.inputs import (
+    ensure_writable,
+    load_model,
+    load_test_split,
+    manifest_path,
+    output_targets,
+    resolve_model_path,
+    sha256_file,
+    test_split_files,
+)
 from converters.quiet import quiet_output
+from converters.report import variant_line
 from edge.contract import ModelContract
 from edge.fileio import write_bytes_atomic
 from trainer import progress
-from trainer.errors import UserError
-from trainer.split import SplitManifest, load_split, read_manifest
+from trainer.split import SplitManifest
 
 DEFAULT_MAX_DROP = 1.0
 #: Test images re-run after the final embedding to prove the written file answers identically.
@@ -63,6 +72,7 @@ class ConvertRequest:
     seed: int = DEFAULT_SEED
     io: str = DEFAULT_INT8_IO
     max_drop: float = DEFAULT_MAX_DROP
+    bias_correction: bool = True  # int8: correct biases for weight rounding
     force: bool = False
     threads: int | None = None
     show_progress: bool = True
@@ -135,132 +145,6 @@ class ConvertOutcome:
 
 
 # ---------------------------------------------------------------------------------------------
-# Before any work: inputs and output paths
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def resolve_model_path(path: Path) -> Path:
-    """The model file; a run folder stands for the model.h5 (or model.keras) inside it."""
-    path = path.expanduser()
-    if path.is_dir():
-        for name in ("model.h5", "model.keras"):
-            if (path / name).is_file():
-                return path / name
-        raise ConvertError(f"{path} is a folder without model.h5 or model.keras")
-    return path
-
-
-def output_targets(request: ConvertRequest) -> list[Path]:
-    """The file each requested variant is written to."""
-    model = request.model
-    if request.out is not None:
-        if len(request.formats) != 1:
-            raise ConvertError("--out names one file: use --out-dir with --all")
-        out = request.out.expanduser()
-        if out.is_dir():
-            return [out / request.formats[0].file_name(model.stem)]
-        return [out]
-    folder = (request.out_dir.expanduser() if request.out_dir is not None else model.parent)
-    return [folder / fmt.file_name(model.stem) for fmt in request.formats]
-
-
-def ensure_writable(target: Path, model: Path) -> None:
-    """ConvertError (one line) unless `target` can be created or replaced."""
-    if target.suffix != ".tflite":
-        raise ConvertError(f"output {target} must end in .tflite")
-    if target.exists() and target.resolve() == model.resolve():
-        raise ConvertError(f"output {target} would overwrite the source model")
-    if target.is_dir():
-        raise ConvertError(f"output {target} is a folder")
-    ancestor = target.parent
-    while not ancestor.exists():
-        if ancestor.parent == ancestor:
-            break
-        ancestor = ancestor.parent
-    if not ancestor.is_dir():
-        raise ConvertError(f"cannot write {target}: {ancestor} is not a folder")
-    try:  # root ignores permission bits, so try it rather than ask os.access
-        fd, probe = tempfile.mkstemp(prefix=".convert-probe-", dir=ancestor)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as exc:
-        raise ConvertError(f"cannot write {target}: {exc.strerror or exc}") from None
-    if target.exists() and not os.access(target, os.W_OK):
-        raise ConvertError(f"cannot write {target}: permission denied")
-
-
-def manifest_path(request: ConvertRequest, contract: ModelContract) -> Path:
-    if request.split is not None:
-        return request.split.expanduser()
-    named = contract.source.get("split_manifest")
-    if not named:
-        raise ConvertError(f"{request.model} names no split manifest (source.split_manifest): "
-                           f"pass --split PATH to its run's split.json")
-    path = Path(named)
-    return path if path.is_absolute() else request.model.parent / path
-
-
-def load_test_split(path: Path, contract: ModelContract,
-                    show_progress: bool) -> tuple[SplitManifest, np.ndarray, np.ndarray]:
-    """The manifest and the test split's pixels and labels, at the model's input size."""
-    try:
-        manifest = read_manifest(path)
-    except UserError as exc:
-        raise ConvertError(str(exc)) from None
-    if tuple(manifest.labels) != tuple(contract.labels):
-        raise ConvertError(f"split manifest {path} has labels {list(manifest.labels)}, the model "
-                           f"{list(contract.labels)}: not this model's split")
-    rows = manifest.rows_of("test")
-    if not rows:
-        raise ConvertError(f"split manifest {path} has no test images to check against")
-    try:
-        with progress.task("test split", len(rows), show_progress) as advance:
-            images, labels = load_split(manifest, "test", contract.input_size, advance=advance)
-    except UserError as exc:
-        raise ConvertError(f"cannot read the test split: {exc}") from None
-    return manifest, images, labels
-
-
-def test_files(manifest: SplitManifest) -> list[Path]:
-    if manifest.format == "arrays":
-        return []
-    return sorted({manifest.root / r["path"] for r in manifest.rows_of("test")})
-
-
-def load_model(path: Path, contract: ModelContract) -> Any:
-    """The Keras model, checked against its contract (input size, output units)."""
-    with quiet_output():
-        from trainer.artifacts import ModelFileError, load_keras_model
-
-        try:
-            model, _ = load_keras_model(path)
-        except ModelFileError as exc:
-            error: str | None = str(exc)
-        else:
-            error = None
-    if error is not None:
-        raise ConvertError(error)
-    shape = tuple(model.inputs[0].shape) if len(model.inputs) == 1 else None
-    want = (*contract.input_size, 3)
-    if shape is None or tuple(shape[1:]) != want:
-        raise ConvertError(f"{path}: model input {shape} does not match its contract "
-                           f"(None, {want[0]}, {want[1]}, 3)")
-    units = 1 if contract.output == "sigmoid" else contract.num_classes
-    out = tuple(model.outputs[0].shape) if len(model.outputs) == 1 else None
-    if out is None or out[-1] != units:
-        raise ConvertError(f"{path}: model output {out} does not match its contract "
-                           f"({units} {contract.output} unit(s))")
-    return model
-
-
-# ---------------------------------------------------------------------------------------------
 # The conversion
 
 
@@ -279,7 +163,7 @@ def _tensor_details(path: Path) -> dict[str, Any]:
 
 def _contract_for(base: ModelContract, fmt: Format, io: str, target: Path, manifest: Path,
                   keras_sha256: str, model: Path, calibration: Calibration | None,
-                  metrics: dict[str, Any]) -> ModelContract:
+                  bias_correction: bool, metrics: dict[str, Any]) -> ModelContract:
     import tensorflow as tf
 
     source = dict(base.source)
@@ -288,7 +172,7 @@ def _contract_for(base: ModelContract, fmt: Format, io: str, target: Path, manif
                    "converter": f"tensorflow {tf.__version__}",
                    "converted_at": datetime.now(UTC).isoformat(timespec="seconds")})
     if calibration is not None:
-        source["calibration"] = calibration.source
+        source["calibration"] = {**calibration.source, "bias_correction": bias_correction}
     return base.with_(quantization=fmt.quantization, source=source, metrics=metrics)
 
 
@@ -303,7 +187,7 @@ def convert_model(request: ConvertRequest, say: Say) -> ConvertOutcome:
         contract = read_keras_contract(model_path)
     except ModelFileError as exc:
         raise ConvertError(str(exc)) from None
-    targets = output_targets(request)
+    targets = output_targets(model_path, request.formats, request.out, request.out_dir)
     for target in targets:
         ensure_writable(target, model_path)
     if request.samples < 1:
@@ -315,13 +199,14 @@ def convert_model(request: ConvertRequest, say: Say) -> ConvertOutcome:
     say(f"model      {model_path}: {contract.architecture} {h}x{w}, labels "
         f"{', '.join(contract.labels)}, sha256 {keras_sha[:12]}")
 
-    split_path = manifest_path(request, contract)
+    split_path = manifest_path(model_path, contract, request.split)
     manifest, images, labels = load_test_split(split_path, contract, request.show_progress)
     needs_calibration = any(f.quantization == "int8" for f in request.formats)
     calibration = _calibration(request, manifest, contract) if needs_calibration else None
     if calibration is not None:
         say(f"calibrate  {calibration.source['samples']} images from "
-            f"{calibration.source['from']} (seed {calibration.source['seed']})")
+            f"{calibration.source['from']} (seed {calibration.source['seed']}), bias correction "
+            f"{'on' if request.bias_correction else 'off'}")
 
     model = load_model(model_path, contract)
     with progress.task("Keras model on the test split", len(images),
@@ -354,7 +239,7 @@ def _calibration(request: ConvertRequest, manifest: SplitManifest,
     size, show = contract.input_size, request.show_progress
     if request.representative is not None:
         return from_directory(request.representative, size, request.samples, request.seed,
-                              test_files(manifest), show)
+                              test_split_files(manifest), show)
     return calibration_from_split(manifest, size, request.samples, request.seed, show)
 
 
@@ -365,12 +250,13 @@ def _convert_one(request: ConvertRequest, ref: Reference, fmt: Format, target: P
     calibration = ref.calibration if fmt.quantization == "int8" else None
 
     start = time.perf_counter()
-    raw = convert_format(fmt, saved_model, calibration.images if calibration else None, io)
+    raw = convert_format(fmt, saved_model, calibration.images if calibration else None, io,
+                         request.bias_correction)
     convert_seconds = time.perf_counter() - start
 
     def contract_with(metrics: dict[str, Any]) -> ModelContract:
         return _contract_for(ref.contract, fmt, io, target, ref.split_path, ref.keras_sha256,
-                             request.model, calibration, metrics)
+                             request.model, calibration, request.bias_correction, metrics)
 
     candidate = tmp / f"candidate_{fmt.variant}.tflite"  # the classifier reads its contract
     candidate.write_bytes(embed_contract(raw, contract_with({})))
@@ -396,8 +282,8 @@ def _convert_one(request: ConvertRequest, ref: Reference, fmt: Format, target: P
             write_bytes_atomic(target, final)
         except OSError as exc:
             raise ConvertError(f"cannot write {target}: {exc.strerror or exc}") from None
-    say(_variant_line(fmt, check, convert_seconds, len(final), target, passed, written,
-                      request.max_drop))
+    say(variant_line(fmt, check, convert_seconds, len(final), target, passed, written,
+                     request.max_drop))
     return VariantResult(format=fmt, target=target, io=io, convert_seconds=convert_seconds,
                          check_seconds=check_seconds, size_bytes=len(final), check=check,
                          passed=passed, written=written, tensors=tensors)
@@ -408,23 +294,3 @@ def _verify_same_answers(candidate: Path, final: Path, images: np.ndarray) -> No
     after, _ = tflite_probabilities(final, images)
     if not np.array_equal(before, after):
         raise ConvertError(f"embedding the metadata changed the answers of {final.name}")
-
-
-def human_size(size: int) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if size < 1024 or unit == "GB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size} B"
-
-
-def _variant_line(fmt: Format, check: CheckResult, seconds: float, size: int, target: Path,
-                  passed: bool, written: bool, max_drop: float) -> str:
-    head = (f"{fmt.variant:<10} converted in {seconds:.1f} s, {human_size(size)}; test accuracy "
-            f"{check.accuracy:.2%} ({check.delta_points:+.2f} pts vs Keras), top-1 agreement "
-            f"{check.top1_agreement:.2%}, max prob diff {check.max_prob_diff:.2e}")
-    if passed:
-        return f"{head}\n{'':<10} -> {target}"
-    verdict = f"FAILED: loses {check.drop_points:.2f} points (> --max-drop {max_drop:.2f})"
-    tail = f"kept anyway (--force) -> {target}" if written else "no file written"
-    return f"{head}\n{'':<10} {verdict}; {tail}"

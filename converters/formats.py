@@ -10,7 +10,8 @@ saves ~4 s per variant with `--all`.)
 * float16 -- float16 weights, float32 math: half the size, near-identical answers;
 * dynamic -- int8 weights, float activations quantized on the fly (dynamic range);
 * int8    -- full-integer: weights and activations int8, calibrated on representative images
-             (raw RGB 0-255, as the model takes them); input/output uint8, int8 or float32.
+             (raw RGB 0-255, as the model takes them), biases corrected for weight rounding
+             (`converters.bias_correction`); input/output uint8, int8 or float32.
 
 TensorFlow is imported inside the functions, so importing this module stays cheap.
 """
@@ -40,7 +41,7 @@ class Format:
     quantization: str  # the contract's name: none | float16 | dynamic | int8
     variant: str  # tag in the file name: <stem>_<variant>.tflite
     description: str
-    convert: Callable[..., bytes]  # (saved_model_dir, representative, io) -> flatbuffer bytes
+    convert: Callable[..., bytes]  # (saved_model_dir, representative, io, bias_correction)
 
     def file_name(self, stem: str) -> str:
         return f"{stem}_{self.variant}.tflite"
@@ -76,12 +77,12 @@ def _converter(saved_model: Path) -> Any:
 
 
 def to_float32(saved_model: Path, representative: np.ndarray | None = None,
-               io: str = "float32") -> bytes:
+               io: str = "float32", bias_correction: bool = False) -> bytes:
     return _converter(saved_model).convert()
 
 
 def to_float16(saved_model: Path, representative: np.ndarray | None = None,
-               io: str = "float32") -> bytes:
+               io: str = "float32", bias_correction: bool = False) -> bytes:
     import tensorflow as tf
 
     converter = _converter(saved_model)
@@ -91,7 +92,7 @@ def to_float16(saved_model: Path, representative: np.ndarray | None = None,
 
 
 def to_dynamic(saved_model: Path, representative: np.ndarray | None = None,
-               io: str = "float32") -> bytes:
+               io: str = "float32", bias_correction: bool = False) -> bytes:
     import tensorflow as tf
 
     converter = _converter(saved_model)
@@ -100,8 +101,13 @@ def to_dynamic(saved_model: Path, representative: np.ndarray | None = None,
 
 
 def to_int8(saved_model: Path, representative: np.ndarray | None = None,
-            io: str = DEFAULT_INT8_IO) -> bytes:
-    """Full-integer quantization calibrated on `representative` (N, H, W, 3) raw RGB pixels."""
+            io: str = DEFAULT_INT8_IO, bias_correction: bool = True) -> bytes:
+    """Full-integer quantization calibrated on `representative` (N, H, W, 3) raw RGB pixels.
+
+    Calibration records each tensor's range (TFLite's calibrator); with `bias_correction` the
+    calibrated float model's biases absorb the mean error of int8 weight rounding
+    (`converters.bias_correction`) before TFLite's quantizer turns it into int8.
+    """
     import tensorflow as tf
 
     if representative is None or len(representative) == 0:
@@ -119,7 +125,35 @@ def to_int8(saved_model: Path, representative: np.ndarray | None = None,
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     converter.inference_input_type = getattr(tf, io)
     converter.inference_output_type = getattr(tf, io)
-    return converter.convert()
+    if not bias_correction:
+        return require_full_integer(converter.convert(), io)
+
+    from tensorflow.lite.python.convert import mlir_quantize
+
+    from converters.bias_correction import correct_biases
+
+    converter._experimental_calibrate_only = True  # stop after calibration: float model + ranges
+    corrected, _ = correct_biases(converter.convert(), representative)
+    quantized = mlir_quantize(corrected, input_data_type=getattr(tf, io),
+                              output_data_type=getattr(tf, io))
+    return require_full_integer(quantized, io)
+
+
+def require_full_integer(tflite: bytes, io: str) -> bytes:
+    """`tflite` unchanged if every tensor between its input and output is integer."""
+    from tensorflow.lite.python import schema_py_generated as schema
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.read_model_from_bytearray(bytearray(tflite))
+    graph = model.subgraphs[0]
+    ends = set(graph.inputs) | set(graph.outputs)
+    floats = [i for i, t in enumerate(graph.tensors)
+              if t.type == schema.TensorType.FLOAT32 and not (io == "float32" and i in ends)]
+    if floats:
+        names = ", ".join(graph.tensors[i].name.decode()[-40:] for i in floats[:3])
+        raise ConvertError(f"int8 conversion left {len(floats)} float tensor(s) (e.g. {names}): "
+                           f"a layer has no int8 kernel")
+    return tflite
 
 
 FORMATS: tuple[Format, ...] = (
@@ -141,11 +175,11 @@ def format_for(quantize: str) -> Format:
 
 
 def convert_format(fmt: Format, saved_model: Path, representative: np.ndarray | None = None,
-                   io: str = DEFAULT_INT8_IO) -> bytes:
+                   io: str = DEFAULT_INT8_IO, bias_correction: bool = True) -> bytes:
     """Run one format's conversion quietly; ConvertError with one line when TFLite refuses."""
     with quiet_output() as captured:
         try:
-            data = fmt.convert(saved_model, representative, io)
+            data = fmt.convert(saved_model, representative, io, bias_correction)
         except ConvertError:
             raise
         except Exception as exc:

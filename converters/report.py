@@ -1,13 +1,40 @@
-"""The summary `convert` prints: one table row per variant, then the device command."""
+"""What `convert` prints: a line per export as it happens, a table of every variant at the end,
+then the command that runs the best file on the device."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from converters.export import ConvertOutcome, VariantResult, human_size
+if TYPE_CHECKING:  # the driver imports this module; types only, no cycle at run time
+    from converters.check import CheckResult
+    from converters.export import ConvertOutcome, VariantResult
+    from converters.formats import Format
 
 #: How the edge runtime runs a model on a camera (edge/cli.py).
 DEVICE_COMMAND = "edge run --camera 0 --model {path}"
+
+
+def human_size(size: float) -> str:
+    """Bytes for people: 2.8 MB."""
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size} B"
+
+
+def variant_line(fmt: Format, check: CheckResult, seconds: float, size: int, target: Path,
+                 passed: bool, written: bool, max_drop: float) -> str:
+    """What one export did, how long it took, its size, how it checked, and where it went."""
+    head = (f"{fmt.variant:<10} converted in {seconds:.1f} s, {human_size(size)}; test accuracy "
+            f"{check.accuracy:.2%} ({check.delta_points:+.2f} pts vs Keras), top-1 agreement "
+            f"{check.top1_agreement:.2%}, max prob diff {check.max_prob_diff:.2e}")
+    if passed:
+        return f"{head}\n{'':<10} -> {target}"
+    verdict = f"FAILED: {check.drop_text()} (--max-drop {max_drop:.2f})"
+    tail = f"kept anyway (--force) -> {target}" if written else "no file written"
+    return f"{head}\n{'':<10} {verdict}; {tail}"
 
 
 def device_command(outcome: ConvertOutcome) -> str | None:

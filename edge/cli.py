@@ -139,7 +139,7 @@ def run(
     from edge.alerts import unmasked_labels
     from edge.capture import Backoff, FrameGrabber
     from edge.loop import LoopOptions, run_loop
-    from edge.outputs import JsonLinesSink, MjpegServer, Sink, VideoSink, WindowSink, parse_address
+    from edge.outputs import Sink
     from edge.pipeline import Pipeline, PipelineOptions
     from edge.sources import camera_source, file_source
 
@@ -161,19 +161,9 @@ def run(
                   else file_source(str(source), realtime=realtime, loop=loop))
         grabber = FrameGrabber(frames, backoff=Backoff(attempts=reconnect_attempts)).start()
         try:
-            if show:
-                sinks.append(WindowSink())
-            if json_out:
-                sinks.append(JsonLinesSink(json_out))
-            if save:
-                sinks.append(VideoSink(save, save_fps or frames.fps or 15.0))
-            if serve:
-                host, port = parse_address(serve)
-                server = MjpegServer(host, port, source=frames.description)
-                sinks.append(server)
-                note = "" if host in ("127.0.0.1", "localhost", "::1") else \
-                    " (visible to the network)"
-                typer.echo(f"serving {server.url}{note}", err=True)
+            _open_sinks(sinks, show=show, json_out=json_out, save=save,
+                        save_fps=save_fps or frames.fps or 15.0, serve=serve,
+                        title=frames.description)
         except BaseException:
             grabber.stop()
             raise
@@ -213,6 +203,26 @@ def run(
           flush=True)
     if summary.error:
         raise typer.Exit(1)
+
+
+def _open_sinks(sinks: list[Any], *, show: bool, json_out: str | None, save: Path | None,
+                save_fps: float, serve: str | None, title: str) -> None:
+    """Open the requested outputs into `sinks` (the caller closes them on failure)."""
+    from edge.outputs import JsonLinesSink, MjpegServer, VideoSink, WindowSink, parse_address
+
+    if show:
+        sinks.append(WindowSink())
+    if json_out:
+        sinks.append(JsonLinesSink(json_out))
+    if save:
+        sinks.append(VideoSink(save, save_fps))
+    if serve:
+        host, port = parse_address(serve)
+        server = MjpegServer(host, port, source=title)
+        sinks.append(server)
+        public = host not in ("127.0.0.1", "localhost", "::1")
+        typer.echo(f"serving {server.url}{' (visible to the network)' if public else ''}",
+                   err=True)
 
 
 @app.command()

@@ -24,11 +24,25 @@ def _current_umask() -> int:
 _FILE_MODE = 0o666 & ~_current_umask()
 
 
+def _is_special(target: Path) -> bool:
+    if target.exists() and not target.is_file() and not target.is_dir():
+        return True
+    parts = target.absolute().parts
+    return len(parts) > 1 and parts[1] in ("dev", "proc")
+
+
 @contextlib.contextmanager
 def atomic_path(target: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside `target` (same suffix, so format-sniffing writers work);
     rename it onto `target` only if the block succeeds, delete it otherwise."""
     target = Path(target)
+    if _is_special(target):
+        # A device, FIFO, socket or /dev, /proc entry (/dev/null, /dev/stdout): renaming onto it
+        # would replace the node itself, so write straight to it.
+        yield target
+        return
+    if target.is_symlink():  # update the file the link points to, keep the link
+        target = target.resolve()
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.stem}.tmp-", suffix=target.suffix,
                                dir=target.parent)

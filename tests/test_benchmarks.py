@@ -42,13 +42,12 @@ def test_every_section_ran_and_wrote_its_files(quick_run: dict[str, Any]) -> Non
     for png in ("latency_accuracy.png", "pipeline_stages.png", "training_curves.png"):
         assert (out / png).read_bytes()[:4] == b"\x89PNG"
     report = (out / "RESULTS.md").read_text()
-    assert ("## Targets" in report and "AMD" in report) or "CPU" in report
+    assert "## Targets" in report and "| CPU |" in report and "| tensorflow |" in report
     assert "--quick" in report and "not for quoting" in report
     assert "earlier run" not in report  # every section from this one run
     assert "PASS" in quick_run["stdout"] or "MISS" in quick_run["stdout"]
-    assert not (ROOT / "benchmarks" / "results" / "run.json").exists() or \
-        json.loads((ROOT / "benchmarks" / "results" / "run.json").read_text())["run_id"] \
-        != run["run_id"]
+    committed = ROOT / "benchmarks" / "results" / "run.json"  # the full report stays untouched
+    assert not committed.exists() or json.loads(committed.read_text())["run_id"] != run["run_id"]
 
 
 @pytest.mark.slow
@@ -101,7 +100,7 @@ def test_end_to_end_and_training_are_sane(quick_run: dict[str, Any]) -> None:
     assert e2e["pipeline"]["fps"] > 0 and e2e["reference_loop"]["fps"] > 0
     assert set(e2e["pipeline"]["stages_ms"]) == {"detect", "classify"}
     assert e2e["ratio"]["ratio"] > 1.0  # batched int8 beats Keras predict per face
-    assert 1.0 <= e2e["video"]["faces_per_frame"] <= 4.0 or e2e["video"]["faces_per_frame"] > 0
+    assert 0.0 < e2e["video"]["faces_per_frame"] <= 4.0  # photos with 1-4 annotated faces
     training = sections["training"]["result"]
     assert 0.0 < training["cached"]["test_accuracy"] <= 1.0 and training["cached"]["wall_s"] > 0
     epochs = training["reference"]["epochs"]

@@ -39,12 +39,18 @@ def convert(*args: str | Path) -> Result:
     return CliRunner().invoke(app, [str(a) for a in args])
 
 
-def assert_one_line_error(result: Result, code: int = 2, says: str = "") -> str:
-    """Exit `code`, exactly one `error:` line on stderr, no traceback anywhere."""
+def assert_one_line_error(result: Result, code: int = 2, says: str = "",
+                          json_mode: bool = False) -> str:
+    """Exit `code`, one `error:` line ending stderr (the only line unless --json sent the status
+    lines there), no traceback anywhere."""
     assert result.exit_code == code, (result.stdout, result.stderr)
     assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert lines and lines[-1].startswith("error: "), result.stderr
+    assert [line for line in lines if line.startswith("error")] == lines[-1:]
+    if not json_mode:
+        assert len(lines) == 1, result.stderr
+    lines = lines[-1:]
     assert "Traceback" not in result.output
     assert says.lower() in lines[0].lower(), lines[0]
     return lines[0]
@@ -211,22 +217,31 @@ def test_inspect_prints_the_contract_without_tensorflow(converted_all: dict) -> 
 
 
 @pytest.mark.slow
-def test_accuracy_gate_refuses_the_file_and_force_keeps_it(small_run: Path) -> None:
+def test_accuracy_gate_refuses_the_file_and_force_keeps_it(small_run: Path,
+                                                           converted_all: dict) -> None:
     target = small_run / "model_int8.tflite"  # the default output, beside the model
     target.write_bytes(b"a good file from before")
-    failed = convert(small_run / "model.keras", "--max-drop", "-1", "--samples", "20",
-                     "--no-progress")
-    assert_one_line_error(failed, 1, says="accuracy gate: int8 loses")
+    failed = convert(small_run / "model.keras", "--max-drop", "-100", "--no-bias-correction",
+                     "--json", "--no-progress")
+    assert_one_line_error(failed, 1, says="accuracy gate: int8", json_mode=True)
     assert target.read_bytes() == b"a good file from before"  # never replaced
     assert not leftovers(small_run)
-    assert "FAILED" in failed.stdout and "no file written" in failed.stdout
+    plain = json.loads(failed.stdout)["variants"][0]
+    assert plain["passed"] is False and plain["written"] is False and plain["path"] is None
+    # same calibration images, with and without bias correction: correction brings int8 closer
+    corrected = {v["variant"]: v for v in converted_all["report"]["variants"]}["int8"]
+    assert corrected["max_prob_diff"] < plain["max_prob_diff"]
 
-    forced = convert("export", small_run / "model.keras", "--max-drop", "-1", "--force",
-                     "--samples", "20", "--no-progress")
+    forced = convert("export", small_run / "model.keras", "--max-drop", "-100", "--force",
+                     "--io", "int8", "--samples", "20", "--no-progress")
     assert_one_line_error(forced, 1, says="kept anyway (--force)")
+    assert "FAILED" in forced.stdout and "kept anyway" in forced.stdout
     contract = read_contract(target)
     assert contract.quantization == "int8" and contract.metrics["passed_gate"] is False
-    assert contract.source["converted_from"] == "model.keras"
+    assert contract.source["converted_from"] == "model.keras" and contract.source["io"] == "int8"
+    assert contract.source["calibration"]["samples"] == 20
+    classifier = MaskClassifier(ClassifierOptions(model=target))
+    assert classifier.input_dtype == np.int8  # --io int8: int8 in, quantized by the classifier
     target.unlink()
 
 

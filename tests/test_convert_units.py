@@ -1,4 +1,4 @@
-"""converters' pieces on their own: calibration sampling, error lines, embedding, quiet output."""
+"""converters' pieces alone: sampling, bias correction, error lines, embedding, quiet output."""
 
 from __future__ import annotations
 
@@ -10,9 +10,11 @@ import numpy as np
 import pytest
 from conftest import DETECTORS
 
+from converters.bias_correction import channel_shift, rounding_error
 from converters.calibration import stratified_sample
 from converters.embed import embed_contract
-from converters.formats import FORMATS, format_for
+from converters.errors import ConvertError
+from converters.formats import FORMATS, format_for, require_full_integer
 from converters.quiet import one_line_error, quiet_output
 from edge.contract import ModelContract
 from edge.runtime import load_interpreter
@@ -91,3 +93,38 @@ def test_format_table_names_every_quantization_once() -> None:
     assert format_for("none") is format_for("float32") is FORMATS[0]
     with pytest.raises(ValueError, match="choose from none, float16, dynamic, int8"):
         format_for("int4")
+
+
+def test_weight_rounding_error_is_per_channel_symmetric_int8() -> None:
+    rng = np.random.default_rng(0)
+    weights = rng.normal(size=(8, 3, 3, 5)) * np.array([0.01, 1, 100, 5, 0.5])  # in-channel scales
+    for axis in (0, 3):
+        error = rounding_error(weights, axis)
+        others = tuple(i for i in range(4) if i != axis)
+        scale = np.abs(weights).max(axis=others, keepdims=True) / 127
+        assert np.all(np.abs(error) <= scale / 2 + 1e-12)
+        rounded = (weights + error) / scale
+        assert np.allclose(rounded, np.round(rounded)) and np.abs(rounded).max() <= 127 + 1e-9
+
+
+def test_channel_shift_is_the_mean_output_change_of_rounded_weights() -> None:
+    rng = np.random.default_rng(1)
+    mean_in = rng.uniform(0, 6, size=4)
+    conv = rng.normal(size=(6, 3, 3, 4))  # CONV_2D [out, kh, kw, in]
+    error = rounding_error(conv, 0)
+    # a constant input (every pixel = the mean) through the rounding error, one output pixel
+    direct = np.einsum("okhi,i->o", error, mean_in)
+    assert np.allclose(channel_shift("CONV_2D", conv, mean_in), direct)
+    depthwise = rng.normal(size=(1, 3, 3, 8))  # multiplier 2 over 4 input channels
+    error = rounding_error(depthwise, 3)
+    direct = error.sum(axis=(0, 1, 2)) * np.repeat(mean_in, 2)
+    assert np.allclose(channel_shift("DEPTHWISE_CONV_2D", depthwise, mean_in), direct)
+    dense = rng.normal(size=(3, 4))  # FULLY_CONNECTED [out, in]
+    assert np.allclose(channel_shift("FULLY_CONNECTED", dense, mean_in),
+                       rounding_error(dense, 0) @ mean_in)
+
+
+def test_a_float_model_is_not_full_integer() -> None:
+    blazeface = (DETECTORS / "face_detection_short_range.tflite").read_bytes()
+    with pytest.raises(ConvertError, match="float tensor"):
+        require_full_integer(blazeface, "uint8")

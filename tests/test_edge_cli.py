@@ -90,7 +90,7 @@ def test_video_of_voc_photos_end_to_end(voc_video: Path, tmp_path: Path) -> None
                 found += 1
                 labelled += record["faces"][j]["label"] == ann.label
     assert found / total >= 0.5, (found, total)
-    assert labelled / found >= 0.8, (labelled, found)
+    assert labelled / found >= 0.7, (labelled, found)
 
 
 def start(args: list[str], tmp_path: Path) -> subprocess.Popen:

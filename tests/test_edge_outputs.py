@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 import threading
 import time
 import urllib.error
@@ -146,3 +148,23 @@ def test_show_without_gui_is_a_clear_error() -> None:
     with pytest.raises(OutputError) as info:
         WindowSink()
     assert str(info.value) == problem and "--serve" in problem
+
+
+def test_json_lines_to_a_fifo_or_through_a_symlink_keep_the_node(tmp_path: Path) -> None:
+    fifo = tmp_path / "events.fifo"
+    os.mkfifo(fifo)
+    received: list[str] = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_text()), daemon=True)
+    reader.start()
+    sink = JsonLinesSink(fifo)  # written straight to the FIFO, never renamed over it
+    sink.write({"frame": 1}, None)
+    sink.close()
+    reader.join(timeout=10)
+    assert received == ['{"frame":1}\n'] and stat.S_ISFIFO(fifo.stat().st_mode)
+    real, link = tmp_path / "real.jsonl", tmp_path / "link.jsonl"
+    real.write_text("old\n")
+    link.symlink_to(real)
+    sink = JsonLinesSink(link)
+    sink.write({"frame": 2}, None)
+    sink.close()
+    assert link.is_symlink() and real.read_text() == '{"frame":2}\n'

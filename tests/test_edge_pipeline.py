@@ -35,7 +35,7 @@ def test_pipeline_faces_match_annotations_and_labels(pipeline: Pipeline) -> None
     assert report["recall"]["with_mask"] >= 0.45
     assert report["recall_with_mask_min32px"] >= 0.8
     assert report["precision"] >= 0.6
-    assert report["accuracy_on_found_faces"] >= 0.8
+    assert report["accuracy_on_found_faces"] >= 0.75
     assert report["accuracy_on_annotated_boxes"] >= 0.75
     assert report["end_to_end"] >= 0.35
     assert report["report_on_found_faces"]["labels"] == ["with_mask", "without_mask"]

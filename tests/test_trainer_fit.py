@@ -115,6 +115,10 @@ def test_evaluate_reproduces_the_test_report(messy_run, tmp_path: Path) -> None:
     assert other.summary["n"] > 5 and 0 <= other.accuracy <= 1
     with pytest.raises(UserError, match="not among the model's labels"):
         evaluate(run / "model.h5", DATA_VOC, progress=False)
+    dropped = evaluate(run / "model.h5", DATA_VOC, min_face=60, drop_unknown_labels=True,
+                       progress=False)
+    assert set(dropped.report["per_class"]) == {"with_mask", "without_mask"}
+    assert dropped.summary["skipped"] > 0 and dropped.summary["n"] > 20
 
 
 def test_same_seed_same_run_from_cache(messy_run) -> None:

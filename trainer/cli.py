@@ -138,10 +138,10 @@ def fit(
         result = run_fit(config, progress=not quiet)
     if json_out:
         typer.echo(json.dumps(result.summary, indent=2, default=str))
-    elif not quiet:
-        typer.echo(f"test accuracy {100 * result.test_accuracy:.2f} % on "
-                   f"{result.summary['counts']['test']} ; run folder {result.run_dir} "
-                   f"({result.wall_seconds:.0f} s)")
+    else:
+        counts = result.summary["counts"]["test"]
+        typer.echo(f"test accuracy {100 * result.test_accuracy:.2f} % on {sum(counts.values())} "
+                   f"test images; run folder {result.run_dir} ({result.wall_seconds:.0f} s)")
 
 
 @app.command()
@@ -153,6 +153,8 @@ def evaluate(
     out: Path | None = typer.Option(None, "--out", "-o", help="Folder for report.txt, "
                                     "metrics.json, confusion_matrix.png, summary.json."),
     min_face: int = typer.Option(16, help="VOC: drop face boxes smaller than PX pixels."),
+    drop_unknown_labels: bool = typer.Option(False, help="Leave out images whose label the "
+                                             "model does not know (instead of an error)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
 ) -> None:
@@ -162,11 +164,11 @@ def evaluate(
         from trainer.evaluate import evaluate as run_evaluate
 
         result = run_evaluate(model, data, split=split, out=out, min_face=min_face,
-                              progress=not quiet and not json_out)
+                              progress=not quiet, drop_unknown_labels=drop_unknown_labels)
     text = result.summary.pop("report_text")
     if json_out:
         typer.echo(json.dumps(result.summary, indent=2, default=str))
-    elif not quiet:
+    else:
         typer.echo(text)
 
 

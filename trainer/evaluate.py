@@ -18,7 +18,7 @@ from edge.fileio import write_text_atomic
 from edge.metrics import classification_report
 from trainer import progress as bars
 from trainer.artifacts import load_keras_model, read_keras_contract
-from trainer.datasets import DEFAULT_MIN_FACE, Sample, discover
+from trainer.datasets import DEFAULT_MIN_FACE, Sample, Skipped, discover
 from trainer.errors import UserError
 from trainer.pixels import load_pixels
 from trainer.reports import report_text, write_evaluation, write_json
@@ -49,15 +49,27 @@ def _samples_for(data: Path, split: str, min_face: int
 
 def evaluate(model_path: str | Path, data: str | Path, split: str = "test",
              out: str | Path | None = None, min_face: int = DEFAULT_MIN_FACE,
-             batch_size: int = 64, progress: bool = True) -> EvalResult:
-    """Evaluate `model_path` on `data`; write report files to `out` if given."""
+             batch_size: int = 64, progress: bool = True,
+             drop_unknown_labels: bool = False) -> EvalResult:
+    """Evaluate `model_path` on `data`; write report files to `out` if given.
+
+    Data labels must be among the model's; with `drop_unknown_labels` samples of other classes
+    are left out (and listed as skipped) instead.
+    """
     start = time.perf_counter()
     contract = read_keras_contract(model_path)  # ModelFileError before any decoding
     root, fmt, samples, skipped, where = _samples_for(Path(data).expanduser(), split, min_face)
     unknown = sorted({s.label for s in samples} - set(contract.labels))
-    if unknown:
+    if unknown and drop_unknown_labels:
+        skipped = [*skipped, *(Skipped(s.source, f"label {s.label!r} is not one of the model's")
+                               for s in samples if s.label not in contract.labels)]
+        samples = [s for s in samples if s.label in contract.labels]
+        if not samples:
+            raise UserError(f"none of the labels {unknown} of {where} are the model's labels "
+                            f"{list(contract.labels)}")
+    elif unknown:
         raise UserError(f"labels {unknown} of {where} are not among the model's labels "
-                        f"{list(contract.labels)}")
+                        f"{list(contract.labels)} (--drop-unknown-labels leaves them out)")
     model, contract = load_keras_model(model_path)
     with bars.task("decoding images", len(samples), progress) as advance:
         loaded = load_pixels(root, fmt, samples, contract.input_size, advance=advance)

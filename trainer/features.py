@@ -6,13 +6,20 @@ plus `augment_views` augmented views of each training image, and trains the head
 (`trainer.fit`). Features are cached as .npy files named by a key of everything they depend on
 (data fingerprint, weights fingerprint, input size, alpha, which images, view seed), so a second
 run on the same data -- another seed for the head, more epochs -- skips the backbone entirely.
+
+On a CPU the backbone runs as a float32 TFLite model under LiteRT (XNNPACK): about 3x faster than
+TensorFlow's own kernels here, with features equal to ~1e-5. Augmentation still runs in TensorFlow
+(Keras preprocessing layers) before it. With a GPU, TensorFlow runs everything.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import json
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +27,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from edge.fileio import atomic_path
+from edge.fileio import atomic_path, write_bytes_atomic
+from edge.runtime import load_interpreter
 from trainer.augment import build_augmenter
 from trainer.progress import Advance
 
@@ -52,16 +60,70 @@ def cache_key(**parts: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
-class FeatureExtractor:
-    """Runs the features model (optionally after augmentation) in fixed-size batches."""
+def features_tflite(features: keras.Model, cache_path: Path | None) -> Path:
+    """The features model as a float32 .tflite file (converted once, kept at `cache_path`)."""
+    if cache_path is not None and cache_path.is_file():
+        return cache_path
+    with contextlib.redirect_stdout(io.StringIO()):  # Keras lists every exported tensor
+        data = tf.lite.TFLiteConverter.from_keras_model(features).convert()
+    target = cache_path
+    if target is not None:
+        try:
+            write_bytes_atomic(target, data)
+            return target
+        except OSError:
+            pass  # read-only cache: fall back to a temporary file
+    fd, tmp = tempfile.mkstemp(suffix=".tflite")
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    return Path(tmp)
 
-    def __init__(self, features: keras.Model, batch_size: int = 64) -> None:
+
+class _LiteRTBackbone:
+    """Callable running the features model under LiteRT on float32 batches of any size."""
+
+    def __init__(self, model_path: Path, batch_size: int) -> None:
+        self._interpreter = load_interpreter(model_path, threads=os.cpu_count(),
+                                             runtime="litert").interpreter
+        self._in = self._interpreter.get_input_details()[0]["index"]
+        self._out = self._interpreter.get_output_details()[0]["index"]
+        self._shape = list(self._interpreter.get_input_details()[0]["shape"])
+        self._batch = -1
+        self.batch_size = batch_size
+
+    def __call__(self, batch: Any) -> np.ndarray:
+        x = np.ascontiguousarray(np.asarray(batch, dtype=np.float32))
+        if len(x) != self._batch:
+            self._interpreter.resize_tensor_input(self._in, [len(x), *self._shape[1:]])
+            self._interpreter.allocate_tensors()
+            self._batch = len(x)
+        self._interpreter.set_tensor(self._in, x)
+        self._interpreter.invoke()
+        return self._interpreter.get_tensor(self._out).copy()
+
+
+class FeatureExtractor:
+    """Runs the features model (optionally after augmentation) in fixed-size batches.
+
+    engine "litert" runs the backbone under LiteRT (the CPU default), "tensorflow" in TensorFlow.
+    """
+
+    def __init__(self, features: keras.Model, batch_size: int = 64, engine: str = "tensorflow",
+                 tflite_path: Path | None = None) -> None:
         self.features = features
         self.batch_size = batch_size
+        self.engine = engine
         shape = (batch_size, *features.input_shape[1:])
         spec = tf.TensorSpec(shape, tf.float32)
-        self._clean = tf.function(lambda x: features(x, training=False), input_signature=[spec])
         self._spec = spec
+        if engine == "litert":
+            backbone = _LiteRTBackbone(features_tflite(features, tflite_path), batch_size)
+            self._clean: Any = backbone
+            self._backbone = backbone
+        else:
+            self._clean = tf.function(lambda x: features(x, training=False),
+                                      input_signature=[spec])
+            self._backbone = None
 
     def _run(self, fn: Any, images: np.ndarray, advance: Advance | None) -> np.ndarray:
         n, bs = len(images), self.batch_size
@@ -72,7 +134,8 @@ class FeatureExtractor:
             if real < bs:  # pad to the traced batch size instead of retracing
                 chunk = np.concatenate([chunk, np.zeros((bs - real, *chunk.shape[1:]),
                                                         np.float32)])
-            out[start:start + real] = fn(tf.constant(chunk)).numpy()[:real]
+            result = fn(chunk if self._backbone is not None else tf.constant(chunk))
+            out[start:start + real] = np.asarray(result)[:real]
             if advance:
                 advance(real)
         return out
@@ -86,6 +149,11 @@ class FeatureExtractor:
         """(N, D) features of one random augmented view of each image (seeded)."""
         augmenter = build_augmenter(seed)
         features = self.features
+        if self._backbone is not None:
+            augment = tf.function(lambda x: augmenter(x, training=True),
+                                  input_signature=[self._spec])
+            backbone = self._backbone
+            return self._run(lambda x: backbone(augment(tf.constant(x)).numpy()), images, advance)
         fn = tf.function(lambda x: features(augmenter(x, training=True), training=False),
                          input_signature=[self._spec])
         return self._run(fn, images, advance)
@@ -97,8 +165,8 @@ class FeatureCache:
     def __init__(self, directory: Path | None) -> None:
         self.directory = Path(directory) if directory else None
 
-    def path(self, key: str) -> Path | None:
-        return self.directory / f"{key}.npy" if self.directory else None
+    def path(self, key: str, suffix: str = ".npy") -> Path | None:
+        return self.directory / f"{key}{suffix}" if self.directory else None
 
     def get(self, key: str, rows: int) -> np.ndarray | None:
         path = self.path(key)

@@ -10,6 +10,7 @@ raises anything else for a bad file. Large JPEGs are decoded at a reduced scale 
 from __future__ import annotations
 
 import hashlib
+import io
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,8 +80,6 @@ def decode_image(path: str | Path, min_side: int | None = None) -> Decoded:
 
 def decode_bytes(data: bytes, min_side: int | None = None) -> np.ndarray:
     """`decode_image` for bytes already in memory (no hash)."""
-    import io
-
     if not data:
         raise BadImage("empty file (0 bytes)")
     try:

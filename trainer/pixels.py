@@ -113,6 +113,7 @@ def load_pixels(root: str | Path, fmt: str, samples: list[Sample], size: tuple[i
         for path, group in by_file.items():
             array = np.load(root / path, mmap_mode="r", allow_pickle=False)
             for pos, s in group:
+                advance(1)
                 try:
                     rgb = array_to_rgb(array[s.index])
                 except BadImage as exc:
@@ -121,7 +122,6 @@ def load_pixels(root: str | Path, fmt: str, samples: list[Sample], size: tuple[i
                 images[pos] = resize_to_input(rgb, size)
                 thumbs[pos] = thumbnail(images[pos])
                 digests[pos] = hashlib.sha256(np.ascontiguousarray(array[s.index])).hexdigest()
-                advance(1)
     else:
         groups: dict[str, list[tuple[int, Sample]]] = defaultdict(list)
         for pos, s in enumerate(samples):

@@ -18,7 +18,7 @@ from benchmarks.macs import count_macs
 
 NAME = "sizes"
 #: Accuracy (fraction) a smaller input may give up against the best and still be recommended.
-TOLERANCE = 0.01
+TOLERANCE = 0.005
 #: A Raspberry Pi 4's CPU: 4 x Cortex-A72 at 1.5 GHz, NEON without the int8 dot product.
 PI_CPU = CpuInfo(model="Raspberry Pi 4 (Cortex-A72)", vendor="ARM", family=None, logical_cpus=4,
                  mhz=1500.0, flags=frozenset({"asimd"}))
@@ -40,12 +40,12 @@ def recommend(rows: list[dict[str, Any]], here_core_gmacs: float,
     if pick is best:
         reason = (f"It has the best int8 test accuracy of the sweep "
                   f"({pick['int8_accuracy']:.2%}) and no smaller input comes within "
-                  f"{100 * TOLERANCE:.0f} point of it")
+                  f"{100 * TOLERANCE:.1f} point of it")
         if p50:
             reason += f" ({p50:.2f} ms per face here, 1 thread)"
     else:
         reason = (f"Its int8 test accuracy ({pick['int8_accuracy']:.2%}) is within "
-                  f"{100 * TOLERANCE:.0f} point of the best ({best['int8_accuracy']:.2%} at "
+                  f"{100 * TOLERANCE:.1f} point of the best ({best['int8_accuracy']:.2%} at "
                   f"{best['size']} px) for {pick['macs'] / best['macs']:.0%} of the "
                   f"multiply-accumulates")
         if p50 and best_p50:

@@ -41,13 +41,12 @@ from converters.inputs import (
     manifest_path,
     output_targets,
     resolve_model_path,
-    sha256_file,
     test_split_files,
 )
 from converters.quiet import quiet_output
 from converters.report import variant_line
 from edge.contract import ModelContract
-from edge.fileio import write_bytes_atomic
+from edge.fileio import sha256_file, write_bytes_atomic
 from trainer import progress
 from trainer.split import SplitManifest
 

@@ -7,7 +7,6 @@ and that the loaded Keras model has the input and output its contract promises.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import tempfile
 from pathlib import Path
@@ -22,14 +21,6 @@ from edge.contract import ModelContract
 from trainer import progress
 from trainer.errors import UserError
 from trainer.split import SplitManifest, load_split, read_manifest
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def resolve_model_path(path: Path) -> Path:

@@ -9,14 +9,13 @@ naming the `--detector-model` option instead of a traceback.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from edge.fileio import atomic_path
+from edge.fileio import atomic_path, cache_root, sha256_file
 
 DEFAULT_MODEL_NAME = "face_mask_2c_int8.tflite"
 MODEL_ENV = "MASKEDGE_MODEL"
@@ -85,16 +84,10 @@ def resolve_model(path: str | Path | None) -> Path:
 
 
 def cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "maskedge"
+    return cache_root()
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+sha256_of = sha256_file
 
 
 def fetch(remote: RemoteFile, option: str = "--detector-model", timeout: float = 30.0) -> Path:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from edge.handoff import Handoff
 from edge.sources import FrameSource, SourceError, SourceLost, StreamEnded, UnreadableFrame
 
 
@@ -60,10 +61,8 @@ class FrameGrabber:
         self.backoff = backoff or Backoff()
         self.stats = CaptureStats()
         self.error: str | None = None  # why capture stopped early, if it did
-        self._slot: CapturedFrame | None = None
-        self._ended = False
+        self._handoff: Handoff[CapturedFrame] = Handoff()
         self._stop = threading.Event()
-        self._cond = threading.Condition()
         self._thread = threading.Thread(target=self._run, name="capture", daemon=True)
         self._index = 0
 
@@ -76,36 +75,23 @@ class FrameGrabber:
     @property
     def finished(self) -> bool:
         """True once the source is exhausted (or failed) and its last frame was taken."""
-        with self._cond:
-            return self._ended and self._slot is None
+        return self._handoff.finished
 
     def next(self, timeout: float = 0.1) -> CapturedFrame | None:
         """The newest unprocessed frame, waiting at most `timeout` seconds; None if none came."""
-        with self._cond:
-            if self._slot is None and not self._ended:
-                self._cond.wait(timeout)
-            frame, self._slot = self._slot, None
-            self._cond.notify_all()
-            return frame
+        return self._handoff.take(timeout)
 
     def stop(self) -> None:
         self._stop.set()
-        with self._cond:
-            self._cond.notify_all()
+        self._handoff.close()
         if self._thread.is_alive():
             self._thread.join(timeout=5.0)
         self.source.close()
 
     def _put(self, frame: CapturedFrame) -> None:
-        with self._cond:
-            if not self.drop:
-                while self._slot is not None and not self._stop.is_set():
-                    self._cond.wait(0.1)
-            if self._slot is not None:
-                self.stats.dropped += 1
-            self._slot = frame
-            self.stats.captured += 1
-            self._cond.notify_all()
+        if self._handoff.put(frame, wait=not self.drop):
+            self.stats.dropped += 1
+        self.stats.captured += 1
 
     def _reopen(self) -> bool:
         for delay in self.backoff.delays():
@@ -148,6 +134,4 @@ class FrameGrabber:
         except Exception as exc:  # a broken driver must not kill the loop silently
             self.error = f"capture failed: {type(exc).__name__}: {exc}"
         finally:
-            with self._cond:
-                self._ended = True
-                self._cond.notify_all()
+            self._handoff.end()

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from edge.boxes import Face
 from edge.capture import CapturedFrame, FrameGrabber
+from edge.handoff import Handoff
 from edge.pipeline import Pipeline
 
 
@@ -30,10 +31,8 @@ class DetectAhead:
         self.pipeline = pipeline
         self.grabber = grabber
         self.error: str | None = None
-        self._slot: DetectedFrame | None = None
-        self._ended = False
+        self._handoff: Handoff[DetectedFrame] = Handoff()
         self._stop = threading.Event()
-        self._cond = threading.Condition()
         self._thread = threading.Thread(target=self._run, name="detect", daemon=True)
 
     def start(self) -> DetectAhead:
@@ -42,21 +41,14 @@ class DetectAhead:
 
     @property
     def finished(self) -> bool:
-        with self._cond:
-            return self._ended and self._slot is None
+        return self._handoff.finished
 
     def next(self, timeout: float = 0.1) -> DetectedFrame | None:
-        with self._cond:
-            if self._slot is None and not self._ended:
-                self._cond.wait(timeout)
-            item, self._slot = self._slot, None
-            self._cond.notify_all()
-            return item
+        return self._handoff.take(timeout)
 
     def stop(self) -> None:
         self._stop.set()
-        with self._cond:
-            self._cond.notify_all()
+        self._handoff.close()
         if self._thread.is_alive():
             self._thread.join(timeout=5.0)
 
@@ -69,14 +61,8 @@ class DetectAhead:
                         break
                     continue
                 faces, detect_ms = self.pipeline.detect(frame.rgb)
-                with self._cond:
-                    while self._slot is not None and not self._stop.is_set():
-                        self._cond.wait(0.1)
-                    self._slot = DetectedFrame(frame, faces, detect_ms)
-                    self._cond.notify_all()
+                self._handoff.put(DetectedFrame(frame, faces, detect_ms), wait=True)
         except Exception as exc:  # surface detector failures to the loop
             self.error = f"detection failed: {type(exc).__name__}: {exc}"
         finally:
-            with self._cond:
-                self._ended = True
-                self._cond.notify_all()
+            self._handoff.end()

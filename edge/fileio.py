@@ -8,6 +8,7 @@ replaces a good one. Pure Python, importable without TensorFlow.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import tempfile
 from collections.abc import Iterator
@@ -65,3 +66,21 @@ def write_bytes_atomic(target: str | Path, data: bytes) -> None:
 
 def write_text_atomic(target: str | Path, text: str) -> None:
     write_bytes_atomic(target, text.encode("utf-8"))
+
+
+def sha256_file(path: str | Path) -> str:
+    """Hex SHA-256 of a file's bytes, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def cache_root() -> Path:
+    """maskedge's cache folder: $MASKEDGE_CACHE, else $XDG_CACHE_HOME/maskedge, else
+    ~/.cache/maskedge (downloaded detectors, backbone features)."""
+    if os.environ.get("MASKEDGE_CACHE"):
+        return Path(os.environ["MASKEDGE_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "maskedge"

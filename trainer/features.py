@@ -27,7 +27,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from edge.fileio import atomic_path, write_bytes_atomic
+from edge.fileio import atomic_path, cache_root, sha256_file, write_bytes_atomic
 from edge.runtime import load_interpreter
 from trainer.augment import build_augmenter
 from trainer.progress import Advance
@@ -37,9 +37,8 @@ FEATURE_VERSION = 1
 
 
 def default_cache_dir() -> Path:
-    """$MASKEDGE_CACHE/features, or ~/.cache/maskedge/features."""
-    base = os.environ.get("MASKEDGE_CACHE") or Path.home() / ".cache" / "maskedge"
-    return Path(base) / "features"
+    """<maskedge cache>/features (see edge.fileio.cache_root)."""
+    return cache_root() / "features"
 
 
 def weights_fingerprint(weights: str, seed: int) -> str:
@@ -48,11 +47,7 @@ def weights_fingerprint(weights: str, seed: int) -> str:
         return "imagenet"
     if weights.lower() == "none":
         return f"random-seed{seed}"
-    digest = hashlib.sha256()
-    with open(Path(weights).expanduser(), "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return "sha256:" + digest.hexdigest()
+    return "sha256:" + sha256_file(Path(weights).expanduser())
 
 
 def cache_key(**parts: Any) -> str:

@@ -13,13 +13,13 @@ backoff; when the attempts run out the grabber finishes with an error message.
 
 from __future__ import annotations
 
-import threading
 import time
 from dataclasses import dataclass
+from typing import Self
 
 import numpy as np
 
-from edge.handoff import Handoff
+from edge.handoff import HandoffThread
 from edge.sources import FrameSource, SourceError, SourceLost, StreamEnded, UnreadableFrame
 
 
@@ -51,7 +51,7 @@ class CaptureStats:
     reconnects: int = 0
 
 
-class FrameGrabber:
+class FrameGrabber(HandoffThread[CapturedFrame]):
     """Reads frames on a thread; `next()` returns the newest one (see module docstring)."""
 
     def __init__(self, source: FrameSource, drop: bool | None = None,
@@ -61,31 +61,16 @@ class FrameGrabber:
         self.backoff = backoff or Backoff()
         self.stats = CaptureStats()
         self.error: str | None = None  # why capture stopped early, if it did
-        self._handoff: Handoff[CapturedFrame] = Handoff()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="capture", daemon=True)
+        super().__init__("capture")
         self._index = 0
 
-    def start(self) -> FrameGrabber:
+    def start(self) -> Self:
         """Open the source (SourceError propagates to the caller) and start reading."""
         self.source.open()
-        self._thread.start()
-        return self
-
-    @property
-    def finished(self) -> bool:
-        """True once the source is exhausted (or failed) and its last frame was taken."""
-        return self._handoff.finished
-
-    def next(self, timeout: float = 0.1) -> CapturedFrame | None:
-        """The newest unprocessed frame, waiting at most `timeout` seconds; None if none came."""
-        return self._handoff.take(timeout)
+        return super().start()
 
     def stop(self) -> None:
-        self._stop.set()
-        self._handoff.close()
-        if self._thread.is_alive():
-            self._thread.join(timeout=5.0)
+        super().stop()
         self.source.close()
 
     def _put(self, frame: CapturedFrame) -> None:

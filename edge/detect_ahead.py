@@ -8,12 +8,11 @@ detected frame at most; frames the loop cannot keep up with are dropped by the g
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 
 from edge.boxes import Face
 from edge.capture import CapturedFrame, FrameGrabber
-from edge.handoff import Handoff
+from edge.handoff import HandoffThread
 from edge.pipeline import Pipeline
 
 
@@ -24,33 +23,14 @@ class DetectedFrame:
     detect_ms: float
 
 
-class DetectAhead:
+class DetectAhead(HandoffThread[DetectedFrame]):
     """Pulls frames from a grabber, detects faces, hands them over one at a time."""
 
     def __init__(self, pipeline: Pipeline, grabber: FrameGrabber) -> None:
         self.pipeline = pipeline
         self.grabber = grabber
         self.error: str | None = None
-        self._handoff: Handoff[DetectedFrame] = Handoff()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="detect", daemon=True)
-
-    def start(self) -> DetectAhead:
-        self._thread.start()
-        return self
-
-    @property
-    def finished(self) -> bool:
-        return self._handoff.finished
-
-    def next(self, timeout: float = 0.1) -> DetectedFrame | None:
-        return self._handoff.take(timeout)
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._handoff.close()
-        if self._thread.is_alive():
-            self._thread.join(timeout=5.0)
+        super().__init__("detect")
 
     def _run(self) -> None:
         try:

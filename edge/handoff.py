@@ -9,7 +9,7 @@ every frame counts). Memory stays at one item whatever the speeds.
 from __future__ import annotations
 
 import threading
-from typing import Generic, TypeVar
+from typing import Generic, Self, TypeVar
 
 T = TypeVar("T")
 
@@ -60,3 +60,37 @@ class Handoff(Generic[T]):
         """True once the producer has ended and its last item was taken."""
         with self._cond:
             return self._ended and self._slot is None
+
+
+class HandoffThread(Generic[T]):
+    """A daemon thread producing items into a `Handoff`; subclasses implement `_run`.
+
+    The consumer calls `next()` for the newest item and `finished` to know when to stop asking.
+    """
+
+    def __init__(self, name: str) -> None:
+        self._handoff: Handoff[T] = Handoff()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def start(self) -> Self:
+        self._thread.start()
+        return self
+
+    @property
+    def finished(self) -> bool:
+        """True once the producer has ended and its last item was taken."""
+        return self._handoff.finished
+
+    def next(self, timeout: float = 0.1) -> T | None:
+        """The newest unprocessed item, waiting at most `timeout` seconds; None if none came."""
+        return self._handoff.take(timeout)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._handoff.close()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5.0)
+
+    def _run(self) -> None:
+        raise NotImplementedError

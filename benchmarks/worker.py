@@ -106,18 +106,6 @@ def _tflite(spec: dict[str, Any], images: np.ndarray) -> dict[str, Any]:
             "runtime": clf.runtime, "input_dtype": str(clf.input_dtype), **summarize(times)}
 
 
-def _quantize(images: np.ndarray, detail: dict[str, Any]) -> np.ndarray:
-    dtype = np.dtype(detail["dtype"])
-    if dtype == np.float32:
-        return images.astype(np.float32)
-    scale, zero = detail["quantization"]
-    if scale == 0:
-        return images.astype(dtype)
-    info = np.iinfo(dtype)
-    q = np.round(images.astype(np.float32) / scale + zero)
-    return np.clip(q, info.min, info.max).astype(dtype)
-
-
 def _wrapper_overhead(spec: dict[str, Any], images: np.ndarray) -> dict[str, Any]:
     from edge.classifier import ClassifierOptions, MaskClassifier
 
@@ -127,9 +115,9 @@ def _wrapper_overhead(spec: dict[str, Any], images: np.ndarray) -> dict[str, Any
     # The bare calls use the wrapper's own interpreter: same tensors, same thread pool, so the
     # difference is only the wrapper's work (input quantization, output dequantization,
     # probabilities). A second interpreter's idle pool threads could otherwise steal cycles.
-    bare = clf._interpreter
+    bare = clf.interpreter
     inp, out = bare.get_input_details()[0], bare.get_output_details()[0]
-    ready = [_quantize(images[i : i + 1], inp) for i in range(len(images))]
+    ready = [clf.to_input(images[i : i + 1]) for i in range(len(images))]
     batches = [images[i : i + 1] for i in range(len(images))]
 
     def wrapped(i: int) -> Any:

@@ -38,12 +38,16 @@ def describe(path: str | Path) -> dict[str, Any]:
     tensors = {}
     for name, details in (("inputs", loaded.interpreter.get_input_details()),
                           ("outputs", loaded.interpreter.get_output_details())):
-        tensors[name] = [{"name": d["name"], "dtype": np.dtype(d["dtype"]).name,
-                          "shape": [int(v) for v in d["shape"]],
-                          "scale": float(d["quantization"][0]),
-                          "zero_point": int(d["quantization"][1])} for d in details]
+        tensors[name] = [{"name": d["name"], **tensor_summary(d)} for d in details]
     return {"path": str(path), "size_bytes": path.stat().st_size, "runtime": loaded.runtime,
             **tensors, "contract": json.loads(contract.to_json())}
+
+
+def tensor_summary(detail: dict[str, Any]) -> dict[str, Any]:
+    """dtype, shape, scale and zero point of one interpreter tensor detail, JSON-ready."""
+    scale, zero = detail["quantization"]
+    return {"dtype": np.dtype(detail["dtype"]).name, "shape": [int(v) for v in detail["shape"]],
+            "scale": float(scale), "zero_point": int(zero)}
 
 
 def format_description(info: dict[str, Any]) -> str:

@@ -25,6 +25,7 @@ import numpy as np
 from converters.calibration import DEFAULT_SAMPLES, DEFAULT_SEED, Calibration, from_directory
 from converters.calibration import from_split as calibration_from_split
 from converters.check import CheckResult, check_tflite, keras_probabilities, tflite_probabilities
+from converters.describe import tensor_summary
 from converters.embed import embed_contract
 from converters.errors import ConvertError
 from converters.formats import (
@@ -151,13 +152,8 @@ def _tensor_details(path: Path) -> dict[str, Any]:
     from edge.runtime import load_interpreter
 
     interpreter = load_interpreter(path).interpreter
-    detail = {}
-    for name, d in (("input", interpreter.get_input_details()[0]),
-                    ("output", interpreter.get_output_details()[0])):
-        scale, zero = d["quantization"]
-        detail[name] = {"dtype": np.dtype(d["dtype"]).name, "shape": [int(v) for v in d["shape"]],
-                        "scale": float(scale), "zero_point": int(zero)}
-    return detail
+    return {"input": tensor_summary(interpreter.get_input_details()[0]),
+            "output": tensor_summary(interpreter.get_output_details()[0])}
 
 
 def _contract_for(base: ModelContract, fmt: Format, io: str, target: Path, manifest: Path,

@@ -11,12 +11,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from edge.contract import ModelContract
 from edge.imageops import resize_to_input
-from edge.runtime import load_interpreter
+from edge.runtime import BatchRunner, load_interpreter
 from edge.tflite_metadata import read_contract
 
 
@@ -37,15 +38,17 @@ class MaskClassifier:
         self.contract: ModelContract = read_contract(options.model)
         loaded = load_interpreter(options.model, options.threads, options.runtime)
         self.runtime = loaded.runtime
-        self._interpreter = loaded.interpreter
-        inp = self._interpreter.get_input_details()[0]
-        out = self._interpreter.get_output_details()[0]
-        self._in_index, self._out_index = inp["index"], out["index"]
+        self._run = BatchRunner(loaded.interpreter)
+        inp, out = self._run.input_detail, self._run.output_detail
         self.input_dtype = np.dtype(inp["dtype"])
         self._in_scale, self._in_zero = inp["quantization"]
         self._out_dtype = np.dtype(out["dtype"])
         self._out_scale, self._out_zero = out["quantization"]
-        self._batch = int(inp["shape"][0])
+
+    @property
+    def interpreter(self) -> Any:
+        """The underlying TFLite interpreter (for measurements against bare calls)."""
+        return self._run.interpreter
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -55,7 +58,8 @@ class MaskClassifier:
     def input_size(self) -> tuple[int, int]:
         return self.contract.input_size
 
-    def _to_input(self, images: np.ndarray) -> np.ndarray:
+    def to_input(self, images: np.ndarray) -> np.ndarray:
+        """Raw RGB pixels as the input tensor wants them (float32, or quantized uint8/int8)."""
         if self.input_dtype == np.float32:
             return images.astype(np.float32)
         if self.input_dtype == np.uint8 and self._in_scale == 1.0 and self._in_zero == 0:
@@ -75,14 +79,7 @@ class MaskClassifier:
         if n == 0:
             return np.zeros((0, 1 if self.contract.output == "sigmoid" else len(self.labels)),
                             np.float32)
-        if n != self._batch:
-            h, w = self.input_size
-            self._interpreter.resize_tensor_input(self._in_index, [n, h, w, 3])
-            self._interpreter.allocate_tensors()
-            self._batch = n
-        self._interpreter.set_tensor(self._in_index, self._to_input(images))
-        self._interpreter.invoke()
-        return self._from_output(self._interpreter.get_tensor(self._out_index))
+        return self._from_output(self._run(self.to_input(images)))
 
     def predict(self, images: np.ndarray) -> np.ndarray:
         """Class probabilities (N, C) for RGB images (N, H, W, 3) at the model's input size."""

@@ -112,3 +112,28 @@ def load_interpreter(model_path: str | Path, threads: int | None = None,
             continue
         return LoadedInterpreter(interpreter, name)
     raise RuntimeUnavailable(f"no TFLite runtime could load {model_path}: " + "; ".join(failures))
+
+
+class BatchRunner:
+    """Invoke a single-input, single-output interpreter on batches of any size.
+
+    The input tensor is resized (and tensors re-allocated) only when the batch size changes, so a
+    steady stream of equal batches pays for planning once.
+    """
+
+    def __init__(self, interpreter: Any) -> None:
+        self.interpreter = interpreter
+        inp = interpreter.get_input_details()[0]
+        self.input_detail = inp
+        self.output_detail = interpreter.get_output_details()[0]
+        self._shape = [int(v) for v in inp["shape"]]
+
+    def __call__(self, batch: Any) -> Any:
+        """The output tensor (a copy) for an input batch already in the input's dtype."""
+        if len(batch) != self._shape[0]:
+            self._shape[0] = len(batch)
+            self.interpreter.resize_tensor_input(self.input_detail["index"], self._shape)
+            self.interpreter.allocate_tensors()
+        self.interpreter.set_tensor(self.input_detail["index"], batch)
+        self.interpreter.invoke()
+        return self.interpreter.get_tensor(self.output_detail["index"])

@@ -28,7 +28,7 @@ import numpy as np
 import tensorflow as tf
 
 from edge.fileio import atomic_path, cache_root, sha256_file, write_bytes_atomic
-from edge.runtime import load_interpreter
+from edge.runtime import BatchRunner, load_interpreter
 from trainer.augment import build_augmenter
 from trainer.progress import Advance
 
@@ -74,29 +74,6 @@ def features_tflite(features: keras.Model, cache_path: Path | None) -> Path:
     return Path(tmp)
 
 
-class _LiteRTBackbone:
-    """Callable running the features model under LiteRT on float32 batches of any size."""
-
-    def __init__(self, model_path: Path, batch_size: int) -> None:
-        self._interpreter = load_interpreter(model_path, threads=os.cpu_count(),
-                                             runtime="litert").interpreter
-        self._in = self._interpreter.get_input_details()[0]["index"]
-        self._out = self._interpreter.get_output_details()[0]["index"]
-        self._shape = list(self._interpreter.get_input_details()[0]["shape"])
-        self._batch = -1
-        self.batch_size = batch_size
-
-    def __call__(self, batch: Any) -> np.ndarray:
-        x = np.ascontiguousarray(np.asarray(batch, dtype=np.float32))
-        if len(x) != self._batch:
-            self._interpreter.resize_tensor_input(self._in, [len(x), *self._shape[1:]])
-            self._interpreter.allocate_tensors()
-            self._batch = len(x)
-        self._interpreter.set_tensor(self._in, x)
-        self._interpreter.invoke()
-        return self._interpreter.get_tensor(self._out).copy()
-
-
 class FeatureExtractor:
     """Runs the features model (optionally after augmentation) in fixed-size batches.
 
@@ -112,7 +89,13 @@ class FeatureExtractor:
         spec = tf.TensorSpec(shape, tf.float32)
         self._spec = spec
         if engine == "litert":
-            backbone = _LiteRTBackbone(features_tflite(features, tflite_path), batch_size)
+            loaded = load_interpreter(features_tflite(features, tflite_path),
+                                      threads=os.cpu_count(), runtime="litert")
+            run = BatchRunner(loaded.interpreter)
+
+            def backbone(batch: Any) -> np.ndarray:
+                return run(np.ascontiguousarray(batch, dtype=np.float32))
+
             self._clean: Any = backbone
             self._backbone = backbone
         else:

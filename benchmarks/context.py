@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from benchmarks.config import REPO, BenchConfig
@@ -31,15 +32,24 @@ class SectionContext:
         return time.perf_counter() - self.started
 
 
-def run_child(spec: dict[str, Any], timeout_s: float = 1200.0) -> dict[str, Any]:
-    """Run `benchmarks.worker` on one spec in a fresh process; its JSON result, or an error row."""
+def run_child(spec: dict[str, Any], timeout_s: float = 1200.0,
+              python: str | Path | None = None) -> dict[str, Any]:
+    """Run `benchmarks.worker` on one spec in a fresh process; its JSON result, or an error row.
+
+    `python` runs the child under another interpreter (a side venv), with only the repository on
+    its PYTHONPATH so it imports `benchmarks.worker` and `edge` but none of this venv's packages.
+    """
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1")
+    if python is not None:
+        env["PYTHONPATH"] = str(REPO)
     try:
-        done = subprocess.run([sys.executable, "-m", "benchmarks.worker", json.dumps(spec)],
-                              capture_output=True, text=True, timeout=timeout_s, cwd=REPO,
-                              env=env, check=False)
+        done = subprocess.run([str(python or sys.executable), "-m", "benchmarks.worker",
+                               json.dumps(spec)], capture_output=True, text=True,
+                              timeout=timeout_s, cwd=REPO, env=env, check=False)
     except subprocess.TimeoutExpired:
         return {"status": "error", "error": f"timed out after {timeout_s:.0f} s"}
+    except OSError as exc:  # the side interpreter is missing or not executable
+        return {"status": "error", "error": f"cannot start {python}: {exc.strerror or exc}"}
     for line in reversed(done.stdout.strip().splitlines()):
         if line.startswith("{"):
             try:

@@ -2,18 +2,29 @@
 
 Variants: Keras `predict`, Keras inside a compiled `tf.function`, and the float32, float16,
 dynamic-range and int8 TFLite files under LiteRT (through the project's `MaskClassifier`), and under
-`tflite_runtime` where it imports; each at every thread count of the profile, each in its own
+`tflite_runtime` where it loads; each at every thread count of the profile, each in its own
 process (`benchmarks.worker`). Plus the wrapper overhead: `MaskClassifier.predict` against a bare
 interpreter call on the same int8 file.
+
+tflite_runtime 2.14 needs numpy<2, so its rows run under a side interpreter (`side_python`): the
+`--tflite-runtime-python` option, else the venv `TFLITE_RUNTIME_VENV`, which a full run creates
+when missing (a quick run never downloads).
 """
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from benchmarks.config import TFLITE_RUNTIME_VENV, BenchConfig
 from benchmarks.context import SectionContext, run_child
+from benchmarks.report import short
 from benchmarks.stats import ratio
 from benchmarks.store import TFLITE_VARIANTS
 
@@ -28,15 +39,90 @@ LABELS = {
     "int8": "TFLite int8",
 }
 
+#: What the side venv installs: the last tflite_runtime, and the numpy it was built against.
+TFLITE_RUNTIME_PINS = ("tflite-runtime==2.14.0", "numpy<2")
+#: tflite_runtime rows time this many times fewer calls than the LiteRT rows.
+TFLITE_RUNTIME_RUN_DIVISOR = 10
+NO_INTERPRETER = ("no tflite_runtime interpreter; pass --tflite-runtime-python or run the full "
+                  "benchmark once")
 
-def tflite_runtime_status() -> str | None:
-    """None when tflite_runtime imports, else why not (one line)."""
+
+def _last_line(text: str, fallback: str) -> str:
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("ERROR:")]
+    return (errors or lines or [fallback])[-1][:300]
+
+
+def create_venv(venv: Path, log: Callable[[str], None]) -> str | None:
+    """Create `venv` with `TFLITE_RUNTIME_PINS`; None when done, else why not (one line).
+
+    A failed or interrupted attempt leaves nothing behind, so the next full run tries again.
+    """
+    t0 = time.perf_counter()
+    python = venv / "bin" / "python"
+    steps = {"venv": [sys.executable, "-m", "venv", "--clear", str(venv)],
+             "pip install": [str(python), "-m", "pip", "install", "-q",
+                             "--disable-pip-version-check", "--retries", "2", "--timeout", "30",
+                             *TFLITE_RUNTIME_PINS]}
+    reason, done = None, False
     try:
-        import tflite_runtime.interpreter  # noqa: F401
-    except Exception as exc:  # ImportError, or a build that needs another numpy
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        return f"not installed here ({type(exc).__name__}: {first[:120]})"
-    return None
+        for step, cmd in steps.items():
+            run = subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=False)
+            if run.returncode != 0:
+                reason = f"{step} failed: {_last_line(run.stderr, f'exit {run.returncode}')}"
+                break
+        done = reason is None
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        reason = f"{type(exc).__name__}: {str(exc)[:200]}"
+    finally:
+        if not done:
+            shutil.rmtree(venv, ignore_errors=True)
+    seconds = time.perf_counter() - t0
+    if reason is None:
+        log(f"  created {short(venv)} ({', '.join(TFLITE_RUNTIME_PINS)}) in {seconds:.0f} s")
+        return None
+    reason = f"could not create {short(venv)}: {reason}"
+    log(f"  {reason} ({seconds:.0f} s)")
+    return reason
+
+
+def side_python(cfg: BenchConfig, log: Callable[[str], None],
+                venv: Path = TFLITE_RUNTIME_VENV) -> tuple[Path | None, str | None]:
+    """The interpreter for the tflite_runtime rows, or None and why not (one line).
+
+    `--tflite-runtime-python PATH` wins ('none' disables the rows); else `venv`, created first by
+    a full run when missing; a quick run uses it only if it already exists.
+    """
+    option = cfg.tflite_runtime_python
+    if option is not None and option.strip().lower() == "none":
+        return None, "disabled (--tflite-runtime-python none)"
+    if option:
+        return Path(option).expanduser(), None
+    python = venv / "bin" / "python"
+    if python.exists():
+        return python, None
+    if cfg.quick:
+        return None, NO_INTERPRETER
+    reason = create_venv(venv, log)
+    return (python, None) if reason is None else (None, reason)
+
+
+def tflite_runtime_side(cfg: BenchConfig, log: Callable[[str], None],
+                        venv: Path = TFLITE_RUNTIME_VENV) -> tuple[dict[str, Any] | None, str]:
+    """The side interpreter's details (path, runtime and numpy versions) once it has imported
+    tflite_runtime and the worker; or None and why not (one line)."""
+    python, reason = side_python(cfg, log, venv)
+    if python is None:
+        return None, reason or NO_INTERPRETER
+    probe = run_child({"kind": "runtime_info", "runtime": "tflite_runtime"}, timeout_s=120.0,
+                      python=python)
+    if probe.get("status") != "ok":
+        return None, f"{short(python)} cannot run tflite_runtime ({probe.get('error')})"
+    info = {"python": str(python), "runtime": probe["runtime"], "numpy": probe["numpy"],
+            "python_version": probe["python"]}
+    log(f"  tflite_runtime rows under {short(python)}: {info['runtime']}, "
+        f"numpy {info['numpy']}, Python {info['python_version']}")
+    return info, "available"
 
 
 def run(ctx: SectionContext) -> dict[str, Any]:
@@ -45,7 +131,7 @@ def run(ctx: SectionContext) -> dict[str, Any]:
     model = ctx.store.trained(size)
     files = ctx.store.variants(size, TFLITE_VARIANTS)
     images = ctx.store.test_images_file(size, cfg.latency_images)
-    tflite_rt = tflite_runtime_status()
+    side, tflite_rt = tflite_runtime_side(cfg, ctx.log)
     rows: list[dict[str, Any]] = []
 
     def measure(variant: str, kind: str, path: Path, threads: int, runtime: str = "litert",
@@ -54,7 +140,8 @@ def run(ctx: SectionContext) -> dict[str, Any]:
                 "images": str(images), "warmup": warmup, "runs": runs}
         label = LABELS[variant] + (" (tflite_runtime)" if runtime == "tflite_runtime" else "")
         ctx.log(f"  {label}, {threads} thread(s)")
-        result = run_child(spec)
+        python = side["python"] if side and runtime == "tflite_runtime" else None
+        result = run_child(spec, python=python)
         row = {"variant": variant if runtime == "litert" else f"{variant}@tflite_runtime",
                "label": label, "threads": threads, "file": str(path),
                "file_mb": path.stat().st_size / 1e6, **result}
@@ -62,7 +149,8 @@ def run(ctx: SectionContext) -> dict[str, Any]:
             ctx.log(f"    p50 {result['p50_ms']:.2f} ms, p99 {result['p99_ms']:.2f} ms, "
                     f"{result['items_per_s']:.0f} img/s, peak RSS {result['peak_rss_mib']:.0f} MiB")
         else:
-            ctx.log(f"    {result.get('status')}: {result.get('error')}")
+            status = "does not load" if result.get("does_not_load") else result.get("status")
+            ctx.log(f"    {status}: {result.get('error')}")
         return row
 
     for threads in cfg.threads:
@@ -73,10 +161,11 @@ def run(ctx: SectionContext) -> dict[str, Any]:
         for tag in TFLITE_VARIANTS:
             rows.append(measure(tag, "tflite", files[tag], threads, warmup=it.tflite_warmup,
                                 runs=it.tflite_runs))
-        if tflite_rt is None:
+        if side:  # ~10x slower than LiteRT here: a tenth of the runs keeps the section short
             for tag in TFLITE_VARIANTS:
                 rows.append(measure(tag, "tflite", files[tag], threads, runtime="tflite_runtime",
-                                    warmup=it.tflite_warmup, runs=it.tflite_runs))
+                                    warmup=max(5, it.tflite_warmup // TFLITE_RUNTIME_RUN_DIVISOR),
+                                    runs=max(20, it.tflite_runs // TFLITE_RUNTIME_RUN_DIVISOR)))
         else:
             rows.append({"variant": "all@tflite_runtime", "label": "TFLite (tflite_runtime)",
                          "threads": threads, "status": "unavailable", "error": tflite_rt})
@@ -113,4 +202,5 @@ def run(ctx: SectionContext) -> dict[str, Any]:
             "images": {"n": cfg.latency_images, "size": size,
                        "source": f"test split of {model.run_dir}"},
             "iterations": asdict(it),
-            "rows": rows, "wrapper_overhead": overhead, "tflite_runtime": tflite_rt or "available"}
+            "rows": rows, "wrapper_overhead": overhead, "tflite_runtime": tflite_rt,
+            "tflite_runtime_python": side}

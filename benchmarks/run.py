@@ -144,12 +144,17 @@ def main(
     reference_budget: float | None = typer.Option(
         None, "--reference-budget", min=1.0, help="Seconds the reference training recipe may run "
         "before it is stopped and the speed-up reported as a lower bound (default: what is left "
-        "of the 29-minute run budget, at least 120 s; quick: 60 s; 20 epochs at most)."),
+        "of the 29.5-minute run budget, at least 120 s; quick: 60 s; 20 epochs at most)."),
     render_only: bool = typer.Option(False, "--render-only", help="Measure nothing: re-render "
                                      "RESULTS.md and the plots from the JSON files in --out."),
     reuse_models: bool = typer.Option(False, "--reuse-models", help="Reuse the trained and "
                                       "converted models of an earlier run in <out>/work instead "
                                       "of rebuilding them (for re-running single sections)."),
+    tflite_runtime_python: str | None = typer.Option(
+        None, "--tflite-runtime-python", metavar="PATH", help="Python with tflite_runtime "
+        "(and numpy<2) for the latency section's tflite_runtime rows, or 'none' to skip them "
+        "(default: benchmarks/work/tflite-runtime-venv; a full run creates it when missing, "
+        "--quick only uses it if it exists)."),
 ) -> None:
     """Run the benchmarks and write one JSON per section, PNG plots and RESULTS.md."""
     names = list(only or SECTIONS)
@@ -157,7 +162,8 @@ def main(
     if unknown:
         raise fail(f"unknown section {', '.join(unknown)}; choose from {', '.join(SECTIONS)}")
     names = [n for n in SECTIONS if n in names]  # always in dependency order
-    cfg = make_config(quick, out, report, shared, reuse_models, reference_budget)
+    cfg = make_config(quick, out, report, shared, reuse_models, reference_budget,
+                      tflite_runtime_python)
     if quick and (cfg.out.resolve() == FULL_OUT.resolve()
                   or cfg.report.resolve() == FULL_REPORT.resolve()):
         raise fail("--quick must not write over the full report; choose another --out/--report")

@@ -3,6 +3,9 @@
 Sections ask the store for "the run at 224 px" or "the int8 file at 128 px"; the store trains or
 converts on first request and hands the same files to every later section of the invocation.
 Each training run gets a fresh, empty feature-cache folder, so its wall time is a cold first run.
+Every epoch's phase-1 weights and the time since the start of `fit` are kept beside the run
+(`epochs.npz`, `epoch_snapshots`), so the training section can tell when the cached path first
+reached an accuracy.
 Files live in `<work>/models/size-<N>/`; `--reuse-models` uses those of an earlier invocation
 (for re-running one section), otherwise each size is retrained and reconverted over them.
 """
@@ -40,6 +43,7 @@ class TrainedModel:
     test_accuracy: float
     wall_s: float
     epochs_run: int | None = None
+    epochs_file: str | None = None  # EpochSnapshots.save: each epoch's weights and elapsed time
     variants: dict[str, str] = field(default_factory=dict)  # variant tag -> .tflite path
     convert: dict[str, Any] = field(default_factory=dict)  # variant tag -> converter check
 
@@ -55,6 +59,41 @@ class TrainedModel:
         for key in ("run_dir", "model_keras", "model_h5", "manifest"):
             data[key] = Path(data[key])
         return TrainedModel(**data)
+
+
+def epoch_snapshots(start: float) -> Any:
+    """A Keras callback keeping each epoch's weights and its end time since `start`.
+
+    `.save(path)` writes them as one .npz (read back by `load_snapshots`). Built in a function so
+    importing this module does not import Keras.
+    """
+    import keras
+
+    class EpochSnapshots(keras.callbacks.Callback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.elapsed: list[float] = []
+            self.weights: list[list[np.ndarray]] = []
+
+        def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+            self.elapsed.append(time.perf_counter() - start)
+            self.weights.append(self.model.get_weights())
+
+        def save(self, path: Path) -> None:
+            arrays = {f"w{e}_{i}": w for e, ws in enumerate(self.weights)
+                      for i, w in enumerate(ws)}
+            np.savez(path, elapsed=np.array(self.elapsed), **arrays)
+
+    return EpochSnapshots()
+
+
+def load_snapshots(path: Path) -> tuple[np.ndarray, list[list[np.ndarray]]]:
+    """(elapsed seconds per epoch, weights per epoch) written by EpochSnapshots.save."""
+    with np.load(path) as data:
+        elapsed = data["elapsed"]
+        count = sum(1 for k in data.files if k.startswith("w0_"))
+        weights = [[data[f"w{e}_{i}"] for i in range(count)] for e in range(len(elapsed))]
+    return elapsed, weights
 
 
 class ModelStore:
@@ -119,16 +158,20 @@ class ModelStore:
         config = self.fit_config(size, folder / "run", cache)
         self.log(f"training the 2-class model at {size} px (trainer.fit, cached features)")
         start = time.perf_counter()
-        result = fit(config, progress=False)
+        snapshots = epoch_snapshots(start)
+        result = fit(config, progress=False, callbacks=[snapshots])
         wall = time.perf_counter() - start
         shutil.rmtree(cache, ignore_errors=True)
+        epochs_file = folder / "epochs.npz"
+        snapshots.save(epochs_file)
         self.log(f"  {size} px: test accuracy {result.test_accuracy:.2%}, "
                  f"{result.wall_seconds:.1f} s (fit's own clock), {wall:.1f} s (ours)")
         return TrainedModel(size=size, run_dir=result.run_dir, model_keras=result.model_keras,
                             model_h5=result.model_h5, manifest=result.run_dir / "split.json",
                             test_accuracy=float(result.test_accuracy),
                             wall_s=float(result.wall_seconds),
-                            epochs_run=result.summary.get("epochs_run"))
+                            epochs_run=result.summary.get("epochs_run"),
+                            epochs_file=str(epochs_file))
 
     def variant(self, size: int, tag: str) -> Path:
         """The `.tflite` file of one variant at `size` px (converted now if needed)."""

@@ -7,11 +7,16 @@ another. Usage (called through `benchmarks.context.run_child`):
     python -m benchmarks.worker '{"kind": "tflite", "model": "...", "threads": 1, ...}'
 
 kinds: `keras_predict` (model.predict per image), `keras_function` (the model inside a compiled
-tf.function), `tflite` (edge.classifier.MaskClassifier.predict), `wrapper_overhead` (the wrapper
-against a bare set_tensor/invoke/get_tensor on the same file, timed in alternating blocks),
-`pipeline_video` (edge.pipeline.Pipeline on every frame of a video) and `reference_video` (the same
-detector, then Keras `predict` on each face crop: the reference projects' camera loop). Video frames
-are decoded outside the timed part (a camera hands frames over ready).
+tf.function), `tflite` (edge.classifier.MaskClassifier.predict), `runtime_info` (which TFLite
+runtime, numpy and Python this interpreter has: the probe of a side venv), `wrapper_overhead`
+(the wrapper against a bare set_tensor/invoke/get_tensor on the same file, timed in alternating
+blocks), `pipeline_video` (edge.pipeline.Pipeline on every frame of a video) and
+`reference_video` (the same detector, then Keras `predict` on each face crop: the reference
+projects' camera loop). Video frames are decoded outside the timed part (a camera hands frames over
+ready).
+
+The `tflite` and `runtime_info` kinds also run under a side interpreter that has only numpy and
+tflite_runtime (`run_child(..., python=...)`), so this module imports nothing else at module level.
 """
 
 from __future__ import annotations
@@ -90,20 +95,59 @@ def _keras(spec: dict[str, Any], images: np.ndarray) -> dict[str, Any]:
             **summarize(times)}
 
 
+class DoesNotLoad(Exception):
+    """The runtime imports, but cannot load this model file (e.g. op versions newer than it)."""
+
+    def __init__(self, reason: str, runtime: str) -> None:
+        super().__init__(reason)
+        self.runtime = runtime
+
+
+def runtime_label(name: str) -> str:
+    """How a row names its TFLite runtime: `litert` as ever; tflite_runtime with its version,
+    since it runs in a side venv the report's version table does not describe."""
+    if name != "tflite_runtime":
+        return name
+    import tflite_runtime
+
+    return f"tflite_runtime {tflite_runtime.__version__}"
+
+
+def _runtime_info(spec: dict[str, Any], images: np.ndarray | None) -> dict[str, Any]:
+    import edge.classifier  # noqa: F401  (the `tflite` kind's imports work here)
+    from edge.runtime import interpreter_class
+
+    interpreter_class(spec["runtime"])
+    return {"runtime": runtime_label(spec["runtime"]), "numpy": np.__version__,
+            "python": sys.version.split()[0], "executable": sys.executable}
+
+
 def _tflite(spec: dict[str, Any], images: np.ndarray) -> dict[str, Any]:
     from edge.classifier import ClassifierOptions, MaskClassifier
+    from edge.runtime import RuntimeUnavailable, interpreter_class
 
+    runtime = spec.get("runtime", "litert")
     rss_import = peak_rss_mib()
     t0 = time.perf_counter()
-    clf = MaskClassifier(ClassifierOptions(model=Path(spec["model"]),
-                                           threads=int(spec["threads"]),
-                                           runtime=spec.get("runtime", "litert")))
+    try:
+        clf = MaskClassifier(ClassifierOptions(model=Path(spec["model"]),
+                                               threads=int(spec["threads"]), runtime=runtime))
+    except RuntimeUnavailable as exc:
+        try:
+            interpreter_class(runtime)
+        except Exception:  # not installed: reported as unavailable, as before
+            raise exc from None
+        reason = str(exc).partition(f": {runtime}: ")[2] or str(exc)
+        if ". " in reason:  # whole sentences only (the runtime's message is cut at 160 chars)
+            reason = reason[: reason.rindex(". ") + 1]
+        raise DoesNotLoad(reason, runtime_label(runtime)) from exc
     load_s = time.perf_counter() - t0
     batches = [images[i : i + 1] for i in range(len(images))]
     first_ms, times = time_calls(lambda i: clf.predict(batches[i % len(batches)]),
                                  int(spec["warmup"]), int(spec["runs"]))
     return {"load_s": load_s, "first_call_ms": first_ms, "rss_after_import_mib": rss_import,
-            "runtime": clf.runtime, "input_dtype": str(clf.input_dtype), **summarize(times)}
+            "runtime": runtime_label(clf.runtime), "input_dtype": str(clf.input_dtype),
+            **summarize(times)}
 
 
 def _wrapper_overhead(spec: dict[str, Any], images: np.ndarray) -> dict[str, Any]:
@@ -250,6 +294,7 @@ KINDS: dict[str, Callable[[dict[str, Any], Any], dict[str, Any]]] = {
     "keras_predict": _keras,
     "keras_function": _keras,
     "tflite": _tflite,
+    "runtime_info": _runtime_info,
     "wrapper_overhead": _wrapper_overhead,
     "pipeline_video": _pipeline_video,
     "reference_video": _reference_video,
@@ -270,6 +315,9 @@ def main(argv: list[str]) -> int:
     spec = json.loads(argv[0])
     try:
         result = run(spec)
+    except DoesNotLoad as exc:  # the runtime is there, this file is too new for it
+        result = {"status": "unavailable", "does_not_load": True, "error": str(exc)[:300],
+                  "runtime": exc.runtime}
     except Exception as exc:  # reported as the row's status, never a silent gap
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         result = {"status": "error", "error": f"{type(exc).__name__}: {first[:300]}"}

@@ -16,7 +16,6 @@ from typing import Any
 import numpy as np
 
 from edge.contract import ModelContract
-from edge.imageops import resize_to_input
 from edge.runtime import BatchRunner, load_interpreter
 from edge.tflite_metadata import read_contract
 
@@ -89,4 +88,8 @@ class MaskClassifier:
         """Class probabilities (N, C) for RGB crops of any size, resized here in one batch."""
         if not crops:
             return self.predict(np.zeros((0, *self.input_size, 3), np.uint8))
+        # Imported here: OpenCV is needed only for resizing, and a bare tflite_runtime venv (the
+        # benchmark's side interpreter) has numpy and the runtime alone.
+        from edge.imageops import resize_to_input
+
         return self.predict(np.stack([resize_to_input(c, self.input_size) for c in crops]))

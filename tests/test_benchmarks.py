@@ -107,3 +107,9 @@ def test_end_to_end_and_training_are_sane(quick_run: dict[str, Any]) -> None:
     assert epochs and all(0.0 <= e["test_accuracy"] <= 1.0 for e in epochs)
     assert [e["elapsed_s"] for e in epochs] == sorted(e["elapsed_s"] for e in epochs)
     assert training["speedup"] > 0
+    curve = training["cached"]["per_epoch"]
+    assert curve and [e["elapsed_s"] for e in curve] == sorted(e["elapsed_s"] for e in curve)
+    assert curve[-1]["elapsed_s"] < training["cached"]["wall_s"]
+    best_ref = max(e["test_accuracy"] for e in epochs)
+    assert training["common_accuracy"] == min(best_ref, training["cached"]["test_accuracy"])
+    assert training["at_common"]["reference_s"] is not None and training["ladder"]

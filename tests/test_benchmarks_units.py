@@ -264,3 +264,174 @@ def test_cli_refuses_bad_input_with_one_line(tmp_path: Path) -> None:
     assert missing.returncode == 2 and "not found" in missing.stderr
     assert "Traceback" not in bad.stderr + clobber.stderr + missing.stderr
     assert not any(tmp_path.iterdir())
+
+
+# ----------------------------------------------------------------------------- tflite_runtime side
+
+
+def test_side_python_none_option_and_quick_mode_never_download(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch
+                                                                ) -> None:
+    from benchmarks import latency
+    from benchmarks.config import make_config
+
+    def no_download(venv: Path, log: object) -> str:
+        raise AssertionError("must not create a venv here")
+
+    monkeypatch.setattr(latency, "create_venv", no_download)
+    missing = tmp_path / "venv"
+    off = make_config(True, tmp_path, tflite_runtime_python="none")
+    assert off.tflite_runtime_python == "none"
+    assert latency.side_python(off, print, missing) == (
+        None, "disabled (--tflite-runtime-python none)")
+    assert latency.side_python(make_config(False, tmp_path, tflite_runtime_python="None"),
+                               print, missing)[0] is None
+    quick = make_config(True, tmp_path)
+    assert latency.side_python(quick, print, missing) == (None, latency.NO_INTERPRETER)
+    given = make_config(True, tmp_path, tflite_runtime_python=sys.executable)
+    assert latency.side_python(given, print, missing) == (Path(sys.executable), None)
+    python = missing / "bin" / "python"  # an existing venv is used, in quick mode too
+    python.parent.mkdir(parents=True)
+    python.touch()
+    assert latency.side_python(quick, print, missing) == (python, None)
+    assert not (tmp_path / "RESULTS.md").exists()
+
+
+def test_full_mode_creates_the_venv_and_a_failure_is_one_line(tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch
+                                                             ) -> None:
+    from benchmarks import latency
+    from benchmarks.config import make_config
+
+    calls = []
+
+    def offline(venv: Path, log: object) -> str:
+        calls.append(venv)
+        return "could not create venv: pip install failed: ERROR: No matching distribution"
+
+    monkeypatch.setattr(latency, "create_venv", offline)
+    full = make_config(False, tmp_path)
+    info, reason = latency.tflite_runtime_side(full, print, tmp_path / "venv")
+    assert calls == [tmp_path / "venv"] and info is None
+    assert reason.startswith("could not create venv") and "\n" not in reason
+    broken = make_config(True, tmp_path, tflite_runtime_python=str(tmp_path / "no-python"))
+    info, reason = latency.tflite_runtime_side(broken, print, tmp_path / "venv")
+    assert info is None and "cannot run tflite_runtime (cannot start" in reason
+
+
+def test_failed_venv_creation_leaves_nothing_behind(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from benchmarks import latency
+
+    venv, logged = tmp_path / "venv", []
+    (venv / "bin").mkdir(parents=True)
+    monkeypatch.setattr(latency.sys, "executable", "/bin/false")  # 'python -m venv' fails
+    reason = latency.create_venv(venv, logged.append)
+    assert reason is not None and "venv failed: exit 1" in reason and "\n" not in reason
+    assert not venv.exists() and len(logged) == 1
+
+
+def _model_and_images(tmp_path: Path) -> tuple[Path, Path]:
+    from edge.tflite_metadata import read_contract
+
+    model = ROOT / "models" / "face_mask_2c_int8.tflite"
+    h, w = read_contract(model).input_size
+    images = tmp_path / "images.npy"
+    np.save(images, np.random.default_rng(0).integers(0, 256, (3, h, w, 3), dtype=np.uint8))
+    return model, images
+
+
+def test_worker_runs_under_a_given_interpreter(tmp_path: Path) -> None:
+    from benchmarks.context import run_child
+
+    model, images = _model_and_images(tmp_path)
+    spec = {"kind": "tflite", "model": str(model), "threads": 1, "runtime": "litert",
+            "images": str(images), "warmup": 1, "runs": 3}
+    row = run_child(spec, timeout_s=120.0, python=sys.executable)  # stands in for the side venv
+    assert row["status"] == "ok", row
+    assert row["runtime"] == "litert" and row["runs"] == 3 and row["p50_ms"] > 0
+    info = run_child({"kind": "runtime_info", "runtime": "litert"}, python=sys.executable)
+    assert info["status"] == "ok" and info["numpy"] == np.__version__
+    gone = run_child(spec, python=tmp_path / "no-python")
+    assert gone["status"] == "error" and gone["error"].startswith("cannot start")
+
+
+def test_worker_reports_a_model_that_does_not_load(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    import edge.classifier
+    from benchmarks import worker
+    from edge.runtime import RuntimeUnavailable
+
+    def too_new(path: object, threads: object, runtime: str) -> None:
+        raise RuntimeUnavailable(f"no TFLite runtime could load {path}: {runtime}: Didn't find "
+                                 "op for builtin opcode 'FULLY_CONNECTED' version '12'. An older "
+                                 "version of this builtin might be supported. Are you using an")
+
+    monkeypatch.setattr(edge.classifier, "load_interpreter", too_new)
+    model, images = _model_and_images(tmp_path)
+    worker.main([json.dumps({"kind": "tflite", "model": str(model), "threads": 1,
+                             "runtime": "litert", "images": str(images), "warmup": 1,
+                             "runs": 1})])
+    row = json.loads(capsys.readouterr().out)
+    assert row == {"status": "unavailable", "does_not_load": True, "runtime": "litert",
+                   "error": "Didn't find op for builtin opcode 'FULLY_CONNECTED' version '12'. "
+                            "An older version of this builtin might be supported."}
+    sections = _sections()
+    sections["latency"]["result"]["rows"].append(
+        {"variant": "dynamic@tflite_runtime", "label": "TFLite dynamic-range (tflite_runtime)",
+         "threads": 1, **row, "runtime": "tflite_runtime 2.14.0"})
+    sections["latency"]["result"]["tflite_runtime_python"] = {
+        "python": str(ROOT / "benchmarks" / "work" / "tflite-runtime-venv" / "bin" / "python"),
+        "runtime": "tflite_runtime 2.14.0", "numpy": "1.26.4", "python_version": "3.11.7"}
+    text = render_report(sections, {}, {"run_id": "R1"}, tmp_path / "RESULTS.md")
+    assert ("| TFLite dynamic-range (tflite_runtime) | tflite_runtime 2.14.0 | 1 | **does not "
+            "load**: Didn't find op for builtin opcode 'FULLY_CONNECTED' version '12'. An older "
+            "version of this builtin might be supported. |") in text
+    assert "`benchmarks/work/tflite-runtime-venv/bin/python` (tflite_runtime 2.14.0" in text
+
+
+def test_worker_tflite_path_needs_only_numpy_and_a_runtime(tmp_path: Path) -> None:
+    """The side venv has numpy and tflite_runtime alone: no OpenCV, Typer or TensorFlow."""
+    import json
+    import os
+
+    blocked = tmp_path / "blocked"
+    for name in ("cv2", "typer", "tensorflow", "keras", "matplotlib"):
+        (blocked / name).mkdir(parents=True)
+        (blocked / name / "__init__.py").write_text(f"raise ImportError('{name} is blocked')\n")
+    model, images = _model_and_images(tmp_path)
+    spec = {"kind": "tflite", "model": str(model), "threads": 1, "runtime": "litert",
+            "images": str(images), "warmup": 1, "runs": 2}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(blocked), str(ROOT)])}
+    for kind in ("tflite", "runtime_info"):
+        done = subprocess.run([sys.executable, "-m", "benchmarks.worker",
+                               json.dumps({**spec, "kind": kind})], capture_output=True,
+                              text=True, cwd=tmp_path, env=env, timeout=120, check=False)
+        row = json.loads(done.stdout.strip().splitlines()[-1])
+        assert row["status"] == "ok", (kind, row, done.stderr[-500:])
+
+
+def test_training_speedup_is_time_to_the_highest_accuracy_both_reached() -> None:
+    from benchmarks.training import compare
+
+    cached = [{"epoch": 1, "test_accuracy": 0.97, "elapsed_s": 60.0},
+              {"epoch": 2, "test_accuracy": 0.99, "elapsed_s": 61.0},
+              {"epoch": 3, "test_accuracy": 0.995, "elapsed_s": 62.0}]
+    reference = [{"epoch": 1, "test_accuracy": 0.93, "elapsed_s": 85.0},
+                 {"epoch": 2, "test_accuracy": 0.98, "elapsed_s": 140.0},
+                 {"epoch": 3, "test_accuracy": 0.99, "elapsed_s": 600.0}]
+    out = compare(cached, 70.0, 0.995, reference)
+    assert out["common_accuracy"] == 0.99
+    assert out["at_common"]["cached_s"] == 61.0 and out["at_common"]["reference_s"] == 600.0
+    assert out["speedup"] == pytest.approx(600.0 / 61.0)
+    ladder = {row["accuracy"]: row for row in out["ladder"]}
+    assert set(ladder) == {0.95, 0.97, 0.98, 0.99, 0.995}
+    assert ladder[0.95]["speedup"] == pytest.approx(140.0 / 60.0)  # fixed costs dominate early
+    assert ladder[0.995]["reference_s"] is None and ladder[0.995]["speedup"] is None
+    assert out["at_final"]["speedup_lower_bound"] == pytest.approx(600.0 / 62.0)
+    # without a per-epoch record the whole cached run stands for its final accuracy
+    whole = compare([], 70.0, 0.995, reference)
+    assert whole["at_common"]["cached_s"] == 70.0 and whole["speedup"] == pytest.approx(600 / 70)

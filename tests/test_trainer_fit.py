@@ -7,6 +7,7 @@ import json
 import shutil
 from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
 from conftest import BACKBONE, DATA_2C, DATA_VOC
@@ -44,8 +45,22 @@ def messy_run(tmp_path_factory: pytest.TempPathFactory):
     for label in ("with_mask", "without_mask"):
         for p in sorted((DATA_2C / label).glob("*.jpg"))[100:130]:
             shutil.copy(p, data / label / p.name)
-    result = fit(small_config(data, tmp / "run", tmp / "cache"), progress=False)
+    seen = EpochsSeen()
+    result = fit(small_config(data, tmp / "run", tmp / "cache"), progress=False, callbacks=[seen])
+    result.summary["epochs_seen_by_callback"] = seen.epochs
     return tmp, data, result
+
+
+class EpochsSeen(keras.callbacks.Callback):
+    """A caller's callback: fit must hand it every phase-1 epoch of the head."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.epochs: list[int] = []
+
+    def on_epoch_end(self, epoch: int, logs=None) -> None:
+        assert self.model.input_shape[-1] == 1280  # the head, on pooled backbone features
+        self.epochs.append(epoch + 1)
 
 
 def test_run_folder_is_complete(messy_run) -> None:
@@ -62,6 +77,8 @@ def test_run_folder_is_complete(messy_run) -> None:
     assert summary["imbalance"]["class_weights"]["with_mask"] > 0
     rows = list(csv.DictReader((run / "history.csv").open()))
     assert rows and {"phase", "epoch", "loss", "val_loss", "accuracy"} <= set(rows[0])
+    assert result.summary["epochs_seen_by_callback"] == [int(r["epoch"]) for r in rows]
+    assert summary["phase1"]["backbone_conversion_wait_seconds"] >= 0
     report = (run / "report.txt").read_text()
     assert "precision" in report and "accuracy:" in report and "confusion matrix" in report
     metrics = json.loads((run / "metrics.json").read_text())
@@ -125,6 +142,8 @@ def test_same_seed_same_run_from_cache(messy_run) -> None:
     tmp, data, result = messy_run
     again = fit(small_config(data, tmp / "again", tmp / "cache"), progress=False)
     assert again.summary["phase1"]["feature_cache_misses"] == 0
+    # one converted backbone, keyed by weights and size only (other data reuses it)
+    assert len(list((tmp / "cache").glob("*.tflite"))) == 1
     assert read_manifest(tmp / "again" / "split.json").rows == read_manifest(
         result.run_dir / "split.json").rows
     assert again.test_accuracy == pytest.approx(result.test_accuracy)

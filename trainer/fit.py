@@ -21,7 +21,7 @@ import platform
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,8 +39,10 @@ from trainer.config import FitConfig, preflight
 from trainer.datasets import Dataset, Sample, require_two_classes
 from trainer.dedup import group_samples
 from trainer.features import (
+    BackgroundConversion,
     FeatureCache,
     FeatureExtractor,
+    backbone_key,
     cache_key,
     default_cache_dir,
     weights_fingerprint,
@@ -122,21 +124,43 @@ def _features(extractor: Callable[[], FeatureExtractor], images: np.ndarray, key
     return feats, False
 
 
+def _backbone_engine() -> str:
+    """LiteRT runs the frozen backbone ~3x faster than TensorFlow on a CPU; a GPU keeps TF."""
+    return "tensorflow" if tf.config.list_physical_devices("GPU") else "litert"
+
+
+def _start_backbone_conversion(config: FitConfig, clf: Classifier,
+                               weight_fp: str) -> BackgroundConversion | None:
+    """Convert the backbone for LiteRT while the images decode (cached-feature path, no GPU)."""
+    if not config.feature_cache or _backbone_engine() != "litert":
+        return None
+    cache = FeatureCache(config.cache_dir or default_cache_dir())
+    target = cache.path(backbone_key(weight_fp, config.input_size, config.alpha),
+                        suffix=".tflite")
+    return BackgroundConversion(clf.features, target)
+
+
 def _run_phase1_cached(config: FitConfig, clf: Classifier, contract: ModelContract,
                        images: np.ndarray, y: np.ndarray, split: np.ndarray, fingerprint: str,
                        weight_fp: str, cw: dict[int, float] | None, log_dir: Path,
+                       backbone: BackgroundConversion | None,
+                       callbacks: Sequence[keras.callbacks.Callback],
                        show: bool) -> tuple[list[dict[str, Any]], dict[str, Any], np.ndarray]:
     cache = FeatureCache(config.cache_dir or default_cache_dir())
     base = {"data": fingerprint, "weights": weight_fp, "size": config.input_size,
             "alpha": config.alpha}
     t0 = time.perf_counter()
-    # LiteRT runs the frozen backbone ~3x faster than TensorFlow on a CPU; a GPU keeps TensorFlow.
-    engine = "tensorflow" if tf.config.list_physical_devices("GPU") else "litert"
+    engine = _backbone_engine()
     made: list[FeatureExtractor] = []
+    waited = [0.0]
 
     def extractor() -> FeatureExtractor:  # built on the first cache miss only
         if not made:
-            tflite = cache.path(cache_key(**base, kind="backbone"), suffix=".tflite")
+            t_wait = time.perf_counter()
+            tflite = (backbone.path() if backbone is not None else
+                      cache.path(backbone_key(weight_fp, config.input_size, config.alpha),
+                                 suffix=".tflite"))
+            waited[0] = time.perf_counter() - t_wait  # conversion time not hidden by decoding
             made.append(FeatureExtractor(clf.features, engine=engine, tflite_path=tflite))
         return made[0]
 
@@ -163,29 +187,51 @@ def _run_phase1_cached(config: FitConfig, clf: Classifier, contract: ModelContra
     rows = fit_head(clf.head, contract, x_train, y_train, feats[val_idx], y[val_idx],
                     learning_rate=config.learning_rate, epochs=config.epochs,
                     batch_size=config.batch_size, patience=config.patience, weights=cw,
-                    log_dir=log_dir, verbose=2 if show else 0)
+                    log_dir=log_dir, verbose=2 if show else 0, callbacks=callbacks)
     info = {"path": "cached-features", "feature_seconds": round(feature_seconds, 2),
             "head_train_seconds": round(time.perf_counter() - t1, 2),
             "feature_cache_hits": sum(hits), "feature_cache_misses": len(hits) - sum(hits),
             "feature_cache_dir": str(cache.directory), "head_train_samples": len(x_train),
-            "backbone_engine": engine}
+            "backbone_engine": engine, "backbone_conversion_wait_seconds": round(waited[0], 2)}
     return rows, info, feats
 
 
-def fit(config: FitConfig, progress: bool = True) -> FitResult:
-    """Train a classifier as configured and write its run folder (see module docstring)."""
+def fit(config: FitConfig, progress: bool = True,
+        callbacks: Sequence[keras.callbacks.Callback] = ()) -> FitResult:
+    """Train a classifier as configured and write its run folder (see module docstring).
+
+    `callbacks` are extra Keras callbacks for phase 1 (the head on cached features, or the full
+    model on images), e.g. a benchmark recording each epoch's weights and time.
+    """
     show = progress
     start = time.perf_counter()
     load_start = os.getloadavg()[0]
     dataset = preflight(config)  # every user error that needs no pixels, before any work
-    out = Path(config.out).expanduser()
-    size = (config.input_size, config.input_size)
     samples = _limit_samples(dataset.samples, config.limit_per_class, config.seed)
     keras.utils.set_random_seed(config.seed)
     gpus, precision = _gpu_info(config.mixed_precision)
+    device = {"gpus": gpus, "precision": precision, "load_average_at_start": round(load_start, 2)}
     contract0 = ModelContract.for_labels(dataset.labels, config.input_size)
     clf = build_classifier(contract0, config.weights, config.alpha)  # WeightsError early
+    weight_fp = weights_fingerprint(config.weights, config.seed)
+    backbone = _start_backbone_conversion(config, clf, weight_fp)
+    try:
+        return _fit_with(config, dataset, samples, clf, weight_fp, backbone, callbacks, device,
+                         start, show)
+    finally:
+        if backbone is not None:
+            backbone.wait()  # never leave the conversion running past a failed fit
+        if config.mixed_precision:
+            keras.mixed_precision.set_global_policy("float32")
 
+
+def _fit_with(config: FitConfig, dataset: Dataset, samples: list[Sample], clf: Classifier,
+              weight_fp: str, backbone: BackgroundConversion | None,
+              callbacks: Sequence[keras.callbacks.Callback], device: dict[str, Any],
+              start: float, show: bool) -> FitResult:
+    """Decode, group and split the samples, then train and write the run (see `fit`)."""
+    out = Path(config.out).expanduser()
+    size = (config.input_size, config.input_size)
     t_decode = time.perf_counter()
     loaded = _decode(dataset, samples, size, show)
     decode_seconds = time.perf_counter() - t_decode
@@ -236,16 +282,11 @@ def fit(config: FitConfig, progress: bool = True) -> FitResult:
                                       "samples_in_merged_groups":
                                           grouping.samples_in_merged_groups},
                                   timing={"decode_seconds": round(decode_seconds, 2)},
-                                  device={"gpus": gpus, "precision": precision,
-                                          "load_average_at_start": round(load_start, 2)},
-                                  start=start,
-                                  show=show)
+                                  device=device, start=start, weight_fp=weight_fp,
+                                  backbone=backbone, callbacks=callbacks, show=show)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
-    finally:
-        if config.mixed_precision:
-            keras.mixed_precision.set_global_policy("float32")
     return result
 
 
@@ -254,7 +295,9 @@ def _train_and_write(config: FitConfig, work: Path, out: Path, clf: Classifier,
                      manifest: SplitManifest, fingerprint: str, y: np.ndarray, split: np.ndarray,
                      cw: dict[int, float] | None, imbalance: dict[str, Any], skipped: list,
                      grouping_info: dict[str, Any], timing: dict[str, Any],
-                     device: dict[str, Any], start: float, show: bool) -> FitResult:
+                     device: dict[str, Any], start: float, weight_fp: str,
+                     backbone: BackgroundConversion | None,
+                     callbacks: Sequence[keras.callbacks.Callback], show: bool) -> FitResult:
     contract = ModelContract.for_labels(labels, config.input_size)
     write_manifest(manifest, work / "split.json")
     write_json(work / "config.json", {**asdict(config), "data": str(Path(config.data).resolve()),
@@ -262,13 +305,13 @@ def _train_and_write(config: FitConfig, work: Path, out: Path, clf: Classifier,
     write_text_atomic(work / "skipped.txt", "".join(f"{s.path}\t{s.reason}\n" for s in skipped))
     log_dir = work / "tensorboard"
     images = loaded.images
-    weight_fp = weights_fingerprint(config.weights, config.seed)
 
     t_train = time.perf_counter()
     clean_feats = None
     if config.feature_cache:
         history, phase1, clean_feats = _run_phase1_cached(
-            config, clf, contract, images, y, split, fingerprint, weight_fp, cw, log_dir, show)
+            config, clf, contract, images, y, split, fingerprint, weight_fp, cw, log_dir,
+            backbone, callbacks, show)
     else:
         keras.utils.set_random_seed(config.seed)
         t1 = time.perf_counter()
@@ -277,7 +320,7 @@ def _train_and_write(config: FitConfig, work: Path, out: Path, clf: Classifier,
                              learning_rate=config.learning_rate, epochs=config.epochs,
                              batch_size=config.batch_size, patience=config.patience, weights=cw,
                              seed=config.seed, log_dir=log_dir, verbose=2 if show else 0,
-                             phase="head")
+                             phase="head", callbacks=callbacks)
         phase1 = {"path": "images (reference recipe)",
                   "image_train_seconds": round(time.perf_counter() - t1, 2)}
     fine_tune: dict[str, Any] | None = None

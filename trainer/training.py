@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -89,10 +90,12 @@ def compile_model(model: keras.Model, contract: ModelContract, learning_rate: fl
 
 
 def _callbacks(phase: str, rows: list[dict[str, Any]], has_val: bool, patience: int,
-               log_dir: Path | None) -> tuple[list[keras.callbacks.Callback], BestWeights]:
+               log_dir: Path | None, extra: Sequence[keras.callbacks.Callback] = (),
+               ) -> tuple[list[keras.callbacks.Callback], BestWeights]:
     monitor = "val_loss" if has_val else "loss"
     best = BestWeights(monitor)
-    callbacks: list[keras.callbacks.Callback] = [EpochLog(phase, rows), best]
+    # The caller's callbacks see each epoch before BestWeights/EarlyStopping act on it.
+    callbacks: list[keras.callbacks.Callback] = [EpochLog(phase, rows), *extra, best]
     if patience > 0:
         callbacks.append(keras.callbacks.EarlyStopping(monitor=monitor, patience=patience))
     if log_dir is not None and tensorboard_available():
@@ -103,16 +106,17 @@ def _callbacks(phase: str, rows: list[dict[str, Any]], has_val: bool, patience: 
 def fit_head(head: keras.Model, contract: ModelContract, x_train: np.ndarray, y_train: np.ndarray,
              x_val: np.ndarray | None, y_val: np.ndarray | None, *, learning_rate: float,
              epochs: int, batch_size: int, patience: int, weights: dict[int, float] | None,
-             log_dir: Path | None, verbose: int, phase: str = "head") -> list[dict[str, Any]]:
+             log_dir: Path | None, verbose: int, phase: str = "head",
+             callbacks: Sequence[keras.callbacks.Callback] = ()) -> list[dict[str, Any]]:
     """Train the head on pooled features (the full model's head: the layers are shared)."""
     rows: list[dict[str, Any]] = []
     has_val = x_val is not None and len(x_val) > 0
-    callbacks, _ = _callbacks(phase, rows, has_val, patience, log_dir)
+    all_callbacks, _ = _callbacks(phase, rows, has_val, patience, log_dir, callbacks)
     # The head's steps take microseconds: run many per call to skip Python overhead.
     compile_model(head, contract, learning_rate, steps_per_execution=HEAD_STEPS_PER_EXECUTION)
     head.fit(x_train, targets(contract, y_train), batch_size=batch_size, epochs=epochs,
              validation_data=(x_val, targets(contract, y_val)) if has_val else None,
-             class_weight=weights, shuffle=True, callbacks=callbacks, verbose=verbose)
+             class_weight=weights, shuffle=True, callbacks=all_callbacks, verbose=verbose)
     return rows
 
 
@@ -134,17 +138,18 @@ def image_dataset(images: np.ndarray, y: np.ndarray, batch_size: int, seed: int,
 def fit_images(model: keras.Model, contract: ModelContract, train: tuple[np.ndarray, np.ndarray],
                val: tuple[np.ndarray, np.ndarray] | None, *, learning_rate: float, epochs: int,
                batch_size: int, patience: int, weights: dict[int, float] | None, seed: int,
-               log_dir: Path | None, verbose: int, phase: str) -> list[dict[str, Any]]:
+               log_dir: Path | None, verbose: int, phase: str,
+               callbacks: Sequence[keras.callbacks.Callback] = ()) -> list[dict[str, Any]]:
     """Train the full model on augmented images (the reference recipe, and fine-tuning)."""
     rows: list[dict[str, Any]] = []
     has_val = val is not None and len(val[0]) > 0
-    callbacks, _ = _callbacks(phase, rows, has_val, patience, log_dir)
+    all_callbacks, _ = _callbacks(phase, rows, has_val, patience, log_dir, callbacks)
     compile_model(model, contract, learning_rate)
     train_ds = image_dataset(train[0], targets(contract, train[1]), batch_size, seed, True)
     val_ds = (image_dataset(val[0], targets(contract, val[1]), batch_size, seed, False)
               if has_val and val is not None else None)
     model.fit(train_ds, validation_data=val_ds, epochs=epochs, class_weight=weights,
-              callbacks=callbacks, verbose=verbose)
+              callbacks=all_callbacks, verbose=verbose)
     return rows
 
 

@@ -278,6 +278,14 @@ def render_roofline(r: dict[str, Any], ctx: dict[str, Any]) -> list[str]:
                    [[row["label"], row["threads"], fmt(row.get("p50_ms")),
                      fmt(row.get("achieved_gmacs"), 1), fmt(row.get("peak_gmacs"), 0),
                      pct(row.get("fraction_of_peak"))] for row in r.get("rows", [])])
+    over = [row for row in r.get("rows", []) if (row.get("fraction_of_peak") or 0) > 1.0]
+    if over and peak.get("ghz"):
+        top = max(over, key=lambda row: row["fraction_of_peak"])
+        lines += ["", f"Rows above 100 % ran faster than the nominal peak allows at the reported "
+                  f"{fmt(peak.get('ghz'), 2)} GHz: the cores boost above that clock. "
+                  f"{top['label']} at {top['threads']} thread(s) implies at least "
+                  f"{fmt(peak['ghz'] * top['fraction_of_peak'], 2)} GHz; read the share of peak "
+                  "as relative to the reported clock."]
     return lines
 
 
@@ -290,7 +298,7 @@ RENDERERS: dict[str, Callable[[dict[str, Any], dict[str, Any]], list[str]]] = {
 # ----------------------------------------------------------------------------- whole report
 
 
-def render_machine(machine: dict[str, Any]) -> list[str]:
+def render_machine(machine: dict[str, Any], latency: dict[str, Any] | None = None) -> list[str]:
     cpu, versions = machine.get("cpu", {}), machine.get("versions", {})
     rows = [["CPU", f"{cpu.get('model')} ({cpu.get('vendor')}, family {cpu.get('family')})"],
             ["logical CPUs", fmt(cpu.get("logical_cpus"))],
@@ -298,6 +306,11 @@ def render_machine(machine: dict[str, Any]) -> list[str]:
             ["SIMD flags", ", ".join(cpu.get("flags", [])) or "-"],
             ["platform", machine.get("platform", "-")]]
     rows += [[name, version] for name, version in versions.items()]
+    side = (latency or {}).get("tflite_runtime_python")
+    if isinstance(side, dict):
+        rows.append(["tflite_runtime rows (side venv)",
+                     f"{side.get('runtime')}, numpy {side.get('numpy')}, Python "
+                     f"{side.get('python_version')}"])
     return table(["", ""], rows)
 
 
@@ -315,9 +328,9 @@ def render_report(sections: dict[str, dict[str, Any]], machine: dict[str, Any],
              "Every number below was measured in that run on the machine described here, one "
              "section at a time; ratios compare measurements of the same run, so they hold where "
              "absolute times drift. Regenerate everything with "
-             "`python -m benchmarks.run` (about 25 minutes on this machine; `--quick` for a "
+             "`python -m benchmarks.run` (under 30 minutes on this machine; `--quick` for a "
              "smoke run).", "", "## Machine and versions", ""]
-    lines += render_machine(machine)
+    lines += render_machine(machine, results.get("latency"))
     lines += ["", "## Targets", ""]
     checks = check_targets(results)
     lines += table(["target", "measured", "required", "status", "by how much"],

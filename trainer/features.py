@@ -8,8 +8,10 @@ plus `augment_views` augmented views of each training image, and trains the head
 run on the same data -- another seed for the head, more epochs -- skips the backbone entirely.
 
 On a CPU the backbone runs as a float32 TFLite model under LiteRT (XNNPACK): about 3x faster than
-TensorFlow's own kernels here, with features equal to ~1e-5. Augmentation still runs in TensorFlow
-(Keras preprocessing layers) before it. With a GPU, TensorFlow runs everything.
+TensorFlow's own kernels here, with features equal to ~1e-5. It is traced once, frozen and
+converted (~2 s), and the file is cached by weights, input size and alpha only, so other data
+reuses it. Augmentation still runs in TensorFlow (Keras preprocessing layers) before it. With a
+GPU, TensorFlow runs everything.
 """
 
 from __future__ import annotations
@@ -19,7 +21,6 @@ import hashlib
 import json
 import os
 import tempfile
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -76,12 +77,35 @@ def _keras_messages_to_logging() -> Iterator[None]:
             keras.config.enable_interactive_logging()
 
 
+def _frozen_function(features: keras.Model) -> Any | None:
+    """The features model traced once (any batch size) with its weights as constants, or None.
+
+    Converting this takes ~2 s; `from_keras_model` first exports a SavedModel (~12 s here). The
+    freezing helper is TensorFlow's own (`convert_to_constants`), not in its public API: if it
+    is missing or fails, the caller falls back to `from_keras_model`.
+    """
+    try:
+        from tensorflow.python.framework.convert_to_constants import (
+            convert_variables_to_constants_v2,
+        )
+
+        spec = tf.TensorSpec((None, *features.input_shape[1:]), tf.float32)
+        traced = tf.function(lambda x: features(x, training=False)).get_concrete_function(spec)
+        return convert_variables_to_constants_v2(traced)
+    except Exception:  # any failure means: use the public path
+        return None
+
+
 def features_tflite(features: keras.Model, cache_path: Path | None) -> Path:
     """The features model as a float32 .tflite file (converted once, kept at `cache_path`)."""
     if cache_path is not None and cache_path.is_file():
         return cache_path
-    with _keras_messages_to_logging():
-        data = tf.lite.TFLiteConverter.from_keras_model(features).convert()
+    frozen = _frozen_function(features)
+    if frozen is not None:
+        data = tf.lite.TFLiteConverter.from_concrete_functions([frozen]).convert()
+    else:
+        with _keras_messages_to_logging():
+            data = tf.lite.TFLiteConverter.from_keras_model(features).convert()
     target = cache_path
     if target is not None:
         try:
@@ -93,38 +117,6 @@ def features_tflite(features: keras.Model, cache_path: Path | None) -> Path:
     with os.fdopen(fd, "wb") as f:
         f.write(data)
     return Path(tmp)
-
-
-class BackgroundConversion:
-    """`features_tflite` in a daemon thread, started early so it overlaps decoding the images.
-
-    The conversion is single-threaded Python and MLIR work (~10 s for MobileNetV2 at 224 px);
-    decoding runs beside it on the other core. `path()` waits for it and re-raises its error.
-    """
-
-    def __init__(self, features: keras.Model, cache_path: Path | None) -> None:
-        self._path: Path | None = None
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, args=(features, cache_path),
-                                        name="backbone-to-tflite", daemon=True)
-        self._thread.start()
-
-    def _run(self, features: keras.Model, cache_path: Path | None) -> None:
-        try:
-            self._path = features_tflite(features, cache_path)
-        except BaseException as exc:  # handed to the caller of path()
-            self._error = exc
-
-    def wait(self) -> None:
-        """Block until the conversion has finished (successfully or not)."""
-        self._thread.join()
-
-    def path(self) -> Path:
-        self.wait()
-        if self._error is not None:
-            raise self._error
-        assert self._path is not None
-        return self._path
 
 
 class FeatureExtractor:

@@ -39,7 +39,6 @@ from trainer.config import FitConfig, preflight
 from trainer.datasets import Dataset, Sample, require_two_classes
 from trainer.dedup import group_samples
 from trainer.features import (
-    BackgroundConversion,
     FeatureCache,
     FeatureExtractor,
     backbone_key,
@@ -129,21 +128,9 @@ def _backbone_engine() -> str:
     return "tensorflow" if tf.config.list_physical_devices("GPU") else "litert"
 
 
-def _start_backbone_conversion(config: FitConfig, clf: Classifier,
-                               weight_fp: str) -> BackgroundConversion | None:
-    """Convert the backbone for LiteRT while the images decode (cached-feature path, no GPU)."""
-    if not config.feature_cache or _backbone_engine() != "litert":
-        return None
-    cache = FeatureCache(config.cache_dir or default_cache_dir())
-    target = cache.path(backbone_key(weight_fp, config.input_size, config.alpha),
-                        suffix=".tflite")
-    return BackgroundConversion(clf.features, target)
-
-
 def _run_phase1_cached(config: FitConfig, clf: Classifier, contract: ModelContract,
                        images: np.ndarray, y: np.ndarray, split: np.ndarray, fingerprint: str,
                        weight_fp: str, cw: dict[int, float] | None, log_dir: Path,
-                       backbone: BackgroundConversion | None,
                        callbacks: Sequence[keras.callbacks.Callback],
                        show: bool) -> tuple[list[dict[str, Any]], dict[str, Any], np.ndarray]:
     cache = FeatureCache(config.cache_dir or default_cache_dir())
@@ -152,15 +139,11 @@ def _run_phase1_cached(config: FitConfig, clf: Classifier, contract: ModelContra
     t0 = time.perf_counter()
     engine = _backbone_engine()
     made: list[FeatureExtractor] = []
-    waited = [0.0]
 
     def extractor() -> FeatureExtractor:  # built on the first cache miss only
         if not made:
-            t_wait = time.perf_counter()
-            tflite = (backbone.path() if backbone is not None else
-                      cache.path(backbone_key(weight_fp, config.input_size, config.alpha),
-                                 suffix=".tflite"))
-            waited[0] = time.perf_counter() - t_wait  # conversion time not hidden by decoding
+            tflite = cache.path(backbone_key(weight_fp, config.input_size, config.alpha),
+                                suffix=".tflite")
             made.append(FeatureExtractor(clf.features, engine=engine, tflite_path=tflite))
         return made[0]
 
@@ -192,7 +175,7 @@ def _run_phase1_cached(config: FitConfig, clf: Classifier, contract: ModelContra
             "head_train_seconds": round(time.perf_counter() - t1, 2),
             "feature_cache_hits": sum(hits), "feature_cache_misses": len(hits) - sum(hits),
             "feature_cache_dir": str(cache.directory), "head_train_samples": len(x_train),
-            "backbone_engine": engine, "backbone_conversion_wait_seconds": round(waited[0], 2)}
+            "backbone_engine": engine}
     return rows, info, feats
 
 
@@ -214,20 +197,16 @@ def fit(config: FitConfig, progress: bool = True,
     contract0 = ModelContract.for_labels(dataset.labels, config.input_size)
     clf = build_classifier(contract0, config.weights, config.alpha)  # WeightsError early
     weight_fp = weights_fingerprint(config.weights, config.seed)
-    backbone = _start_backbone_conversion(config, clf, weight_fp)
     try:
-        return _fit_with(config, dataset, samples, clf, weight_fp, backbone, callbacks, device,
-                         start, show)
+        return _fit_with(config, dataset, samples, clf, weight_fp, callbacks, device, start,
+                         show)
     finally:
-        if backbone is not None:
-            backbone.wait()  # never leave the conversion running past a failed fit
         if config.mixed_precision:
             keras.mixed_precision.set_global_policy("float32")
 
 
 def _fit_with(config: FitConfig, dataset: Dataset, samples: list[Sample], clf: Classifier,
-              weight_fp: str, backbone: BackgroundConversion | None,
-              callbacks: Sequence[keras.callbacks.Callback], device: dict[str, Any],
+              weight_fp: str, callbacks: Sequence[keras.callbacks.Callback], device: dict[str, Any],
               start: float, show: bool) -> FitResult:
     """Decode, group and split the samples, then train and write the run (see `fit`)."""
     out = Path(config.out).expanduser()
@@ -283,7 +262,7 @@ def _fit_with(config: FitConfig, dataset: Dataset, samples: list[Sample], clf: C
                                           grouping.samples_in_merged_groups},
                                   timing={"decode_seconds": round(decode_seconds, 2)},
                                   device=device, start=start, weight_fp=weight_fp,
-                                  backbone=backbone, callbacks=callbacks, show=show)
+                                  callbacks=callbacks, show=show)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
@@ -296,7 +275,6 @@ def _train_and_write(config: FitConfig, work: Path, out: Path, clf: Classifier,
                      cw: dict[int, float] | None, imbalance: dict[str, Any], skipped: list,
                      grouping_info: dict[str, Any], timing: dict[str, Any],
                      device: dict[str, Any], start: float, weight_fp: str,
-                     backbone: BackgroundConversion | None,
                      callbacks: Sequence[keras.callbacks.Callback], show: bool) -> FitResult:
     contract = ModelContract.for_labels(labels, config.input_size)
     write_manifest(manifest, work / "split.json")
@@ -311,7 +289,7 @@ def _train_and_write(config: FitConfig, work: Path, out: Path, clf: Classifier,
     if config.feature_cache:
         history, phase1, clean_feats = _run_phase1_cached(
             config, clf, contract, images, y, split, fingerprint, weight_fp, cw, log_dir,
-            backbone, callbacks, show)
+            callbacks, show)
     else:
         keras.utils.set_random_seed(config.seed)
         t1 = time.perf_counter()

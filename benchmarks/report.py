@@ -305,8 +305,9 @@ def render_machine(machine: dict[str, Any], latency: dict[str, Any] | None = Non
             ["clock (reported)", f"{fmt(cpu.get('mhz'), 0)} MHz"],
             ["SIMD flags", ", ".join(cpu.get("flags", [])) or "-"],
             ["platform", machine.get("platform", "-")]]
-    rows += [[name, version] for name, version in versions.items()]
     side = (latency or {}).get("tflite_runtime_python")
+    rows += [[f"{name} (this venv)" if name == "tflite-runtime" and side else name, version]
+             for name, version in versions.items()]
     if isinstance(side, dict):
         rows.append(["tflite_runtime rows (side venv)",
                      f"{side.get('runtime')}, numpy {side.get('numpy')}, Python "

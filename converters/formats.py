@@ -18,6 +18,7 @@ TensorFlow is imported inside the functions, so importing this module stays chea
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -47,26 +48,33 @@ class Format:
         return f"{stem}_{self.variant}.tflite"
 
 
-def export_saved_model(model: Any, directory: Path) -> Path:
-    """Export a Keras 3 model's inference call (training=False) as a SavedModel."""
+@contextlib.contextmanager
+def _tensorflow_step(what: str) -> Iterator[None]:
+    """Run a TensorFlow step quietly; its errors become ConvertError("cannot <what>: <line>")."""
+    error: Exception | None = None
     with quiet_output() as captured:
         try:
-            import keras
-            import tensorflow as tf
-
-            archive = keras.export.ExportArchive()
-            archive.track(model)
-            signature = [tf.TensorSpec(t.shape, t.dtype, name=t.name) for t in model.inputs]
-            archive.add_endpoint("serve", functools.partial(model.__call__, training=False),
-                                 signature)
-            archive.write_out(str(directory))
-        except Exception as exc:
-            error: Exception | None = exc
-        else:
-            error = None
+            yield
+        except ConvertError:
+            raise
+        except Exception as exc:  # the captured text is complete only once the block has ended
+            error = exc
     if error is not None:
-        raise ConvertError(f"cannot export the model for conversion: "
-                           f"{one_line_error(error, captured.text)}")
+        raise ConvertError(f"cannot {what}: {one_line_error(error, captured.text)}")
+
+
+def export_saved_model(model: Any, directory: Path) -> Path:
+    """Export a Keras 3 model's inference call (training=False) as a SavedModel."""
+    with _tensorflow_step("export the model for conversion"):
+        import keras
+        import tensorflow as tf
+
+        archive = keras.export.ExportArchive()
+        archive.track(model)
+        signature = [tf.TensorSpec(t.shape, t.dtype, name=t.name) for t in model.inputs]
+        archive.add_endpoint("serve", functools.partial(model.__call__, training=False),
+                             signature)
+        archive.write_out(str(directory))
     return directory
 
 
@@ -177,16 +185,6 @@ def format_for(quantize: str) -> Format:
 def convert_format(fmt: Format, saved_model: Path, representative: np.ndarray | None = None,
                    io: str = DEFAULT_INT8_IO, bias_correction: bool = True) -> bytes:
     """Run one format's conversion quietly; ConvertError with one line when TFLite refuses."""
-    with quiet_output() as captured:
-        try:
-            data = fmt.convert(saved_model, representative, io, bias_correction)
-        except ConvertError:
-            raise
-        except Exception as exc:
-            error: Exception | None = exc
-        else:
-            error = None
-    if error is not None:
-        raise ConvertError(f"cannot convert to {fmt.variant}: "
-                           f"{one_line_error(error, captured.text)}")
+    with _tensorflow_step(f"convert to {fmt.variant}"):
+        data = fmt.convert(saved_model, representative, io, bias_correction)
     return bytes(data)

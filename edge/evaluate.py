@@ -14,74 +14,23 @@ to the annotated boxes greedily by detector score at IoU >= 0.5 (Pascal VOC). Re
 from __future__ import annotations
 
 import time
-import xml.etree.ElementTree as ET
 from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 
-from edge.boxes import Box, iou_matrix
+from edge.boxes import iou_matrix
 from edge.imageops import crop_face
 from edge.metrics import classification_report
 from edge.pipeline import Pipeline
+from edge.voc import AnnotatedImage, Annotation, DatasetError, load_voc  # noqa: F401 (re-exported)
 
 IOU_THRESHOLD = 0.5
 SMALL_FACE = 32  # px, short side: faces below this are "tiny"
 MASKED = "with_mask"
-
-
-class DatasetError(ValueError):
-    """The folder is not a VOC-style dataset (one-line message)."""
-
-
-@dataclass(frozen=True)
-class Annotation:
-    label: str
-    box: Box
-
-    @property
-    def short_side(self) -> float:
-        return min(self.box[2] - self.box[0], self.box[3] - self.box[1])
-
-
-@dataclass(frozen=True)
-class AnnotatedImage:
-    path: Path
-    annotations: tuple[Annotation, ...]
-
-
-def read_voc_xml(xml_path: Path, images_dir: Path) -> AnnotatedImage:
-    root = ET.parse(xml_path).getroot()
-    name = root.findtext("filename") or f"{xml_path.stem}.jpg"
-    objects = []
-    for obj in root.iter("object"):
-        bb = obj.find("bndbox")
-        if bb is None:
-            continue
-        box = tuple(float(bb.findtext(k) or 0) for k in ("xmin", "ymin", "xmax", "ymax"))
-        objects.append(Annotation((obj.findtext("name") or "").strip(), box))  # type: ignore[arg-type]
-    return AnnotatedImage(images_dir / name, tuple(objects))
-
-
-def load_voc(root: Path, limit: int | None = None) -> list[AnnotatedImage]:
-    """`root/annotations/*.xml` with their `root/images/*`, sorted by file name."""
-    xml_dir, images_dir = root / "annotations", root / "images"
-    if not xml_dir.is_dir() or not images_dir.is_dir():
-        raise DatasetError(f"{root} is not a VOC folder (needs annotations/ and images/)")
-    files = sorted(xml_dir.glob("*.xml"))
-    if not files:
-        raise DatasetError(f"no annotations in {xml_dir}")
-    items = []
-    for xml_path in files[:limit] if limit else files:
-        try:
-            items.append(read_voc_xml(xml_path, images_dir))
-        except ET.ParseError as exc:
-            raise DatasetError(f"cannot parse {xml_path}: {exc}") from None
-    return items
 
 
 def read_rgb(path: Path) -> np.ndarray | None:

@@ -12,13 +12,14 @@ label is its position in that order. Discovery reads no pixels: decoding is `tra
 
 from __future__ import annotations
 
-import xml.etree.ElementTree as ET
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from edge.labelmap import LabelMap
+from edge.voc import is_voc, read_voc
 from trainer.errors import UserError
 
 FORMATS = ("folders", "arrays", "voc")
@@ -83,7 +84,7 @@ def detect_format(root: Path) -> str:
                         f"VOC images/+annotations/), got a file: {root}")
     if (root / ARRAY_IMAGES).is_file() or (root / ARRAY_LABELS).is_file():
         return "arrays"
-    if (root / "annotations").is_dir() and (root / "images").is_dir():
+    if is_voc(root):
         return "voc"
     return "folders"
 
@@ -171,65 +172,23 @@ def _discover_arrays(root: Path) -> Dataset:
                    notes={"array_shape": list(images.shape), "array_dtype": str(images.dtype)})
 
 
-def _voc_box(obj: ET.Element) -> tuple[float, float, float, float]:
-    bnd = obj.find("bndbox")
-    if bnd is None:
-        raise ValueError("object without bndbox")
-    coords = []
-    for key in ("xmin", "ymin", "xmax", "ymax"):
-        node = bnd.find(key)
-        if node is None or node.text is None:
-            raise ValueError(f"bndbox without {key}")
-        coords.append(float(node.text))
-    x1, y1, x2, y2 = coords
-    if x2 <= x1 or y2 <= y1:
-        raise ValueError(f"empty box {coords}")
-    return x1, y1, x2, y2
-
-
-def _find_voc_image(root: Path, xml_path: Path, filename: str | None) -> Path | None:
-    images = root / "images"
-    if filename:
-        candidate = images / Path(filename).name
-        if candidate.is_file():
-            return candidate
-    matches = sorted(p for p in images.glob(xml_path.stem + ".*") if p.is_file())
-    return matches[0] if matches else None
-
-
-def _discover_voc(root: Path, min_face: int) -> Dataset:
+def _discover_voc(root: Path, min_face: int, label_map: LabelMap | None = None) -> Dataset:
+    folder = read_voc(root, label_map)
     samples: list[Sample] = []
-    skipped: list[Skipped] = []
     small: Counter[str] = Counter()
-    xmls = sorted((root / "annotations").glob("*.xml"))
-    for xml_path in xmls:
-        rel_xml = xml_path.relative_to(root).as_posix()
-        try:
-            tree = ET.parse(xml_path).getroot()
-        except (ET.ParseError, OSError) as exc:
-            skipped.append(Skipped(rel_xml, f"unreadable annotation: {str(exc)[:100]}"))
-            continue
-        image = _find_voc_image(root, xml_path, tree.findtext("filename"))
-        if image is None:
-            skipped.append(Skipped(rel_xml, "annotation without an image in images/"))
-            continue
-        rel_image = image.relative_to(root).as_posix()
-        for k, obj in enumerate(tree.iter("object")):
-            name = (obj.findtext("name") or "").strip()
-            try:
-                box = _voc_box(obj)
-            except ValueError as exc:
-                skipped.append(Skipped(f"{rel_xml}#{k}", f"bad face box: {exc}"))
+    for item in folder.images:
+        rel_image = item.path.relative_to(root).as_posix()
+        for ann in item.annotations:
+            if ann.short_side < min_face:
+                small[ann.label] += 1
                 continue
-            if not name:
-                skipped.append(Skipped(f"{rel_xml}#{k}", "face box without a class name"))
-                continue
-            if min(box[2] - box[0], box[3] - box[1]) < min_face:
-                small[name] += 1
-                continue
-            samples.append(Sample(path=rel_image, label=name, box=box))
+            samples.append(Sample(path=rel_image, label=ann.label, box=ann.box))
     labels = sorted_labels([s.label for s in samples])
-    notes: dict[str, object] = {"annotations": len(xmls), "min_face": min_face,
-                                "faces_below_min_face": dict(sorted(small.items()))}
+    notes: dict[str, object] = {"annotations": len(folder.images) + sum(
+        p.reason.startswith(("unreadable", "annotation without")) for p in folder.problems),
+        "min_face": min_face, "faces_below_min_face": dict(sorted(small.items()))}
+    if folder.dropped:
+        notes["faces_left_out_by_label_map"] = dict(sorted(folder.dropped.items()))
+    skipped = [Skipped(p.where, p.reason) for p in folder.problems]
     return Dataset(root=root, format="voc", labels=labels, samples=samples, skipped=skipped,
                    notes=notes)

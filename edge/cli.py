@@ -245,6 +245,14 @@ def evaluate(
         help="Use only the first N annotated photos.", show_default=False)] = None,
     json_out: Annotated[Path | None, typer.Option(
         "--json", help="Write the full report here as JSON.", show_default=False)] = None,
+    label_map: Annotated[list[str] | None, typer.Option(
+        help="FROM=TO renames a class of the annotations; FROM= leaves it out (repeatable).",
+        show_default=False)] = None,
+    only_list: Annotated[Path | None, typer.Option(
+        help="File of image file names: use only these photos (e.g. held-out ones).",
+        show_default=False)] = None,
+    exclude_list: Annotated[Path | None, typer.Option(
+        help="File of image file names: leave these photos out.", show_default=False)] = None,
 ) -> None:
     """Measure detectors and classifier on VOC photos: recall, precision, accuracy, latency."""
     names = detector or ["yunet"]
@@ -256,11 +264,15 @@ def evaluate(
     from edge.evaluate import evaluate as run_evaluation
     from edge.evaluate import frame_latency, load_voc
     from edge.fileio import write_text_atomic
+    from edge.labelmap import LabelMap, LabelMapError
     from edge.pipeline import Pipeline, PipelineOptions
+    from edge.voc import read_name_list
 
     reports: dict[str, Any] = {}
     try:
-        images = load_voc(data, limit)
+        names_only = read_name_list(only_list) if only_list else None
+        names_out = read_name_list(exclude_list) if exclude_list else None
+        images = load_voc(data, limit, LabelMap.parse(label_map), names_only, names_out)
         for name in names:
             path = detector_model
             if path is None and detector_dir is not None and name in DETECTOR_FILES:
@@ -273,7 +285,7 @@ def evaluate(
                 report = run_evaluation(pipeline, images, on_image=lambda: bar.update(1))
             report["latency_640x480"] = frame_latency(pipeline, images)
             reports[name] = report
-    except _user_errors() as exc:
+    except (*_user_errors(), LabelMapError) as exc:
         raise fail(str(exc)) from None
     typer.echo(format_evaluation(reports))
     if json_out:

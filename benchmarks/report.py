@@ -378,3 +378,49 @@ def _target_required(check: Any) -> str:
     sign = ">=" if check.higher_is_better else "<"
     unit = "%" if check.unit == "%" else ("x" if check.unit == "x" else f" {check.unit}")
     return f"{sign} {check.target:g}{unit}"
+
+
+THREECLASS_WEAK = "mask_weared_incorrect"
+
+
+def _threeclass_cells(measured: dict[str, Any]) -> list[str]:
+    cells = []
+    for name in ("ilc-dev held-out", "face-mask-voc test"):
+        m = measured.get(name, {})
+        weak = m.get("per_class", {}).get(THREECLASS_WEAK, {})
+        cells += [pct(m.get("accuracy")), fmt(weak.get("f1"))]
+    return cells
+
+
+def render_threeclass(r: dict[str, Any]) -> list[str]:
+    """RESULTS.md's 3-class section from `threeclass.json` (`python -m benchmarks.threeclass`)."""
+    lines = ["## 3-class: incorrectly worn masks (ablation and the shipped model)", "",
+             f"From `{r.get('command', 'python -m benchmarks.threeclass')}` (started "
+             f"{r.get('started', '?')}). Every row trains with both held-out photo lists "
+             "excluded and is measured (Keras) on the faces >= 16 px of the held-out ilc-dev "
+             f"photos ({fmt(r.get('holdout', {}).get('ilc-dev held-out'))} faces) and of "
+             f"face-mask-voc's test photos ({fmt(r.get('holdout', {}).get('face-mask-voc test'))}"
+             " faces). F1 = mask_weared_incorrect F1; each row changes one thing against its "
+             "base row.", ""]
+    rows = [[f"`{row['name']}`", row["change"], f"`{row.get('base') or '-'}`",
+             fmt(row.get("train_faces")), *_threeclass_cells(row.get("keras", {})),
+             f"{fmt(row.get('train_seconds'), 0)} s"] for row in r.get("rows", [])]
+    lines += table(["row", "change", "base", "train faces", "ilc acc", "ilc F1", "voc acc",
+                    "voc F1", "train time"], rows)
+    shipped = r.get("shipped")
+    if not shipped:
+        return lines
+    lines += ["", f"Shipped: row `{shipped['row']}` as `{shipped['model']}` "
+              f"({fmt(shipped['size_bytes'] / 1e6)} MB), int8 vs Keras:", ""]
+    head = ["model", "set", "accuracy", *(f"{c} P / R / F1" for c in
+                                         ("with_mask", "without_mask", THREECLASS_WEAK))]
+    body = []
+    for kind in ("keras", "int8"):
+        for name, m in shipped[kind].items():
+            per = m["per_class"]
+            body.append([kind, name, pct(m["accuracy"]), *(
+                f"{fmt(per[c]['precision'])} / {fmt(per[c]['recall'])} / {fmt(per[c]['f1'])}"
+                if c in per else "-" for c in ("with_mask", "without_mask", THREECLASS_WEAK))])
+    lines += table(head, body)
+    lines += ["", f"Reproduce: `{shipped['command']}`, then `{shipped['convert_command']}`."]
+    return lines

@@ -30,7 +30,7 @@ from benchmarks.config import FULL_OUT, FULL_REPORT, BenchConfig, make_config
 from benchmarks.context import SectionContext
 from benchmarks.machine import machine_info
 from benchmarks.plots import make_plots
-from benchmarks.report import render_report
+from benchmarks.report import render_report, render_threeclass
 from benchmarks.store import ModelStore
 from benchmarks.targets import check_targets
 from edge.fileio import write_text_atomic
@@ -122,6 +122,9 @@ def render(cfg: BenchConfig, run: dict[str, Any]) -> list[Any]:
     plots = make_plots(results, cfg.out)
     machine = json.loads((cfg.out / "machine.json").read_text())
     text = render_report(sections, machine, run, cfg.report, plots)
+    if (cfg.out / "threeclass.json").is_file():  # `python -m benchmarks.threeclass` writes it
+        threeclass = json.loads((cfg.out / "threeclass.json").read_text())
+        text += "\n" + "\n".join(render_threeclass(threeclass)) + "\n"
     write_text_atomic(cfg.report, text)
     return check_targets(results)
 

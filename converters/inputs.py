@@ -106,9 +106,9 @@ def load_test_split(path: Path, contract: ModelContract,
 
 def test_split_files(manifest: SplitManifest) -> list[Path]:
     """The image files of the test split (none for array data sets)."""
-    if manifest.format == "arrays":
-        return []
-    return sorted({manifest.root / r["path"] for r in manifest.rows_of("test")})
+    sources = manifest.all_sources()
+    return sorted({sources[r.get("source") or 0].root / r["path"] for r in manifest.rows_of("test")
+                   if sources[r.get("source") or 0].format != "arrays"})
 
 
 def load_model(path: Path, contract: ModelContract) -> Any:

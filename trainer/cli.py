@@ -79,8 +79,8 @@ def _user_errors(json_out: bool) -> Any:
 
 @app.command()
 def fit(
-    data: Path = typer.Argument(..., help="Class folders, dataset.npy+labels.npy, or VOC "
-                                "images/+annotations/."),
+    data: list[Path] = typer.Argument(..., help="One or more data sources, each class folders, "
+                                      "dataset.npy+labels.npy, or VOC images/+annotations/."),
     out: Path = typer.Option(..., "--out", "-o", help="Run folder to create (must be new or "
                              "empty unless --overwrite)."),
     weights: str = typer.Option("imagenet", help="imagenet | none | PATH to no-top MobileNetV2 "
@@ -113,15 +113,21 @@ def fit(
     cache_dir: Path | None = typer.Option(None, help="Feature cache folder (default "
                                           "$MASKEDGE_CACHE/features or ~/.cache/maskedge)."),
     overwrite: bool = typer.Option(False, help="Replace a non-empty --out folder."),
+    label_map: list[str] = typer.Option([], "--label-map", help="FROM=TO renames class FROM "
+                                        "in every source; FROM= leaves it out (repeatable)."),
+    exclude_list: list[Path] = typer.Option([], "--exclude-list", help="File of image file "
+                                            "names, one a line: their samples are never used "
+                                            "(held-out photos; repeatable)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
     json_out: bool = typer.Option(False, "--json", help="Print the run summary as JSON on "
                                   "stdout."),
 ) -> None:
-    """Train a classifier on DATA and write a run folder with model, split and reports."""
+    """Train a classifier on DATA (one or more sources) and write a run folder."""
     with _user_errors(json_out):
         from trainer.config import FitConfig, preflight
 
-        config = FitConfig(data=data, out=out, weights=weights, input_size=input_size,
+        config = FitConfig(data=data[0] if len(data) == 1 else list(data), out=out,
+                           weights=weights, input_size=input_size,
                            alpha=alpha, epochs=epochs, batch_size=batch_size,
                            learning_rate=learning_rate, patience=patience, seed=seed,
                            val_fraction=val_fraction, test_fraction=test_fraction,
@@ -130,7 +136,8 @@ def fit(
                            fine_tune_learning_rate=fine_tune_learning_rate, min_face=min_face,
                            limit_per_class=limit_per_class, mixed_precision=mixed_precision,
                            class_weighting=class_weights, cache_dir=cache_dir,
-                           overwrite=overwrite)
+                           overwrite=overwrite, label_map=list(label_map),
+                           exclude_lists=list(exclude_list))
         preflight(config)  # bad data / options / paths: one line, before TensorFlow loads
         _import_tensorflow_quietly()
         from trainer.fit import fit as run_fit
@@ -155,16 +162,29 @@ def evaluate(
     min_face: int = typer.Option(16, help="VOC: drop face boxes smaller than PX pixels."),
     drop_unknown_labels: bool = typer.Option(False, help="Leave out images whose label the "
                                              "model does not know (instead of an error)."),
+    label_map: list[str] = typer.Option([], "--label-map", help="FROM=TO renames a data class; "
+                                        "FROM= leaves it out (repeatable)."),
+    only_list: Path | None = typer.Option(None, help="File of image file names: evaluate only "
+                                          "their samples (e.g. held-out photos)."),
+    exclude_list: Path | None = typer.Option(None, help="File of image file names whose "
+                                             "samples are left out."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
 ) -> None:
     """Measure MODEL on labelled DATA: accuracy, per-class report, confusion matrix."""
     with _user_errors(json_out):
+        from trainer.config import name_list, parse_label_map
+
+        label_map_ = parse_label_map(label_map)  # bad options: one line, before TensorFlow
+        only, exclude = name_list(only_list), name_list(exclude_list)
         _import_tensorflow_quietly()
+        from trainer.evaluate import Selection
         from trainer.evaluate import evaluate as run_evaluate
 
+        selection = Selection(label_map_, only=only, exclude=exclude)
         result = run_evaluate(model, data, split=split, out=out, min_face=min_face,
-                              progress=not quiet, drop_unknown_labels=drop_unknown_labels)
+                              progress=not quiet, drop_unknown_labels=drop_unknown_labels,
+                              selection=selection)
     text = result.summary.pop("report_text")
     if json_out:
         typer.echo(json.dumps(result.summary, indent=2, default=str))

@@ -7,10 +7,12 @@ line before TensorFlow is even imported.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from trainer.datasets import DEFAULT_MIN_FACE, Dataset, discover, require_two_classes
+from edge.labelmap import LabelMap, LabelMapError
+from edge.voc import DatasetError, read_name_list
+from trainer.datasets import DEFAULT_MIN_FACE, Dataset, discover_many, require_two_classes
 from trainer.errors import UserError
 
 ALPHAS = (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)
@@ -20,7 +22,7 @@ ALPHAS = (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)
 class FitConfig:
     """Everything `trainer fit` can be told (the CLI's options map 1:1 onto these fields)."""
 
-    data: Path
+    data: Path | list[Path]  # one data source, or several (any formats, mixed)
     out: Path
     weights: str = "imagenet"
     input_size: int = 224
@@ -43,6 +45,13 @@ class FitConfig:
     class_weighting: bool = True
     cache_dir: Path | None = None  # None: default_cache_dir(); feature cache on disk
     overwrite: bool = False
+    label_map: list[str] = field(default_factory=list)  # FROM=TO / FROM= for every source
+    exclude_lists: list[Path] = field(default_factory=list)  # files of image names never used
+
+    def roots(self) -> list[Path]:
+        """The data sources, in the order given."""
+        return [Path(d) for d in self.data] if isinstance(self.data, (list, tuple)) \
+            else [Path(self.data)]
 
     def validate(self) -> None:
         checks = [
@@ -83,11 +92,40 @@ def check_weights(weights: str) -> None:
                         f"(use imagenet | none | PATH to a no-top MobileNetV2 weights file)")
 
 
+def parse_label_map(entries: list[str] | None) -> LabelMap:
+    """`--label-map` entries -> LabelMap (UserError with one line if one is malformed)."""
+    try:
+        return LabelMap.parse(entries)
+    except LabelMapError as exc:
+        raise UserError(str(exc)) from None
+
+
+def name_list(path: Path | None) -> set[str] | None:
+    """The image file names listed in `path` (None: no list); UserError if unreadable/empty."""
+    if path is None:
+        return None
+    try:
+        names = read_name_list(path)
+    except DatasetError as exc:
+        raise UserError(str(exc)) from None
+    if not names:
+        raise UserError(f"photo list {path} names no files")
+    return names
+
+
+def name_lists(paths: list[Path] | None) -> set[str] | None:
+    """The union of the names in several photo lists (None: no list given)."""
+    if not paths:
+        return None
+    return set().union(*(name_list(p) or set() for p in paths))
+
+
 def preflight(config: FitConfig) -> Dataset:
     """Validate everything that can be checked cheaply; return the discovered data set."""
     config.validate()
     _out_dir_ready(Path(config.out).expanduser(), config.overwrite)
     check_weights(config.weights)
-    dataset = discover(config.data, config.min_face)
+    dataset = discover_many(config.roots(), config.min_face, parse_label_map(config.label_map),
+                            exclude=name_lists(config.exclude_lists))
     require_two_classes([s.label for s in dataset.samples], dataset.root)
     return dataset

@@ -6,6 +6,9 @@
 * voc:     ``DATA/images/*`` + ``DATA/annotations/*.xml`` (Pascal VOC); every face box is a sample,
   boxes smaller than ``min_face`` pixels are dropped (counted).
 
+Several sources (`discover_many`) make one "mixed" data set: each sample records its source
+(`Sample.origin`, an index into `Dataset.sources`). A label map applies to every source.
+
 Labels come from the data and are sorted (ints numerically, then written as strings); the index of a
 label is its position in that order. Discovery reads no pixels: decoding is `trainer.pixels`' job.
 """
@@ -13,7 +16,7 @@ label is its position in that order. Discovery reads no pixels: decoding is `tra
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -36,11 +39,25 @@ class Sample:
     label: str
     box: tuple[float, float, float, float] | None = None  # voc: (x1, y1, x2, y2) in photo pixels
     index: int | None = None  # arrays: row in dataset.npy
+    origin: int | None = None  # multi-source runs: index of the data source (None: the only one)
 
     @property
     def source(self) -> str:
         """What the pixels come from: faces of one photo share it (and so share a split group)."""
-        return self.path if self.index is None else f"{self.path}[{self.index}]"
+        where = self.path if self.index is None else f"{self.path}[{self.index}]"
+        return where if self.origin is None else f"{self.origin}:{where}"
+
+
+@dataclass(frozen=True)
+class Source:
+    """One data source of a (possibly multi-source) data set: its root, format and short name."""
+
+    root: Path
+    format: str
+    name: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"root": str(self.root), "format": self.format, "name": self.name}
 
 
 @dataclass(frozen=True)
@@ -61,6 +78,11 @@ class Dataset:
     samples: list[Sample]
     skipped: list[Skipped] = field(default_factory=list)
     notes: dict[str, object] = field(default_factory=dict)
+    sources: tuple[Source, ...] = ()  # several sources: samples carry `origin`; else empty
+
+    def all_sources(self) -> tuple[Source, ...]:
+        """The data sources (one for a single-source data set)."""
+        return self.sources or (Source(self.root, self.format, self.root.name),)
 
     def counts(self) -> dict[str, int]:
         c = Counter(s.label for s in self.samples)
@@ -89,19 +111,81 @@ def detect_format(root: Path) -> str:
     return "folders"
 
 
-def discover(root: str | Path, min_face: int = DEFAULT_MIN_FACE) -> Dataset:
-    """Find the samples under `root` (any format). UserError when there is nothing to use."""
+def discover(root: str | Path, min_face: int = DEFAULT_MIN_FACE,
+             label_map: LabelMap | None = None, exclude: set[str] | None = None,
+             only: set[str] | None = None) -> Dataset:
+    """Find the samples under `root` (any format). UserError when there is nothing to use.
+
+    `label_map` renames or drops classes (folder names, array labels, VOC names alike);
+    `exclude` / `only` are image file names whose samples are left out / the only ones kept.
+    """
     root = Path(root).expanduser()
     fmt = detect_format(root)
     if fmt == "arrays":
         dataset = _discover_arrays(root)
     elif fmt == "voc":
-        dataset = _discover_voc(root, min_face)
+        dataset = _discover_voc(root, min_face, label_map)
     else:
         dataset = _discover_folders(root)
+    if fmt != "voc" and label_map:
+        _apply_label_map(dataset, label_map)
+    if exclude is not None or only is not None:
+        _filter_names(dataset, exclude or set(), only)
     if not dataset.samples:
         raise UserError(f"no images found in {root} ({fmt} format)")
     return dataset
+
+
+def _apply_label_map(dataset: Dataset, label_map: LabelMap) -> None:
+    """Rename / drop the classes of a folders or arrays data set (VOC maps while reading)."""
+    kept: list[Sample] = []
+    dropped: Counter[str] = Counter()
+    for s in dataset.samples:
+        name = label_map(s.label)
+        if name is None:
+            dropped[s.label] += 1
+        else:
+            kept.append(s if name == s.label else replace(s, label=name))
+    dataset.samples = kept
+    dataset.labels = sorted_labels([s.label for s in kept]) if kept else ()
+    if dropped:
+        dataset.notes["left_out_by_label_map"] = dict(sorted(dropped.items()))
+
+
+def _filter_names(dataset: Dataset, exclude: set[str], only: set[str] | None) -> None:
+    """Keep samples whose image file name is in `only` (if given) and not in `exclude`."""
+    before = len(dataset.samples)
+    dataset.samples = [s for s in dataset.samples if Path(s.path).name not in exclude
+                       and (only is None or Path(s.path).name in only)]
+    dataset.labels = tuple(x for x in dataset.labels if any(s.label == x for s in dataset.samples))
+    dataset.notes["left_out_by_name_list"] = before - len(dataset.samples)
+
+
+def _source_names(roots: list[Path]) -> list[str]:
+    """Short unique names for the sources: folder names, numbered when they clash."""
+    names = [r.name or str(r) for r in roots]
+    return [n if names.count(n) == 1 else f"{n}#{i + 1}" for i, n in enumerate(names)]
+
+
+def discover_many(roots: list[str | Path], min_face: int = DEFAULT_MIN_FACE,
+                  label_map: LabelMap | None = None, exclude: set[str] | None = None,
+                  only: set[str] | None = None) -> Dataset:
+    """One data set from several sources (any formats, mixed); one source gives `discover`'s."""
+    if len(roots) == 1:
+        return discover(roots[0], min_face, label_map, exclude, only)
+    parts = [discover(r, min_face, label_map, exclude, only) for r in roots]
+    resolved = [p.root.resolve() for p in parts]
+    if len(set(resolved)) < len(resolved):
+        raise UserError("the same data folder is given twice")
+    names = _source_names(resolved)
+    sources = tuple(Source(r, p.format, n) for r, p, n in zip(resolved, parts, names, strict=True))
+    samples = [replace(s, origin=k) for k, p in enumerate(parts) for s in p.samples]
+    skipped = [Skipped(f"{names[k]}/{s.path}", s.reason) for k, p in enumerate(parts)
+               for s in p.skipped]
+    notes: dict[str, object] = {"sources": {n: p.notes for n, p in zip(names, parts, strict=True)}}
+    return Dataset(root=resolved[0], format="mixed",
+                   labels=sorted_labels([s.label for s in samples]), samples=samples,
+                   skipped=skipped, notes=notes, sources=sources)
 
 
 def require_two_classes(labels: list[str] | tuple[str, ...], where: Path) -> None:

@@ -7,6 +7,7 @@ used. Images are decoded, cropped and resized exactly as in training, at the mod
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,12 +16,13 @@ from typing import Any
 import numpy as np
 
 from edge.fileio import write_text_atomic
+from edge.labelmap import LabelMap
 from edge.metrics import classification_report
 from trainer import progress as bars
 from trainer.artifacts import load_keras_model, read_keras_contract
-from trainer.datasets import DEFAULT_MIN_FACE, Sample, Skipped, discover
+from trainer.datasets import DEFAULT_MIN_FACE, Sample, Skipped, Source, discover
 from trainer.errors import UserError
-from trainer.pixels import load_pixels
+from trainer.pixels import load_from_sources
 from trainer.reports import report_text, write_evaluation, write_json
 from trainer.split import read_manifest
 
@@ -34,31 +36,54 @@ class EvalResult:
     summary: dict[str, Any] = field(default_factory=dict)
 
 
-def _samples_for(data: Path, split: str, min_face: int
-                 ) -> tuple[Path, str, list[Sample], list, str]:
-    """(root, format, samples, skipped-at-discovery, description) for a data set or split.json."""
+@dataclass(frozen=True)
+class Selection:
+    """Which samples of the data to evaluate: class-name map, photo name lists."""
+
+    label_map: LabelMap = field(default_factory=LabelMap)
+    only: set[str] | None = None  # image file names to keep (a held-out list)
+    exclude: set[str] | None = None  # image file names to leave out
+
+    def apply(self, samples: list[Sample]) -> list[Sample]:
+        """The split.json samples kept by the lists, relabelled by the map."""
+        out = []
+        for s in samples:
+            name, label = Path(s.path).name, self.label_map(s.label)
+            if label is None or (self.exclude and name in self.exclude) or (
+                    self.only is not None and name not in self.only):
+                continue
+            out.append(s if label == s.label else dataclasses.replace(s, label=label))
+        return out
+
+
+def _samples_for(data: Path, split: str, min_face: int, selection: Selection
+                 ) -> tuple[tuple[Source, ...], str, list[Sample], list, str]:
+    """(sources, format, samples, skipped-at-discovery, description) for data or split.json."""
     if data.is_file() and data.suffix == ".json":
         manifest = read_manifest(data)
-        samples = manifest.samples(split)
+        samples = selection.apply(manifest.samples(split))
         if not samples:
             raise UserError(f"split {split!r} of {data} has no images")
-        return manifest.root, manifest.format, samples, [], f"{data} (split {split})"
-    dataset = discover(data, min_face)
-    return dataset.root, dataset.format, dataset.samples, dataset.skipped, str(dataset.root)
+        return manifest.all_sources(), manifest.format, samples, [], f"{data} (split {split})"
+    dataset = discover(data, min_face, selection.label_map, selection.exclude, selection.only)
+    return (dataset.all_sources(), dataset.format, dataset.samples, dataset.skipped,
+            str(dataset.root))
 
 
 def evaluate(model_path: str | Path, data: str | Path, split: str = "test",
              out: str | Path | None = None, min_face: int = DEFAULT_MIN_FACE,
              batch_size: int = 64, progress: bool = True,
-             drop_unknown_labels: bool = False) -> EvalResult:
+             drop_unknown_labels: bool = False,
+             selection: Selection | None = None) -> EvalResult:
     """Evaluate `model_path` on `data`; write report files to `out` if given.
 
     Data labels must be among the model's; with `drop_unknown_labels` samples of other classes
-    are left out (and listed as skipped) instead.
+    are left out (and listed as skipped) instead. `selection`: label map and photo lists.
     """
     start = time.perf_counter()
     contract = read_keras_contract(model_path)  # ModelFileError before any decoding
-    root, fmt, samples, skipped, where = _samples_for(Path(data).expanduser(), split, min_face)
+    sources, fmt, samples, skipped, where = _samples_for(Path(data).expanduser(), split,
+                                                         min_face, selection or Selection())
     unknown = sorted({s.label for s in samples} - set(contract.labels))
     if unknown and drop_unknown_labels:
         skipped = [*skipped, *(Skipped(s.source, f"label {s.label!r} is not one of the model's")
@@ -72,7 +97,7 @@ def evaluate(model_path: str | Path, data: str | Path, split: str = "test",
                         f"{list(contract.labels)} (--drop-unknown-labels leaves them out)")
     model, contract = load_keras_model(model_path)
     with bars.task("decoding images", len(samples), progress) as advance:
-        loaded = load_pixels(root, fmt, samples, contract.input_size, advance=advance)
+        loaded = load_from_sources(sources, samples, contract.input_size, advance=advance)
     skipped = [*skipped, *loaded.skipped]
     if not loaded.samples:
         raise UserError(f"no usable images in {where}")

@@ -47,9 +47,9 @@ from trainer.features import (
     weights_fingerprint,
 )
 from trainer.model import Classifier, build_classifier, unfreeze_top
-from trainer.pixels import Loaded, load_pixels
+from trainer.pixels import Loaded, load_from_sources
 from trainer.reports import plot_confusion, plot_curves, report_text, write_history_csv, write_json
-from trainer.split import SplitManifest, make_manifest, write_manifest
+from trainer.split import SPLITS, SplitManifest, make_manifest, write_manifest
 from trainer.training import class_weights, fit_head, fit_images, predict
 
 #: Samples of the test set on which the saved full model must reproduce the head's predictions.
@@ -88,8 +88,9 @@ def data_fingerprint(manifest: SplitManifest, digests: list[str]) -> str:
     """SHA-256 over every used sample's label, location and content digest, in manifest order."""
     h = hashlib.sha256()
     for row, digest in zip(manifest.rows, digests, strict=True):
-        h.update(json.dumps([row["label"], row["path"], row.get("box"), row.get("index"),
-                             digest]).encode())
+        where = [row["label"], row["path"], row.get("box"), row.get("index"), digest]
+        h.update(json.dumps(where if row.get("source") is None
+                            else [*where, row["source"]]).encode())
     return h.hexdigest()
 
 
@@ -106,7 +107,7 @@ def _gpu_info(mixed_precision: bool) -> tuple[list[str], str]:
 def _decode(dataset: Dataset, samples: list[Sample], size: tuple[int, int],
             show: bool) -> Loaded:
     with bars.task("decoding images", len(samples), show) as advance:
-        return load_pixels(dataset.root, dataset.format, samples, size, advance=advance)
+        return load_from_sources(dataset.all_sources(), samples, size, advance=advance)
 
 
 def _features(extractor: Callable[[], FeatureExtractor], images: np.ndarray, key: str,
@@ -231,8 +232,13 @@ def _fit_with(config: FitConfig, dataset: Dataset, samples: list[Sample], clf: C
                                    "near_duplicate_pairs": grouping.near_duplicate_pairs,
                                    "merged_groups": grouping.merged_groups,
                                    "samples_in_merged_groups": grouping.samples_in_merged_groups,
-                                   "min_face": config.min_face if dataset.format == "voc" else None,
-                                   "limit_per_class": config.limit_per_class})
+                                   "min_face": config.min_face
+                                   if dataset.format in ("voc", "mixed") else None,
+                                   "limit_per_class": config.limit_per_class,
+                                   "label_map": config.label_map or None,
+                                   "exclude_lists": [str(x) for x in config.exclude_lists]
+                                   or None},
+                             sources=dataset.sources)
     fingerprint = data_fingerprint(manifest, loaded.digests)
     manifest.info["data_fingerprint"] = fingerprint
     index = {label: i for i, label in enumerate(labels)}
@@ -278,7 +284,9 @@ def _train_and_write(config: FitConfig, work: Path, out: Path, clf: Classifier,
                      callbacks: Sequence[keras.callbacks.Callback], show: bool) -> FitResult:
     contract = ModelContract.for_labels(labels, config.input_size)
     write_manifest(manifest, work / "split.json")
-    write_json(work / "config.json", {**asdict(config), "data": str(Path(config.data).resolve()),
+    roots = [str(r.resolve()) for r in config.roots()]
+    write_json(work / "config.json", {**asdict(config), "data": roots[0] if len(roots) == 1
+                                      else roots,
                                       "out": str(out.resolve())})
     write_text_atomic(work / "skipped.txt", "".join(f"{s.path}\t{s.reason}\n" for s in skipped))
     log_dir = work / "tensorboard"
@@ -337,11 +345,12 @@ def _train_and_write(config: FitConfig, work: Path, out: Path, clf: Classifier,
     test_report = classification_report(y[test_idx], test_pred, labels)
     val_report = classification_report(y[val_idx], val_pred, labels)
     accuracy = test_report["accuracy"]
+    by_source = per_source(manifest, y, test_idx, test_pred)
 
     per_class = {k: {m: round(v[m], 4) for m in ("precision", "recall", "f1")} | {
         "support": v["support"]} for k, v in test_report["per_class"].items()}
     source = {"split_manifest": "split.json", "data_fingerprint": fingerprint,
-              "data": str(dataset.root.resolve()), "format": dataset.format,
+              "data": _data_text(dataset), "format": dataset.format,
               "weights": config.weights, "weights_fingerprint": weight_fp,
               "alpha": config.alpha, "seed": config.seed,
               "phase1": phase1["path"], "augment_views": config.augment_views
@@ -357,7 +366,8 @@ def _train_and_write(config: FitConfig, work: Path, out: Path, clf: Classifier,
 
     write_history_csv(work / "history.csv", history)
     plot_curves(work / "curves.png", history)
-    details = [f"data: {dataset.root} ({dataset.format}), split: split.json (seed {config.seed})",
+    details = [f"data: {_data_text(dataset)} ({dataset.format}), split: split.json "
+               f"(seed {config.seed})",
                f"model: MobileNetV2 alpha {config.alpha}, {config.input_size}x{config.input_size}"
                f", weights {config.weights}, phase 1 on {phase1['path']}"
                + (f", fine-tuned top {config.fine_tune_layers} layers" if fine_tune else ""),
@@ -368,10 +378,11 @@ def _train_and_write(config: FitConfig, work: Path, out: Path, clf: Classifier,
                f"class imbalance (train): {imbalance['train_counts']}, ratio "
                f"{imbalance['ratio_largest_to_smallest']}, class weights "
                f"{imbalance['class_weights']}"]
-    text = report_text("Test set", test_report, details) + "\n" + report_text(
-        "Validation set", val_report)
+    text = report_text("Test set", test_report, details) + "\n" + per_source_text(
+        by_source) + report_text("Validation set", val_report)
     write_text_atomic(work / "report.txt", text)
-    write_json(work / "metrics.json", {"test": test_report, "val": val_report})
+    write_json(work / "metrics.json", {"test": test_report, "val": val_report,
+                                       "per_source": by_source})
     plot_confusion(work / "confusion_matrix.png", test_report, "test set")
 
     wall = time.perf_counter() - start
@@ -379,7 +390,8 @@ def _train_and_write(config: FitConfig, work: Path, out: Path, clf: Classifier,
     summary = {
         "run_dir": str(out.resolve()), "model_h5": str(out.resolve() / "model.h5"),
         "model_keras": str(out.resolve() / "model.keras"), "labels": list(labels),
-        "format": dataset.format, "data": str(dataset.root.resolve()),
+        "format": dataset.format, "data": _data_text(dataset),
+        "sources": [s.to_json() for s in dataset.all_sources()], "per_source": by_source,
         "test_accuracy": round(accuracy, 6), "test_accuracy_percent": round(100 * accuracy, 2),
         "val_accuracy": round(val_report["accuracy"], 6), "per_class": per_class,
         "counts": manifest.counts(), "skipped": len(skipped),
@@ -399,6 +411,43 @@ def _train_and_write(config: FitConfig, work: Path, out: Path, clf: Classifier,
     return FitResult(run_dir=out, model_h5=out / model_h5.name, model_keras=out / model_keras.name,
                      contract=contract, test_accuracy=accuracy, wall_seconds=wall,
                      summary=summary)
+
+
+def _data_text(dataset: Dataset) -> str:
+    return ", ".join(str(s.root.resolve()) for s in dataset.all_sources())
+
+
+def per_source(manifest: SplitManifest, y: np.ndarray, test_idx: np.ndarray,
+               test_pred: np.ndarray) -> dict[str, dict[str, Any]]:
+    """Per data source: sample counts per split and class, test accuracy and test count."""
+    out: dict[str, dict[str, Any]] = {}
+    for src in manifest.all_sources():
+        out[src.name] = {"root": str(src.root), "format": src.format,
+                         "counts": {sp: dict.fromkeys(manifest.labels, 0) for sp in SPLITS},
+                         "test_n": 0, "test_correct": 0}
+    for row in manifest.rows:
+        out[manifest.source_name(row)]["counts"][row["split"]][row["label"]] += 1
+    for i, pred in zip(test_idx.tolist(), test_pred.tolist(), strict=True):
+        entry = out[manifest.source_name(manifest.rows[i])]
+        entry["test_n"] += 1
+        entry["test_correct"] += int(pred == y[i])
+    for entry in out.values():
+        n = entry.pop("test_correct")
+        entry["test_accuracy"] = round(n / entry["test_n"], 6) if entry["test_n"] else None
+    return out
+
+
+def per_source_text(by_source: dict[str, dict[str, Any]]) -> str:
+    """Counts (train/val/test) and test accuracy per data source, as a report.txt block."""
+    lines = ["Per data source", "===============", ""]
+    for name, entry in by_source.items():
+        counts = "; ".join(f"{sp} " + ", ".join(f"{k} {v}" for k, v in c.items())
+                           for sp, c in entry["counts"].items())
+        acc = ("-" if entry["test_accuracy"] is None
+               else f"{100 * entry['test_accuracy']:.2f} %")
+        lines.append(f"{name} ({entry['format']}): test accuracy {acc} on {entry['test_n']} "
+                     f"images; {counts}")
+    return "\n".join(lines) + "\n\n"
 
 
 @contextlib.contextmanager

@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 
 from edge.imageops import crop_face, resize_to_input
-from trainer.datasets import Sample, Skipped
+from trainer.datasets import Sample, Skipped, Source
 from trainer.images import ALPHA_BACKGROUND, BadImage, decode_image
 from trainer.progress import Advance
 
@@ -147,3 +147,37 @@ def load_pixels(root: str | Path, fmt: str, samples: list[Sample], size: tuple[i
     return Loaded(images=images[keep] if len(keep) < n else images,
                   samples=[samples[i] for i in keep], thumbs=thumbs[keep],
                   digests=[digests[i] for i in keep], skipped=skipped)
+
+
+def load_from_sources(sources: tuple[Source, ...], samples: list[Sample], size: tuple[int, int],
+                      advance: Advance | None = None) -> Loaded:
+    """`load_pixels` for samples of one or several sources (`Sample.origin` picks the source).
+
+    Samples without an origin belong to the first source. Usable samples keep their input order.
+    """
+    if len(sources) == 1:
+        return load_pixels(sources[0].root, sources[0].format, samples, size, advance=advance)
+    by_origin: dict[int, list[int]] = defaultdict(list)
+    for pos, s in enumerate(samples):
+        by_origin[s.origin or 0].append(pos)
+    images = np.zeros((len(samples), size[0], size[1], 3), np.uint8)
+    thumbs = np.zeros((len(samples), THUMB, THUMB), np.float32)
+    kept: dict[int, tuple[Sample, str]] = {}
+    skipped: list[Skipped] = []
+    for k, positions in sorted(by_origin.items()):
+        if k >= len(sources):
+            raise ValueError(f"sample source {k} is not among the {len(sources)} sources")
+        sub = [samples[p] for p in positions]
+        loaded = load_pixels(sources[k].root, sources[k].format, sub, size, advance=advance)
+        skipped += [Skipped(f"{sources[k].name}/{s.path}", s.reason) for s in loaded.skipped]
+        where = {id(s): i for i, s in enumerate(sub)}
+        for i, s in enumerate(loaded.samples):
+            pos = positions[where[id(s)]]
+            images[pos], thumbs[pos] = loaded.images[i], loaded.thumbs[i]
+            kept[pos] = (s, loaded.digests[i])
+        del loaded
+    order = sorted(kept)
+    if len(order) < len(samples):
+        images, thumbs = images[order], thumbs[order]
+    return Loaded(images=images, samples=[kept[p][0] for p in order], thumbs=thumbs,
+                  digests=[kept[p][1] for p in order], skipped=skipped)

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from edge.fileio import write_text_atomic
-from trainer.datasets import Sample
+from trainer.datasets import Sample, Source
 from trainer.errors import UserError
 from trainer.progress import Advance
 
@@ -39,6 +39,14 @@ class SplitManifest:
     seed: int
     rows: list[dict[str, Any]]
     info: dict[str, Any] = field(default_factory=dict)  # fractions, grouping stats, fingerprint
+    sources: tuple[Source, ...] = ()  # several sources: rows carry "source" (an index here)
+
+    def all_sources(self) -> tuple[Source, ...]:
+        """The data sources (one for a single-source manifest: root and format)."""
+        return self.sources or (Source(self.root, self.format, self.root.name),)
+
+    def source_name(self, row: dict[str, Any]) -> str:
+        return self.all_sources()[row.get("source") or 0].name
 
     def counts(self) -> dict[str, dict[str, int]]:
         """{split: {label: count}}."""
@@ -54,14 +62,17 @@ class SplitManifest:
         return [r for r in self.rows if split == "all" or r["split"] == split]
 
     def to_json(self) -> str:
+        extra = {"sources": [s.to_json() for s in self.sources]} if self.sources else {}
         return json.dumps({"schema": MANIFEST_SCHEMA, "root": str(self.root), "format": self.format,
-                           "labels": list(self.labels), "seed": self.seed, "info": self.info,
-                           "counts": self.counts(), "rows": self.rows}, indent=1)
+                           **extra, "labels": list(self.labels), "seed": self.seed,
+                           "info": self.info, "counts": self.counts(), "rows": self.rows},
+                          indent=1)
 
 
 def row_to_sample(row: dict[str, Any]) -> Sample:
     box = tuple(float(v) for v in row["box"]) if row.get("box") is not None else None
-    return Sample(path=row["path"], label=row["label"], box=box, index=row.get("index"))
+    return Sample(path=row["path"], label=row["label"], box=box, index=row.get("index"),
+                  origin=row.get("source"))
 
 
 def sample_to_row(sample: Sample, split: str, group: int) -> dict[str, Any]:
@@ -71,6 +82,8 @@ def sample_to_row(sample: Sample, split: str, group: int) -> dict[str, Any]:
         row["box"] = [round(float(v), 2) for v in sample.box]
     if sample.index is not None:
         row["index"] = int(sample.index)
+    if sample.origin is not None:
+        row["source"] = int(sample.origin)
     return row
 
 
@@ -117,13 +130,14 @@ def assign_splits(labels: list[str], groups: np.ndarray, seed: int, val_fraction
 
 def make_manifest(root: Path, fmt: str, labels: tuple[str, ...], samples: list[Sample],
                   groups: np.ndarray, seed: int, val_fraction: float, test_fraction: float,
-                  info: dict[str, Any] | None = None) -> SplitManifest:
-    """Split `samples` and record it."""
+                  info: dict[str, Any] | None = None,
+                  sources: tuple[Source, ...] = ()) -> SplitManifest:
+    """Split `samples` and record it (`sources`: the data sources of a multi-source set)."""
     splits = assign_splits([s.label for s in samples], groups, seed, val_fraction, test_fraction)
     rows = [sample_to_row(s, sp, g) for s, sp, g in zip(samples, splits, groups, strict=True)]
     meta = {"val_fraction": val_fraction, "test_fraction": test_fraction, **(info or {})}
     return SplitManifest(root=Path(root).resolve(), format=fmt, labels=tuple(labels), seed=seed,
-                         rows=rows, info=meta)
+                         rows=rows, info=meta, sources=tuple(sources))
 
 
 def write_manifest(manifest: SplitManifest, path: str | Path) -> Path:
@@ -143,9 +157,11 @@ def read_manifest(path: str | Path) -> SplitManifest:
         raise UserError(f"{path} is not a readable split manifest: {exc}") from None
     if not isinstance(data, dict) or data.get("schema") != MANIFEST_SCHEMA:
         raise UserError(f"{path} is not a maskedge split manifest")
+    sources = tuple(Source(Path(s["root"]), s["format"], s["name"])
+                    for s in data.get("sources") or ())
     return SplitManifest(root=Path(data["root"]), format=data["format"],
                          labels=tuple(data["labels"]), seed=int(data["seed"]), rows=data["rows"],
-                         info=data.get("info", {}))
+                         info=data.get("info", {}), sources=sources)
 
 
 def _limit(rows: list[dict[str, Any]], limit_per_class: int | None,
@@ -172,14 +188,14 @@ def load_split(manifest: str | Path | SplitManifest, split: str, size: tuple[int
     (no augmentation), and int64 label indices (N,) in the manifest's label order.
     `limit_per_class` picks at most that many rows per class (seeded), for quick checks.
     """
-    from trainer.pixels import load_pixels  # numpy/PIL/OpenCV only, but keep import light
+    from trainer.pixels import load_from_sources  # numpy/PIL/OpenCV only; keep import light
 
     if not isinstance(manifest, SplitManifest):
         manifest = read_manifest(manifest)
     size = (int(size[0]), int(size[1]))
     rows = _limit(manifest.rows_of(split), limit_per_class, seed)
     samples = [row_to_sample(r) for r in rows]
-    loaded = load_pixels(manifest.root, manifest.format, samples, size, advance=advance)
+    loaded = load_from_sources(manifest.all_sources(), samples, size, advance=advance)
     if loaded.skipped:
         first = loaded.skipped[0]
         raise UserError(f"{len(loaded.skipped)} images of the split can no longer be read "

@@ -1,0 +1,262 @@
+"""3-class ablation: `python -m benchmarks.threeclass [--quick] [--only NAME ...] [--no-ship]`.
+
+Trains one 3-class model per row of `ROWS` (each row changes one thing against the row named in
+its `base`), always holding out the same photos: the face-mask-ilc-dev held-out list
+(`benchmarks/holdout/face-mask-ilc-dev-test.txt`) and face-mask-voc's test photos
+(`benchmarks/holdout/face-mask-voc-test.txt`), both passed to `trainer fit` as `--exclude-list`.
+Every row's Keras model is measured on the faces of those photos (face boxes >= the trainer's
+min-face), as `trainer evaluate --only-list` would. The best row (mask_weared_incorrect F1 on
+held-out ilc-dev, then accuracy) is converted to int8 (`convert -q int8`) and measured again
+through LiteRT; with the full profile it is written to `models/face_mask_3c_int8.tflite`.
+
+Results go to `benchmarks/results/threeclass.json` (full) or `benchmarks/work/quick/` (quick);
+`benchmarks.report.render_threeclass` turns them into RESULTS.md's 3-class section.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks.config import FULL_OUT, FULL_WORK, QUICK_OUT, REPO, default_shared
+from edge.fileio import write_text_atomic
+from edge.metrics import classification_report
+
+HOLDOUT = REPO / "benchmarks" / "holdout"
+ILC_LIST = HOLDOUT / "face-mask-ilc-dev-test.txt"
+VOC_LIST = HOLDOUT / "face-mask-voc-test.txt"
+SHIPPED = REPO / "models" / "face_mask_3c_int8.tflite"
+WEAK = "mask_weared_incorrect"
+SOURCES = {"voc": "datasets/face-mask-voc", "ilc": "datasets/face-mask-ilc-dev",
+           "mfn": "datasets/maskedfacenet-3c"}
+WEIGHTS = "weights/mobilenet_v2_1.0_no_top.weights.h5"
+
+
+@dataclass(frozen=True)
+class Row:
+    """One training recipe: the sources and the `trainer fit` options that differ from defaults."""
+
+    name: str
+    change: str  # what this row changes against `base`
+    base: str | None
+    sources: tuple[str, ...] = ("voc", "ilc")
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+ROWS = (
+    Row("voc", "face-mask-voc only, 128 px (the 3-class model of today)", None, ("voc",),
+        {"input_size": 128}),
+    Row("voc+ilc", "+ ilc-dev training photos", "voc", ("voc", "ilc"), {"input_size": 128}),
+    Row("voc+ilc+mfn", "+ maskedfacenet synthetic", "voc+ilc", ("voc", "ilc", "mfn"),
+        {"input_size": 128}),
+    Row("160px", "input 160 px", "voc+ilc", ("voc", "ilc"), {"input_size": 160}),
+    Row("224px", "input 224 px", "160px", ("voc", "ilc"), {"input_size": 224}),
+    Row("224px+views3", "3 augmented views", "224px", ("voc", "ilc"),
+        {"input_size": 224, "augment_views": 3}),
+    Row("no-class-weights", "no class-balanced weighting", "224px+views3", ("voc", "ilc"),
+        {"input_size": 224, "augment_views": 3, "class_weighting": False}),
+    Row("224px+views3+mfn", "+ maskedfacenet at the best setting", "224px+views3",
+        ("voc", "ilc", "mfn"), {"input_size": 224, "augment_views": 3}),
+    Row("fine-tune", "fine-tune top 20 layers, 3 epochs (160 px)", "160px", ("voc", "ilc"),
+        {"input_size": 160, "fine_tune_layers": 20, "fine_tune_epochs": 3}),
+)
+QUICK_ROWS = (
+    Row("voc", "face-mask-voc only", None, ("voc",),
+        {"input_size": 96, "epochs": 2, "limit_per_class": 25}),
+    Row("voc+ilc", "+ ilc-dev training photos", "voc", ("voc", "ilc"),
+        {"input_size": 96, "epochs": 2, "limit_per_class": 25}),
+)
+LABEL_MAP = ["with_incorrect_mask=mask_weared_incorrect", "no_mask=without_mask"]
+
+
+def _fit_config(row: Row, shared: Path, out: Path) -> Any:
+    from trainer.config import FitConfig
+
+    return FitConfig(data=[shared / SOURCES[s] for s in row.sources], out=out,
+                     weights=str(shared / WEIGHTS), label_map=list(LABEL_MAP),
+                     exclude_lists=[ILC_LIST, VOC_LIST], overwrite=True, **row.options)
+
+
+def command_of(row: Row, shared: str = "../shared", out: str = "runs/3c") -> str:
+    """The `trainer fit` command line that trains this row."""
+    flags = {"input_size": "--input-size", "augment_views": "--augment-views",
+             "fine_tune_layers": "--fine-tune-layers", "fine_tune_epochs": "--fine-tune-epochs",
+             "epochs": "--epochs", "limit_per_class": "--limit-per-class"}
+    parts = ["trainer fit", *(f"{shared}/{SOURCES[s]}" for s in row.sources),
+             f"--weights {shared}/{WEIGHTS}",
+             *(f"--label-map {m}" for m in LABEL_MAP),
+             f"--exclude-list {ILC_LIST.relative_to(REPO)}",
+             f"--exclude-list {VOC_LIST.relative_to(REPO)}"]
+    for key, value in row.options.items():
+        if key == "class_weighting":
+            parts.append("--no-class-weights" if not value else "--class-weights")
+        else:
+            parts.append(f"{flags[key]} {value}")
+    return " ".join([*parts, f"--out {out}"])
+
+
+def holdout_sets(shared: Path, min_face: int, quick: bool) -> dict[str, Any]:
+    """{name: (sources, samples)} of the two held-out sets (faces >= min_face)."""
+    from edge.voc import read_name_list
+    from trainer.config import parse_label_map
+    from trainer.datasets import discover
+
+    sets = {}
+    for name, key, names in (("ilc-dev held-out", "ilc", ILC_LIST),
+                             ("face-mask-voc test", "voc", VOC_LIST)):
+        data = discover(shared / SOURCES[key], min_face, parse_label_map(LABEL_MAP),
+                        only=read_name_list(names))
+        samples = data.samples[::8] if quick else data.samples
+        sets[name] = (data.all_sources(), samples)
+    return sets
+
+
+def _pixels(sets: dict[str, Any], size: tuple[int, int],
+            cache: dict[Any, Any]) -> dict[str, tuple[np.ndarray, list[str]]]:
+    from trainer.pixels import load_from_sources
+
+    if size not in cache:
+        out = {}
+        for name, (sources, samples) in sets.items():
+            loaded = load_from_sources(sources, samples, size)
+            out[name] = (loaded.images, [s.label for s in loaded.samples])
+        cache[size] = out
+    return cache[size]
+
+
+def measure(predict: Any, labels: tuple[str, ...],
+            pixels: dict[str, tuple[np.ndarray, list[str]]]) -> dict[str, Any]:
+    """Accuracy and per-class precision/recall/F1 of `predict` (images -> probs) per set."""
+    out = {}
+    for name, (images, truth) in pixels.items():
+        probs = np.concatenate([predict(images[i:i + 64]) for i in range(0, len(images), 64)])
+        index = {x: i for i, x in enumerate(labels)}
+        report = classification_report(np.array([index[t] for t in truth]), probs.argmax(1),
+                                       labels)
+        out[name] = {"n": len(truth), "accuracy": round(report["accuracy"], 4),
+                     "per_class": {k: {m: round(v[m], 4) for m in ("precision", "recall", "f1")}
+                                   | {"support": v["support"]}
+                                   for k, v in report["per_class"].items()},
+                     "confusion_matrix": report["confusion_matrix"]}
+    return out
+
+
+def keras_predictor(model_path: Path) -> tuple[Any, tuple[str, ...], tuple[int, int]]:
+    from trainer.artifacts import load_keras_model
+
+    model, contract = load_keras_model(model_path)
+
+    def predict(images: np.ndarray) -> np.ndarray:
+        return contract.probabilities(np.asarray(model.predict_on_batch(
+            images.astype(np.float32)), np.float32))
+
+    return predict, contract.labels, contract.input_size
+
+
+def run_row(row: Row, shared: Path, work: Path, sets: dict[str, Any],
+            cache: dict[Any, Any]) -> dict[str, Any]:
+    """Train one row and measure its Keras model on the held-out sets."""
+    from trainer.fit import fit
+
+    t0 = time.perf_counter()
+    result = fit(_fit_config(row, shared, work / row.name), progress=False)
+    seconds = time.perf_counter() - t0
+    predict, labels, size = keras_predictor(result.model_h5)
+    summary = result.summary
+    return {"name": row.name, "change": row.change, "base": row.base,
+            "sources": list(row.sources), "options": row.options, "command": command_of(row),
+            "train_seconds": round(seconds, 1),
+            "train_faces": sum(summary["counts"]["train"].values()),
+            "train_counts": summary["counts"]["train"],
+            "own_test_accuracy": summary["test_accuracy"],
+            "keras": measure(predict, labels, _pixels(sets, size, cache)),
+            "run_dir": str(result.run_dir)}
+
+
+def score(row: dict[str, Any]) -> tuple[float, float]:
+    """Ranking key: incorrect-mask F1 on held-out ilc-dev, then its accuracy."""
+    ilc = row["keras"]["ilc-dev held-out"]
+    return ilc["per_class"].get(WEAK, {}).get("f1", 0.0), ilc["accuracy"]
+
+
+def ship(best: dict[str, Any], target: Path, sets: dict[str, Any],
+         cache: dict[Any, Any]) -> dict[str, Any]:
+    """Convert the best row to int8 at `target`; measure int8 and Keras on the held-out sets."""
+    from edge.classifier import ClassifierOptions, MaskClassifier
+
+    model_h5 = Path(best["run_dir"]) / "model.h5"
+    tmp = Path(best["run_dir"]) / "model_int8.tflite"
+    proc = subprocess.run([sys.executable, "-m", "converters.cli", str(model_h5), "-q", "int8",
+                           "--out", str(tmp), "--json"], capture_output=True, text=True,
+                          check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"convert failed: {proc.stderr.strip()[-500:]}")
+    clf = MaskClassifier(ClassifierOptions(tmp))
+    int8 = measure(clf.predict, clf.labels, _pixels(sets, clf.input_size, cache))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(tmp, target)
+    return {"row": best["name"], "model": str(target.relative_to(REPO))
+            if target.is_relative_to(REPO) else str(target),
+            "size_bytes": target.stat().st_size, "command": best["command"],
+            "convert_command": "convert runs/3c/model.h5 -q int8 --out "
+                               f"{SHIPPED.relative_to(REPO)}",
+            "keras": best["keras"], "int8": int8,
+            "convert_report": json.loads(proc.stdout) if proc.stdout.strip() else None}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="two tiny rows (a smoke test)")
+    parser.add_argument("--only", nargs="*", help="row names to run (default: all)")
+    parser.add_argument("--no-ship", action="store_true", help="do not convert the best row")
+    parser.add_argument("--out", type=Path, help="results folder")
+    args = parser.parse_args(argv)
+    from trainer.cli import _import_tensorflow_quietly
+
+    _import_tensorflow_quietly()
+    shared = default_shared()
+    rows = QUICK_ROWS if args.quick else ROWS
+    rows = tuple(r for r in rows if not args.only or r.name in args.only)
+    out = args.out or (QUICK_OUT if args.quick else FULL_OUT)
+    work = (QUICK_OUT if args.quick else FULL_WORK) / "threeclass"
+    sets, cache = holdout_sets(shared, 16, args.quick), {}
+    started, results = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), []
+    for row in rows:
+        results.append(run_row(row, shared, work, sets, cache))
+        print(_line(results[-1]), flush=True)
+    best = max(results, key=score)
+    shipped = None if args.no_ship else ship(
+        best, work / "face_mask_3c_int8.tflite" if args.quick else SHIPPED, sets, cache)
+    report = {"started": started, "quick": args.quick, "rows": results, "best": best["name"],
+              "shipped": shipped, "holdout": {name: len(s) for name, (_, s) in sets.items()},
+              "command": "python -m benchmarks.threeclass" + (" --quick" if args.quick else "")}
+    out.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out / "threeclass.json", json.dumps(report, indent=1) + "\n")
+    print(f"best: {best['name']}; results in {out / 'threeclass.json'}")
+    return 0
+
+
+def _line(row: dict[str, Any]) -> str:
+    ilc, voc = row["keras"]["ilc-dev held-out"], row["keras"]["face-mask-voc test"]
+    return (f"{row['name']:<20} ilc acc {100 * ilc['accuracy']:.1f} % incorrect F1 "
+            f"{ilc['per_class'].get(WEAK, {}).get('f1', 0):.2f} | voc acc "
+            f"{100 * voc['accuracy']:.1f} % | {row['train_seconds']:.0f} s")
+
+
+def replace_row(rows: tuple[Row, ...], name: str, **changes: Any) -> tuple[Row, ...]:
+    """`rows` with one row changed (for tests)."""
+    return tuple(dataclasses.replace(r, **changes) if r.name == name else r for r in rows)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

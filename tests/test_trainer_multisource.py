@@ -1,0 +1,168 @@
+"""Multi-source training (issue 9): several data sources of mixed formats in one run, label maps,
+photo exclusion lists, per-source reports, and the shipped 3-class model through `edge run`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import BACKBONE, DATA_VOC, DETECTORS, ROOT, SHARED
+from PIL import Image
+from typer.testing import CliRunner
+
+from edge.voc import load_voc
+from trainer.config import FitConfig, preflight
+from trainer.errors import UserError
+
+DATA_ILC = SHARED / "datasets" / "face-mask-ilc-dev"
+ILC_HELD_OUT = ROOT / "benchmarks" / "holdout" / "face-mask-ilc-dev-test.txt"
+MODEL_3C = ROOT / "models" / "face_mask_3c_int8.tflite"
+YUNET = str(DETECTORS / "face_detection_yunet_2023mar.onnx")
+THREE = {"with_mask", "without_mask", "mask_weared_incorrect"}
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def crops(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny class-folder source cut from ilc-dev faces, under other class names:
+    `no_mask/` and `with_incorrect_mask/` (no with_mask class at all)."""
+    root = tmp_path_factory.mktemp("crops") / "crops"
+    wanted = {"without_mask": "no_mask", "mask_weared_incorrect": "with_incorrect_mask"}
+    held_out = set(ILC_HELD_OUT.read_text().split())
+    counts = dict.fromkeys(wanted.values(), 0)
+    for item in load_voc(DATA_ILC):
+        if item.path.name in held_out:
+            continue
+        for k, ann in enumerate(item.annotations):
+            folder = wanted.get(ann.label)
+            if folder is None or counts[folder] >= 6 or ann.short_side < 40:
+                continue
+            (root / folder).mkdir(parents=True, exist_ok=True)
+            with Image.open(item.path) as img:
+                img.convert("RGB").crop(tuple(round(v) for v in ann.box)).save(
+                    root / folder / f"{item.path.stem}_{k}.jpg")
+            counts[folder] += 1
+    assert all(v == 6 for v in counts.values()), counts
+    return root
+
+
+def _config(tmp_path: Path, data: list[Path], **kw: object) -> FitConfig:
+    return FitConfig(data=data, out=tmp_path / "run", weights="none", **kw)
+
+
+def test_label_map_merges_a_clash_of_names_and_a_class_missing_from_one_source(
+        crops: Path, tmp_path: Path) -> None:
+    dataset = preflight(_config(tmp_path, [crops, DATA_VOC], label_map=[
+        "no_mask=without_mask", "with_incorrect_mask=mask_weared_incorrect"]))
+    assert dataset.format == "mixed" and set(dataset.labels) == THREE
+    by_source = {k: {s.label for s in dataset.samples if s.origin == k} for k in (0, 1)}
+    assert by_source[0] == {"without_mask", "mask_weared_incorrect"}  # no with_mask here
+    assert by_source[1] == THREE
+    assert [s.name for s in dataset.sources] == ["crops", "face-mask-voc"]
+
+
+def test_label_map_leaves_a_class_out_everywhere(crops: Path, tmp_path: Path) -> None:
+    dataset = preflight(_config(tmp_path, [crops, DATA_VOC], label_map=[
+        "no_mask=without_mask", "with_incorrect_mask=", "mask_weared_incorrect="]))
+    assert set(dataset.labels) == {"with_mask", "without_mask"}
+
+
+def test_exclude_list_keeps_the_listed_photos_out(tmp_path: Path) -> None:
+    held_out = set(ILC_HELD_OUT.read_text().split())
+    everything = preflight(_config(tmp_path, [DATA_ILC]))
+    kept = preflight(_config(tmp_path, [DATA_ILC, DATA_VOC], exclude_lists=[ILC_HELD_OUT]))
+    ilc_names = {Path(s.path).name for s in kept.samples if s.origin == 0}
+    assert ilc_names and not ilc_names & held_out
+    assert {Path(s.path).name for s in everything.samples} & held_out
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--label-map", "no_mask"], "--label-map takes FROM=TO"),
+    (["--label-map", "=with_mask"], "--label-map takes FROM=TO"),
+    (["--label-map", "a=b", "--label-map", "a=c"], "two targets"),
+    (["--exclude-list", "/nonexistent/list.txt"], "cannot read photo list"),
+])
+def test_bad_label_map_or_list_is_one_error_line(crops: Path, tmp_path: Path, args: list[str],
+                                                 message: str) -> None:
+    from trainer.cli import app
+
+    result = runner.invoke(app, ["fit", str(crops), str(DATA_VOC), "--out",
+                                 str(tmp_path / "run"), "--weights", "none", *args])
+    assert result.exit_code == 2, result.output
+    lines = [x for x in result.output.splitlines() if x.startswith("error:")]
+    assert len(lines) == 1 and message in lines[0], result.output
+    assert not (tmp_path / "run").exists()
+
+
+def test_same_folder_twice_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="twice"):
+        preflight(_config(tmp_path, [DATA_VOC, DATA_VOC]))
+
+
+def test_multi_source_fit_split_report_and_evaluate(crops: Path, tmp_path: Path) -> None:
+    """A mixed folders + VOC run: split.json records each row's source, the report counts per
+    source, and `trainer evaluate` reads the split and a VOC folder with --only-list."""
+    from trainer.cli import app
+
+    out = tmp_path / "run"
+    result = runner.invoke(app, [
+        "fit", str(crops), str(DATA_ILC), "--out", str(out), "--weights", str(BACKBONE),
+        "--input-size", "64", "--epochs", "1", "--limit-per-class", "12", "--quiet",
+        "--label-map", "no_mask=without_mask",
+        "--label-map", "with_incorrect_mask=mask_weared_incorrect",
+        "--exclude-list", str(ILC_HELD_OUT), "--cache-dir", str(tmp_path / "cache"), "--json"])
+    assert result.exit_code == 0, result.output
+    split = json.loads((out / "split.json").read_text())
+    assert [s["name"] for s in split["sources"]] == ["crops", "face-mask-ilc-dev"]
+    assert {r["source"] for r in split["rows"]} <= {0, 1}
+    held_out = set(ILC_HELD_OUT.read_text().split())
+    assert not {Path(r["path"]).name for r in split["rows"]} & held_out
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["per_source"]) == {"crops", "face-mask-ilc-dev"}
+    assert "Per data source" in (out / "report.txt").read_text()
+
+    evaluated = runner.invoke(app, ["evaluate", str(out / "model.h5"), "--data",
+                                    str(out / "split.json"), "--split", "all", "--quiet",
+                                    "--json"])
+    assert evaluated.exit_code == 0, evaluated.output
+    assert json.loads(evaluated.stdout)["n"] == len(split["rows"])
+    names = tmp_path / "few.txt"
+    names.write_text("".join(f"{n}\n" for n in sorted(held_out)[:5]))
+    evaluated = runner.invoke(app, ["evaluate", str(out / "model.h5"), "--data", str(DATA_ILC),
+                                    "--only-list", str(names), "--quiet", "--json"])
+    assert evaluated.exit_code == 0, evaluated.output
+    expected = sum(a.short_side >= 16 for i in load_voc(DATA_ILC, only=set(
+        names.read_text().split())) for a in i.annotations)
+    assert json.loads(evaluated.stdout)["n"] == expected
+
+
+@pytest.mark.skipif(not MODEL_3C.is_file(), reason="3-class model not built yet")
+def test_shipped_3c_model_through_edge_run(tmp_path: Path) -> None:
+    from edge.cli import app as edge_app
+    from edge.draw import label_colour
+    from edge.tflite_metadata import read_contract
+
+    assert set(read_contract(MODEL_3C).labels) == THREE
+    assert len({label_colour(x) for x in THREE}) == 3
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    chosen = [i for i in load_voc(DATA_ILC, only=set(ILC_HELD_OUT.read_text().split()))
+              if any(a.label == "mask_weared_incorrect" for a in i.annotations)][:4]
+    for item in chosen:
+        (photos / item.path.name).symlink_to(item.path)
+    events, video = tmp_path / "events.jsonl", tmp_path / "out.mp4"
+    result = runner.invoke(edge_app, [
+        "run", "--source", str(photos), "--model", str(MODEL_3C), "--detector-model", YUNET,
+        "--detect-width", "0", "--json", str(events), "--save", str(video), "--quiet",
+        "--alert-after", "1"])
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(x) for x in events.read_text().splitlines()]
+    faces = [f for x in lines if "faces" in x for f in x["faces"]]
+    assert faces and {f["label"] for f in faces} <= THREE
+    assert "mask_weared_incorrect" in {f["label"] for f in faces}
+    alerts = [x for x in lines if x.get("event") == "alert"]
+    assert {a["label"] for a in alerts} <= {"without_mask", "mask_weared_incorrect"}
+    assert video.stat().st_size > 0
+    assert np.isfinite([f["score"] for f in faces]).all()

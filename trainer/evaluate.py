@@ -26,6 +26,9 @@ from trainer.pixels import load_from_sources
 from trainer.reports import report_text, write_evaluation, write_json
 from trainer.split import read_manifest
 
+#: Images per prediction batch.
+BATCH = 64
+
 
 @dataclass
 class EvalResult:
@@ -72,7 +75,7 @@ def _samples_for(data: Path, split: str, min_face: int, selection: Selection
 
 def evaluate(model_path: str | Path, data: str | Path, split: str = "test",
              out: str | Path | None = None, min_face: int = DEFAULT_MIN_FACE,
-             batch_size: int = 64, progress: bool = True,
+             progress: bool = True,
              drop_unknown_labels: bool = False,
              selection: Selection | None = None) -> EvalResult:
     """Evaluate `model_path` on `data`; write report files to `out` if given.
@@ -105,8 +108,8 @@ def evaluate(model_path: str | Path, data: str | Path, split: str = "test",
     y_true = np.array([index[s.label] for s in loaded.samples], dtype=np.int64)
     outputs = []
     with bars.task("predicting", len(loaded.images), progress) as advance:
-        for begin in range(0, len(loaded.images), batch_size):
-            chunk = loaded.images[begin:begin + batch_size].astype(np.float32)
+        for begin in range(0, len(loaded.images), BATCH):
+            chunk = loaded.images[begin:begin + BATCH].astype(np.float32)
             outputs.append(np.asarray(model.predict_on_batch(chunk), np.float32))
             advance(len(chunk))
     probs = contract.probabilities(np.concatenate(outputs))

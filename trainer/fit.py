@@ -206,6 +206,24 @@ def fit(config: FitConfig, progress: bool = True,
             keras.mixed_precision.set_global_policy("float32")
 
 
+def _split(config: FitConfig, dataset: Dataset, labels: tuple[str, ...], samples: list[Sample],
+           grouping: Any) -> SplitManifest:
+    """The run's split manifest (every source recorded) with its grouping and selection info."""
+    manifest = make_manifest(
+        dataset.root, dataset.format, labels, samples, grouping.groups, config.seed,
+        config.val_fraction, config.test_fraction,
+        info={"groups": int(grouping.groups.max()) + 1,
+              "near_duplicate_pairs": grouping.near_duplicate_pairs,
+              "merged_groups": grouping.merged_groups,
+              "samples_in_merged_groups": grouping.samples_in_merged_groups,
+              "min_face": config.min_face if dataset.format in ("voc", "mixed") else None,
+              "limit_per_class": config.limit_per_class,
+              "label_map": config.label_map or None,
+              "exclude_lists": [str(x) for x in config.exclude_lists] or None})
+    manifest.sources = dataset.sources
+    return manifest
+
+
 def _fit_with(config: FitConfig, dataset: Dataset, samples: list[Sample], clf: Classifier,
               weight_fp: str, callbacks: Sequence[keras.callbacks.Callback], device: dict[str, Any],
               start: float, show: bool) -> FitResult:
@@ -225,20 +243,7 @@ def _fit_with(config: FitConfig, dataset: Dataset, samples: list[Sample], clf: C
                                config.weights, config.alpha)
 
     grouping = group_samples(loaded.thumbs, [s.source for s in loaded.samples])
-    manifest = make_manifest(dataset.root, dataset.format, labels, loaded.samples,
-                             grouping.groups, config.seed, config.val_fraction,
-                             config.test_fraction,
-                             info={"groups": int(grouping.groups.max()) + 1,
-                                   "near_duplicate_pairs": grouping.near_duplicate_pairs,
-                                   "merged_groups": grouping.merged_groups,
-                                   "samples_in_merged_groups": grouping.samples_in_merged_groups,
-                                   "min_face": config.min_face
-                                   if dataset.format in ("voc", "mixed") else None,
-                                   "limit_per_class": config.limit_per_class,
-                                   "label_map": config.label_map or None,
-                                   "exclude_lists": [str(x) for x in config.exclude_lists]
-                                   or None},
-                             sources=dataset.sources)
+    manifest = _split(config, dataset, labels, loaded.samples, grouping)
     fingerprint = data_fingerprint(manifest, loaded.digests)
     manifest.info["data_fingerprint"] = fingerprint
     index = {label: i for i, label in enumerate(labels)}

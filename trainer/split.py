@@ -130,14 +130,13 @@ def assign_splits(labels: list[str], groups: np.ndarray, seed: int, val_fraction
 
 def make_manifest(root: Path, fmt: str, labels: tuple[str, ...], samples: list[Sample],
                   groups: np.ndarray, seed: int, val_fraction: float, test_fraction: float,
-                  info: dict[str, Any] | None = None,
-                  sources: tuple[Source, ...] = ()) -> SplitManifest:
-    """Split `samples` and record it (`sources`: the data sources of a multi-source set)."""
+                  info: dict[str, Any] | None = None) -> SplitManifest:
+    """Split `samples` and record it (a multi-source set then sets `sources`)."""
     splits = assign_splits([s.label for s in samples], groups, seed, val_fraction, test_fraction)
     rows = [sample_to_row(s, sp, g) for s, sp, g in zip(samples, splits, groups, strict=True)]
     meta = {"val_fraction": val_fraction, "test_fraction": test_fraction, **(info or {})}
     return SplitManifest(root=Path(root).resolve(), format=fmt, labels=tuple(labels), seed=seed,
-                         rows=rows, info=meta, sources=tuple(sources))
+                         rows=rows, info=meta)
 
 
 def write_manifest(manifest: SplitManifest, path: str | Path) -> Path:

@@ -69,6 +69,8 @@ ROWS = (
         ("voc", "ilc", "mfn"), {"input_size": 224, "augment_views": 3}),
     Row("fine-tune", "fine-tune top 20 layers, 3 epochs (160 px)", "160px", ("voc", "ilc"),
         {"input_size": 160, "fine_tune_layers": 20, "fine_tune_epochs": 3}),
+    Row("ilc-weight-3", "ilc-dev samples weighted x3", "224px+views3", ("voc", "ilc"),
+        {"input_size": 224, "augment_views": 3, "source_weights": ["face-mask-ilc-dev=3"]}),
 )
 QUICK_ROWS = (
     Row("voc", "face-mask-voc only", None, ("voc",),
@@ -100,6 +102,8 @@ def command_of(row: Row, shared: str = "../shared", out: str = "runs/3c") -> str
     for key, value in row.options.items():
         if key == "class_weighting":
             parts.append("--no-class-weights" if not value else "--class-weights")
+        elif key == "source_weights":
+            parts += [f"--source-weight {w}" for w in value]
         else:
             parts.append(f"{flags[key]} {value}")
     return " ".join([*parts, f"--out {out}"])
@@ -234,6 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     for row in rows:
         results.append(run_row(row, shared, work, sets, cache))
         print(_line(results[-1]), flush=True)
+    results = _merged(out / "threeclass.json", results) if args.only else results
     best = max(results, key=score)
     shipped = None if args.no_ship else ship(
         best, work / "face_mask_3c_int8.tflite" if args.quick else SHIPPED, sets, cache)
@@ -244,6 +249,17 @@ def main(argv: list[str] | None = None) -> int:
     write_text_atomic(out / "threeclass.json", json.dumps(report, indent=1) + "\n")
     print(f"best: {best['name']}; results in {out / 'threeclass.json'}")
     return 0
+
+
+def _merged(path: Path, results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """With --only: the earlier results file's rows, the re-run ones replaced, in ROWS order."""
+    if not path.is_file():
+        return results
+    rows = {r["name"]: r for r in json.loads(path.read_text()).get("rows", [])}
+    rows.update({r["name"]: r for r in results})
+    order = [r.name for r in ROWS]
+    return sorted(rows.values(), key=lambda r: order.index(r["name"])
+                  if r["name"] in order else len(order))
 
 
 def _line(row: dict[str, Any]) -> str:

@@ -83,6 +83,8 @@ def test_exclude_list_keeps_the_listed_photos_out(tmp_path: Path) -> None:
     (["--label-map", "=with_mask"], "--label-map takes FROM=TO"),
     (["--label-map", "a=b", "--label-map", "a=c"], "two targets"),
     (["--exclude-list", "/nonexistent/list.txt"], "cannot read photo list"),
+    (["--source-weight", "nosuch=2"], "no source named 'nosuch'"),
+    (["--source-weight", "crops=x"], "--source-weight takes NAME=WEIGHT"),
 ])
 def test_bad_label_map_or_list_is_one_error_line(crops: Path, tmp_path: Path, args: list[str],
                                                  message: str) -> None:

@@ -118,6 +118,9 @@ def fit(
     exclude_list: list[Path] = typer.Option([], "--exclude-list", help="File of image file "
                                             "names, one a line: their samples are never used "
                                             "(held-out photos; repeatable)."),
+    source_weight: list[str] = typer.Option([], "--source-weight", help="NAME=W weights the "
+                                            "training samples of the source named NAME (its "
+                                            "folder name) by W (repeatable)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
     json_out: bool = typer.Option(False, "--json", help="Print the run summary as JSON on "
                                   "stdout."),
@@ -137,7 +140,8 @@ def fit(
                            limit_per_class=limit_per_class, mixed_precision=mixed_precision,
                            class_weighting=class_weights, cache_dir=cache_dir,
                            overwrite=overwrite, label_map=list(label_map),
-                           exclude_lists=list(exclude_list))
+                           exclude_lists=list(exclude_list),
+                           source_weights=list(source_weight))
         preflight(config)  # bad data / options / paths: one line, before TensorFlow loads
         _import_tensorflow_quietly()
         from trainer.fit import fit as run_fit

@@ -47,6 +47,7 @@ class FitConfig:
     overwrite: bool = False
     label_map: list[str] = field(default_factory=list)  # FROM=TO / FROM= for every source
     exclude_lists: list[Path] = field(default_factory=list)  # files of image names never used
+    source_weights: list[str] = field(default_factory=list)  # NAME=W: weight a source's samples
 
     def roots(self) -> list[Path]:
         """The data sources, in the order given."""
@@ -128,4 +129,19 @@ def preflight(config: FitConfig) -> Dataset:
     dataset = discover_many(config.roots(), config.min_face, parse_label_map(config.label_map),
                             exclude=name_lists(config.exclude_lists))
     require_two_classes([s.label for s in dataset.samples], dataset.root)
+    _check_source_weights(config.source_weights, [s.name for s in dataset.all_sources()])
     return dataset
+
+
+def _check_source_weights(entries: list[str], names: list[str]) -> None:
+    for entry in entries:
+        name, sep, value = entry.partition("=")
+        try:
+            ok = bool(sep) and float(value) >= 0
+        except ValueError:
+            ok = False
+        if not ok:
+            raise UserError(f"--source-weight takes NAME=WEIGHT (WEIGHT >= 0), got {entry!r}")
+        if name not in names:
+            raise UserError(f"--source-weight {entry!r}: no source named {name!r} "
+                            f"(sources: {', '.join(names)})")

@@ -38,6 +38,7 @@ from trainer.artifacts import save_keras_model
 from trainer.config import FitConfig, preflight
 from trainer.datasets import Dataset, Sample, require_two_classes
 from trainer.dedup import group_samples
+from trainer.errors import UserError
 from trainer.features import (
     FeatureCache,
     FeatureExtractor,
@@ -56,6 +57,9 @@ from trainer.training import class_weights, fit_head, fit_images, predict
 CONSISTENCY_SAMPLES = 32
 
 __all__ = ["FitConfig", "FitResult", "fit"]
+
+#: Class weights (a dict by class index), per-sample weights (an array over all samples) or none.
+Weights = dict[int, float] | np.ndarray | None
 
 
 @dataclass
@@ -131,7 +135,7 @@ def _backbone_engine() -> str:
 
 def _run_phase1_cached(config: FitConfig, clf: Classifier, contract: ModelContract,
                        images: np.ndarray, y: np.ndarray, split: np.ndarray, fingerprint: str,
-                       weight_fp: str, cw: dict[int, float] | None, log_dir: Path,
+                       weight_fp: str, cw: Weights, log_dir: Path,
                        callbacks: Sequence[keras.callbacks.Callback],
                        show: bool) -> tuple[list[dict[str, Any]], dict[str, Any], np.ndarray]:
     cache = FeatureCache(config.cache_dir or default_cache_dir())
@@ -166,6 +170,8 @@ def _run_phase1_cached(config: FitConfig, clf: Classifier, contract: ModelContra
         hits.append(hit)
     feature_seconds = time.perf_counter() - t0
     x_train, y_train = np.concatenate(x_parts), np.concatenate(y_parts)
+    if isinstance(cw, np.ndarray):  # per-sample (class x source) weights, repeated per view
+        cw = np.tile(cw[train_idx], len(x_parts))
     keras.utils.set_random_seed(config.seed)
     t1 = time.perf_counter()
     rows = fit_head(clf.head, contract, x_train, y_train, feats[val_idx], y[val_idx],
@@ -204,6 +210,33 @@ def fit(config: FitConfig, progress: bool = True,
     finally:
         if config.mixed_precision:
             keras.mixed_precision.set_global_policy("float32")
+
+
+def source_weights(entries: list[str], manifest: SplitManifest) -> np.ndarray | None:
+    """Per-row source weight from `--source-weight NAME=W` entries (None when none given)."""
+    if not entries:
+        return None
+    names = [s.name for s in manifest.all_sources()]
+    by_name: dict[str, float] = {}
+    for entry in entries:
+        name, _, value = entry.partition("=")
+        if name not in names:
+            raise UserError(f"--source-weight {entry!r}: no source named {name!r} "
+                            f"(sources: {', '.join(names)})")
+        try:
+            by_name[name] = float(value)
+        except ValueError:
+            raise UserError(f"--source-weight takes NAME=WEIGHT, got {entry!r}") from None
+    return np.array([by_name.get(manifest.source_name(r), 1.0) for r in manifest.rows])
+
+
+def _sample_weights(cw: dict[int, float] | None, source_w: np.ndarray | None,
+                    y: np.ndarray) -> Weights:
+    """Class weights alone (a dict), or per-sample class x source weights (an array)."""
+    if source_w is None:
+        return cw
+    per_class = np.array([cw.get(int(c), 1.0) for c in y]) if cw else np.ones(len(y))
+    return (per_class * source_w).astype(np.float32)
 
 
 def _split(config: FitConfig, dataset: Dataset, labels: tuple[str, ...], samples: list[Sample],
@@ -251,11 +284,13 @@ def _fit_with(config: FitConfig, dataset: Dataset, samples: list[Sample], clf: C
     split = np.array([r["split"] for r in manifest.rows])
     train_counts = np.bincount(y[split == "train"], minlength=len(labels))
     cw = class_weights(y[split == "train"], len(labels)) if config.class_weighting else None
+    source_w = source_weights(config.source_weights, manifest)
     imbalance = {
         "train_counts": dict(zip(labels, train_counts.tolist(), strict=True)),
         "ratio_largest_to_smallest": round(float(train_counts.max() / max(train_counts.min(), 1)),
                                            3),
         "class_weights": ({labels[i]: round(w, 4) for i, w in cw.items()} if cw else None),
+        "source_weights": config.source_weights or None,
     }
     train_text = ", ".join(f"{k}: {v}" for k, v in manifest.counts()["train"].items())
     bars.say(f"{len(loaded.samples)} images of {len(labels)} classes ({train_text} in train); "
@@ -266,7 +301,8 @@ def _fit_with(config: FitConfig, dataset: Dataset, samples: list[Sample], clf: C
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
     try:
         result = _train_and_write(config, work, out, clf, labels, dataset, loaded, manifest,
-                                  fingerprint, y, split, cw, imbalance, skipped, grouping_info={
+                                  fingerprint, y, split, _sample_weights(cw, source_w, y),
+                                  imbalance, skipped, grouping_info={
                                       "near_duplicate_pairs": grouping.near_duplicate_pairs,
                                       "merged_groups": grouping.merged_groups,
                                       "samples_in_merged_groups":
@@ -283,7 +319,7 @@ def _fit_with(config: FitConfig, dataset: Dataset, samples: list[Sample], clf: C
 def _train_and_write(config: FitConfig, work: Path, out: Path, clf: Classifier,
                      labels: tuple[str, ...], dataset: Dataset, loaded: Loaded,
                      manifest: SplitManifest, fingerprint: str, y: np.ndarray, split: np.ndarray,
-                     cw: dict[int, float] | None, imbalance: dict[str, Any], skipped: list,
+                     cw: Weights, imbalance: dict[str, Any], skipped: list,
                      grouping_info: dict[str, Any], timing: dict[str, Any],
                      device: dict[str, Any], start: float, weight_fp: str,
                      callbacks: Sequence[keras.callbacks.Callback], show: bool) -> FitResult:
@@ -309,7 +345,8 @@ def _train_and_write(config: FitConfig, work: Path, out: Path, clf: Classifier,
         history = fit_images(clf.model, contract, (images[split == "train"], y[split == "train"]),
                              (images[split == "val"], y[split == "val"]),
                              learning_rate=config.learning_rate, epochs=config.epochs,
-                             batch_size=config.batch_size, patience=config.patience, weights=cw,
+                             batch_size=config.batch_size, patience=config.patience,
+                             weights=cw if not isinstance(cw, np.ndarray) else None,
                              seed=config.seed, log_dir=log_dir, verbose=2 if show else 0,
                              phase="head", callbacks=callbacks)
         phase1 = {"path": "images (reference recipe)",
@@ -324,7 +361,8 @@ def _train_and_write(config: FitConfig, work: Path, out: Path, clf: Classifier,
                               (images[split == "val"], y[split == "val"]),
                               learning_rate=config.fine_tune_learning_rate,
                               epochs=config.fine_tune_epochs, batch_size=config.batch_size,
-                              patience=config.patience, weights=cw, seed=config.seed + 1,
+                              patience=config.patience, seed=config.seed + 1,
+                              weights=cw if not isinstance(cw, np.ndarray) else None,
                               log_dir=log_dir, verbose=2 if show else 0, phase="fine_tune")
         clf.backbone.trainable = False
         fine_tune = {"layers": config.fine_tune_layers, "layers_with_trainable_weights": trainable,

@@ -105,10 +105,14 @@ def _callbacks(phase: str, rows: list[dict[str, Any]], has_val: bool, patience: 
 
 def fit_head(head: keras.Model, contract: ModelContract, x_train: np.ndarray, y_train: np.ndarray,
              x_val: np.ndarray | None, y_val: np.ndarray | None, *, learning_rate: float,
-             epochs: int, batch_size: int, patience: int, weights: dict[int, float] | None,
+             epochs: int, batch_size: int, patience: int,
+             weights: dict[int, float] | np.ndarray | None,
              log_dir: Path | None, verbose: int, phase: str = "head",
              callbacks: Sequence[keras.callbacks.Callback] = ()) -> list[dict[str, Any]]:
-    """Train the head on pooled features (the full model's head: the layers are shared)."""
+    """Train the head on pooled features (the full model's head: the layers are shared).
+
+    `weights`: class weights by index, or one weight per training sample (an array).
+    """
     rows: list[dict[str, Any]] = []
     has_val = x_val is not None and len(x_val) > 0
     all_callbacks, _ = _callbacks(phase, rows, has_val, patience, log_dir, callbacks)
@@ -116,7 +120,9 @@ def fit_head(head: keras.Model, contract: ModelContract, x_train: np.ndarray, y_
     compile_model(head, contract, learning_rate, steps_per_execution=HEAD_STEPS_PER_EXECUTION)
     head.fit(x_train, targets(contract, y_train), batch_size=batch_size, epochs=epochs,
              validation_data=(x_val, targets(contract, y_val)) if has_val else None,
-             class_weight=weights, shuffle=True, callbacks=all_callbacks, verbose=verbose)
+             class_weight=weights if isinstance(weights, dict) else None,
+             sample_weight=weights if isinstance(weights, np.ndarray) else None,
+             shuffle=True, callbacks=all_callbacks, verbose=verbose)
     return rows
 
 

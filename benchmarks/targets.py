@@ -98,6 +98,7 @@ def check_targets(results: dict[str, dict[str, Any]]) -> list[TargetCheck]:
     ratio = matched.get("ratio") or (fps / ref_fps if fps and ref_fps else None)
     checks.append(TargetCheck("camera pipeline FPS vs the reference loop (Keras predict per face)",
                               ratio, 5.0, "x", note="needs both video loops" if e2e else ""))
+    checks += _detector_checks(results.get("detector", {}))
     training = results.get("training", {})
     common = training.get("common_accuracy")
     at = (f" ({100 * common:.2f} %, the highest test accuracy both reached)"
@@ -107,3 +108,26 @@ def check_targets(results: dict[str, dict[str, Any]]) -> list[TargetCheck]:
         training.get("speedup"), 10.0, "x",
         lower_bound=bool(training.get("speedup_is_lower_bound"))))
     return checks
+
+
+def _detector_checks(detector: dict[str, Any]) -> list[TargetCheck]:
+    """Issue 14: the default detector finds >= 90 % of faces >= 32 px in every class, at
+    precision not below v0.1's and >= 60 FPS; measured by the `detector` section."""
+    checks = []
+    for set_name, rows in (detector.get("photos") or {"face-mask-ilc-dev held-out": []}).items():
+        before, after = (rows[0], rows[1]) if len(rows) > 1 else ({}, {})
+        checks.append(TargetCheck(f"detector: weakest class found (>= 32 px), {set_name}",
+                                  _percent(after.get("min_class_recall_min32px")), 90.0, "%"))
+        was = _percent(before.get("precision"))
+        checks.append(TargetCheck(f"detector: precision (v0.1 defaults: the target), {set_name}",
+                                  _percent(after.get("precision")),
+                                  round(was, 1) if was is not None else 73.0, "%"))
+    loops = detector.get("pipeline") or {}
+    fps = next((v.get("fps") for k, v in loops.items() if k.startswith("default")), None)
+    checks.append(TargetCheck("camera pipeline FPS with the default detector (640x480)", fps,
+                              60.0, "FPS"))
+    return checks
+
+
+def _percent(value: float | None) -> float | None:
+    return None if value is None else 100.0 * value

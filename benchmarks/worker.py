@@ -208,11 +208,12 @@ def _video_frames(path: str, limit: int) -> Any:
 def _detector(spec: dict[str, Any]) -> Any:
     from edge.detectors import DetectorOptions, create_detector
 
-    model = spec.get("detector_model")
+    model, width = spec.get("detector_model"), spec.get("detect_width")
     return create_detector(DetectorOptions(name=spec["detector"],
                                            model=Path(model) if model else None,
                                            threads=int(spec["threads"]), runtime="litert",
-                                           input_width=int(spec.get("detect_width", 320))))
+                                           input_width=None if width is None else int(width),
+                                           calibrate=bool(spec.get("calibrate_boxes", True))))
 
 
 def _loop(process: Callable[[np.ndarray], tuple[int, dict[str, float]]],
@@ -256,7 +257,7 @@ def _pipeline_video(spec: dict[str, Any], images: np.ndarray | None) -> dict[str
                                                   runtime="litert"))
     pipeline = Pipeline.from_parts(_detector(spec), classifier, PipelineOptions(
         model=Path(spec["model"]), detector=spec["detector"], threads=threads,
-        detect_width=int(spec.get("detect_width", 320))))
+        detect_width=spec.get("detect_width")))
 
     def process(rgb: np.ndarray) -> tuple[int, dict[str, float]]:
         result = pipeline.process(rgb)

@@ -1,14 +1,17 @@
 """Where the edge runtime's model files come from.
 
-The face-mask classifier ships with the project (`models/face_mask_2c_int8.tflite`, overridable by
-the `MASKEDGE_MODEL` environment variable). Face detector files are taken from a path the user
-gives, or downloaded once from their upstream URL, checked against a pinned sha256 and cached under
-`$XDG_CACHE_HOME/maskedge` (`~/.cache/maskedge`). A device without internet gets one clear line
-naming the `--detector-model` option instead of a traceback.
+The face-mask classifier and the default face detector (YuNet as `.tflite`, with its box
+calibration) ship inside the package (`models/`, installed as the `maskedge_models` package data;
+the classifier is overridable by the `MASKEDGE_MODEL` environment variable). Other detector files
+are taken from a path the user gives, or downloaded once from their upstream URL, checked against
+a pinned sha256 and cached under `$XDG_CACHE_HOME/maskedge` (`~/.cache/maskedge`). A device
+without internet gets one clear line naming the `--detector-model` option instead of a
+traceback.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import urllib.error
 import urllib.request
@@ -18,6 +21,9 @@ from pathlib import Path
 from edge.fileio import atomic_path, cache_root, sha256_file
 
 DEFAULT_MODEL_NAME = "face_mask_2c_int8.tflite"
+#: The default face detector, shipped with the package (models/DETECTOR_CARD.md).
+YUNET_TFLITE_FILES = ("yunet_640x480.tflite", "yunet_480x640.tflite")
+YUNET_CALIBRATION = "yunet_calibration.json"
 MODEL_ENV = "MASKEDGE_MODEL"
 
 
@@ -58,8 +64,30 @@ DETECTOR_FILES: dict[str, RemoteFile] = {
 
 
 def project_models_dir() -> Path:
-    """`models/` at the repository root, next to the `edge` package."""
+    """The shipped models: the `maskedge_models` package (the repository's `models/`, installed
+    as package data by a wheel), else `models/` beside the `edge` package in a checkout."""
+    spec = importlib.util.find_spec("maskedge_models")
+    if spec is not None and spec.submodule_search_locations:
+        return Path(next(iter(spec.submodule_search_locations)))
     return Path(__file__).resolve().parents[1] / "models"
+
+
+def shipped_yunet_models() -> list[Path]:
+    """The YuNet `.tflite` files in the package (landscape first); AssetError if missing."""
+    paths = [project_models_dir() / name for name in YUNET_TFLITE_FILES]
+    missing = [p for p in paths if not p.is_file()]
+    if missing:
+        raise AssetError(f"the shipped face detector is missing ({missing[0]}); reinstall "
+                         "maskedge or pass --detector-model PATH")
+    return paths
+
+
+def shipped_yunet_calibration() -> Path:
+    path = project_models_dir() / YUNET_CALIBRATION
+    if not path.is_file():
+        raise AssetError(f"the YuNet box calibration is missing ({path}); reinstall maskedge "
+                         "or pass --no-calibrate-boxes")
+    return path
 
 
 def default_model_path() -> Path:
@@ -83,17 +111,11 @@ def resolve_model(path: str | Path | None) -> Path:
     return model
 
 
-def cache_dir() -> Path:
-    return cache_root()
-
-
-sha256_of = sha256_file
-
 
 def fetch(remote: RemoteFile, option: str = "--detector-model", timeout: float = 30.0) -> Path:
     """The cached copy of `remote`, downloading and verifying it first if needed."""
-    target = cache_dir() / remote.filename
-    if target.is_file() and sha256_of(target) == remote.sha256:
+    target = cache_root() / remote.filename
+    if target.is_file() and sha256_file(target) == remote.sha256:
         return target
     hint = f"download it yourself and pass {option} PATH"
     try:
@@ -102,7 +124,7 @@ def fetch(remote: RemoteFile, option: str = "--detector-model", timeout: float =
                     tmp.open("wb") as out:
                 while chunk := response.read(1 << 16):
                     out.write(chunk)
-            got = sha256_of(tmp)
+            got = sha256_file(tmp)
             if got != remote.sha256:
                 raise AssetError(f"{remote.url} has sha256 {got[:12]}..., expected "
                                  f"{remote.sha256[:12]}...; {hint}")

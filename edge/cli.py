@@ -78,9 +78,13 @@ def run(
     detector_threshold: Annotated[float | None, typer.Option(
         help="Minimum detector score (default: YuNet 0.6, BlazeFace 0.5).",
         show_default=False)] = None,
-    detect_width: Annotated[int, typer.Option(
-        help="YuNet sees frames downscaled to this width; 0 = full size (slower, finds "
-             "smaller faces).")] = 320,
+    detect_width: Annotated[int | None, typer.Option(
+        help="YuNet's ONNX file (--detector-model X.onnx) sees frames scaled to this width; "
+             "0 = as they are. Default 640; the shipped .tflite YuNet has 640x480 built in.",
+        show_default=False)] = None,
+    calibrate_boxes: Annotated[bool, typer.Option(
+        help="Map YuNet's boxes onto the annotation convention (fitted on held-in photos).")
+    ] = True,
     threads: Annotated[int | None, typer.Option(
         help="Inference threads (interpreter and OpenCV).", show_default=False)] = None,
     runtime: Annotated[str, typer.Option(
@@ -132,7 +136,7 @@ def run(
                         ("--alert-after", alert_after)):
         if value is not None and value < 1:
             raise fail(f"{name} must be at least 1")
-    if detect_width < 0:
+    if detect_width is not None and detect_width < 0:
         raise fail("--detect-width must be 0 (full size) or positive")
     size = _size(camera_size, "--camera-size")
 
@@ -148,7 +152,7 @@ def run(
         pipeline = Pipeline(PipelineOptions(
             model=model, detector=detector, detector_model=detector_model,
             detector_threshold=detector_threshold, detect_width=detect_width, threads=threads,
-            runtime=runtime))
+            runtime=runtime, calibrate_boxes=calibrate_boxes))
         labels = tuple(alert_label) if alert_label else unmasked_labels(pipeline.labels)
         if alert_after and not labels:
             raise fail(f"--alert-after: none of the model's labels {list(pipeline.labels)} "
@@ -233,18 +237,25 @@ def evaluate(
     detector: Annotated[list[str] | None, typer.Option(
         help="Detector to measure (repeatable; default yunet).", show_default=False)] = None,
     detector_model: Annotated[Path | None, typer.Option(
-        help="Model file for a single --detector.", show_default=False)] = None,
-    detector_dir: Annotated[Path | None, typer.Option(
-        help="Folder holding the detector files under their upstream names.",
+        help="Model file for a single --detector (default: the shipped YuNet).",
         show_default=False)] = None,
-    detector_threshold: Annotated[float | None, typer.Option(show_default=False)] = None,
-    detect_width: Annotated[int, typer.Option(
-        help="YuNet input width (0 = each photo at full size).")] = 0,
+    detector_dir: Annotated[Path | None, typer.Option(
+        help="Folder holding BlazeFace files under their upstream names.",
+        show_default=False)] = None,
+    detector_threshold: Annotated[list[float] | None, typer.Option(
+        help="Minimum detector score (repeatable: each is a setting to compare).",
+        show_default=False)] = None,
+    detect_width: Annotated[list[int] | None, typer.Option(
+        help="YuNet ONNX input width (repeatable; 0 = each photo as it is; default 640).",
+        show_default=False)] = None,
+    calibrate_boxes: Annotated[bool, typer.Option(
+        help="Map YuNet's boxes onto the annotation convention.")] = True,
     threads: Annotated[int | None, typer.Option(show_default=False)] = None,
     limit: Annotated[int | None, typer.Option(
         help="Use only the first N annotated photos.", show_default=False)] = None,
-    json_out: Annotated[Path | None, typer.Option(
-        "--json", help="Write the full report here as JSON.", show_default=False)] = None,
+    json_out: Annotated[str | None, typer.Option(
+        "--json", help="Write the full report here as JSON ('-' = stdout, instead of the table).",
+        show_default=False)] = None,
     label_map: Annotated[list[str] | None, typer.Option(
         help="FROM=TO renames a class of the annotations; FROM= leaves it out (repeatable).",
         show_default=False)] = None,
@@ -254,64 +265,40 @@ def evaluate(
     exclude_list: Annotated[Path | None, typer.Option(
         help="File of image file names: leave these photos out.", show_default=False)] = None,
 ) -> None:
-    """Measure detectors and classifier on VOC photos: recall, precision, accuracy, latency."""
+    """Measure detector settings and the classifier on VOC photos: recall per class and face size,
+    precision, accuracy, and a recall-against-cost table of the settings compared."""
     names = detector or ["yunet"]
     for name in names:
         _check_choice(name, DETECTOR_NAMES, "--detector")
     if detector_model is not None and len(names) > 1:
         raise fail("--detector-model goes with one --detector; use --detector-dir for several")
-    from edge.assets import DETECTOR_FILES
-    from edge.evaluate import evaluate as run_evaluation
-    from edge.evaluate import frame_latency, load_voc
+    if any(w < 0 for w in detect_width or ()):
+        raise fail("--detect-width must be 0 (as it is) or positive")
+    from edge.evaluate import Setting, compare, format_evaluation
     from edge.fileio import write_text_atomic
     from edge.labelmap import LabelMap, LabelMapError
-    from edge.pipeline import Pipeline, PipelineOptions
-    from edge.voc import read_name_list
+    from edge.pipeline import PipelineOptions
+    from edge.voc import load_voc, read_name_list
 
-    reports: dict[str, Any] = {}
+    base = PipelineOptions(model=model, threads=threads, calibrate_boxes=calibrate_boxes)
+    settings = Setting.grid(names, detector_model, detector_dir, detect_width,
+                            detector_threshold)
     try:
         names_only = read_name_list(only_list) if only_list else None
         names_out = read_name_list(exclude_list) if exclude_list else None
         images = load_voc(data, limit, LabelMap.parse(label_map), names_only, names_out)
-        for name in names:
-            path = detector_model
-            if path is None and detector_dir is not None and name in DETECTOR_FILES:
-                path = detector_dir / DETECTOR_FILES[name].filename
-            pipeline = Pipeline(PipelineOptions(
-                model=model, detector=name, detector_model=path,
-                detector_threshold=detector_threshold, detect_width=detect_width,
-                threads=threads))
-            with typer.progressbar(length=len(images), label=name, file=sys.stderr) as bar:
-                report = run_evaluation(pipeline, images, on_image=lambda: bar.update(1))
-            report["latency_640x480"] = frame_latency(pipeline, images)
-            reports[name] = report
+        with typer.progressbar(length=len(images) * len(settings), label="evaluating",
+                               file=sys.stderr) as bar:
+            reports = compare(settings, base, images, on_image=lambda: bar.update(1))
     except (*_user_errors(), LabelMapError) as exc:
         raise fail(str(exc)) from None
+    text = json.dumps(reports, indent=2) + "\n"
+    if json_out == "-":
+        typer.echo(text, nl=False)
+        return
     typer.echo(format_evaluation(reports))
     if json_out:
-        write_text_atomic(json_out, json.dumps(reports, indent=2) + "\n")
-
-
-def format_evaluation(reports: dict[str, Any]) -> str:
-    def pct(v: float | None) -> str:
-        return "   -  " if v is None else f"{100 * v:5.1f}%"
-
-    head = (f"{'detector':<16} {'recall':>6} {'masked':>6} {'m>=32':>6} {'prec':>6} "
-            f"{'acc':>6} {'acc@gt':>6} {'e2e':>6} {'ms/img':>6} {'ms/640':>6}")
-    lines = [head]
-    for name, r in reports.items():
-        lat = r.get("latency_640x480") or {}
-        lines.append(
-            f"{name:<16} {pct(r['recall']['all'])} {pct(r['recall'].get('with_mask'))} "
-            f"{pct(r['recall_with_mask_min32px'])} {pct(r['precision'])} "
-            f"{pct(r['accuracy_on_found_faces'])} {pct(r['accuracy_on_annotated_boxes'])} "
-            f"{pct(r['end_to_end'])} {r['detect_ms_per_image'] or 0:6.1f} "
-            f"{lat.get('detect_ms', 0):6.1f}")
-    lines += ["", "recall: annotated faces found (IoU >= 0.5); masked: with_mask faces; m>=32: "
-              "with_mask faces >= 32 px; prec: detections matching an annotation;",
-              "acc: classifier on the faces found; acc@gt: on the annotated boxes; e2e: "
-              "annotated faces found and labelled right; ms: detector per photo / 640x480 frame."]
-    return "\n".join(lines)
+        write_text_atomic(Path(json_out), text)
 
 
 @app.command("make-video")
@@ -350,8 +337,9 @@ def info(
         show_default=False)] = None,
 ) -> None:
     """What this device can run: TFLite runtimes, the model's contract, detectors, GUI."""
-    from edge.assets import cache_dir, default_model_path
+    from edge.assets import default_model_path
     from edge.detectors import DETECTORS
+    from edge.fileio import cache_root
     from edge.outputs import gui_problem
     from edge.runtime import available_runtimes
     from edge.tflite_metadata import read_contract
@@ -367,7 +355,7 @@ def info(
         typer.echo(f"model       {exc}")
     for name, (_, text) in DETECTORS.items():
         typer.echo(f"detector    {name:<16} {text}")
-    typer.echo(f"cache       {cache_dir()}")
+    typer.echo(f"cache       {cache_root()}")
     typer.echo(f"window      {gui_problem() or 'available (--show)'}")
 
 

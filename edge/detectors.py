@@ -1,13 +1,15 @@
 """Face detectors behind one protocol: `detect(rgb) -> list[Face]`, boxes in frame pixels.
 
-- `yunet`: OpenCV's `cv2.FaceDetectorYN` (ONNX model); the frame is downscaled to at most
-  `input_width` pixels wide before detection, boxes are scaled back.
+- `yunet` (default): YuNet. Without `--detector-model`, the `.tflite` files shipped in the package
+  (640x480 and 480x640 inputs, run by LiteRT: edge/yunet.py); with an ONNX file, OpenCV's
+  `cv2.FaceDetectorYN` on the frame scaled to `input_width` (default 640). Boxes are mapped onto
+  the annotation convention by a calibration fitted on held-in photos (edge/yunet.py).
 - `blazeface-short` / `blazeface-full`: MediaPipe's BlazeFace `.tflite` files run by LiteRT
   (edge/blazeface.py).
 - `none`: the whole frame is one face, for kiosk cameras that frame one person.
 
 `create_detector(DetectorOptions(...))` builds one by name; model files come from
-`--detector-model` or a verified cached download (edge/assets.py).
+`--detector-model`, the package (YuNet) or a verified cached download (BlazeFace; edge/assets.py).
 """
 
 from __future__ import annotations
@@ -20,9 +22,10 @@ from typing import Protocol
 import cv2
 import numpy as np
 
-from edge.assets import resolve_detector_model
+from edge.assets import resolve_detector_model, shipped_yunet_calibration, shipped_yunet_models
 from edge.blazeface import FULL_RANGE, SHORT_RANGE, BlazeFaceDetector
 from edge.boxes import Face, clip_box
+from edge.yunet import BoxCalibration, RawFaces, YuNetLite
 
 cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
 
@@ -33,26 +36,59 @@ class Detector(Protocol):
         ...
 
 
+#: The detect-width policy of YuNet's ONNX file under OpenCV: the frame is scaled (up or down) to
+#: this width before detection. The shipped `.tflite` YuNet has the same size built in (640x480,
+#: 480x640 for portrait frames). Measured in benchmarks/RESULTS.md (detector section): 320
+#: missed a third of the masked faces of 800 px photos; 640 costs about 3.7x as much.
+DEFAULT_DETECT_WIDTH = 640
+DEFAULT_YUNET_THRESHOLD = 0.6
+
+
 @dataclass(frozen=True)
 class DetectorOptions:
     """Which detector to build and how to run it."""
 
     name: str = "yunet"
-    model: Path | None = None  # None: the cached download (never for tests)
+    model: Path | None = None  # None: the shipped model (YuNet) or the cached download
     threads: int | None = None
-    runtime: str = "auto"  # TFLite runtime for BlazeFace
+    runtime: str = "auto"  # TFLite runtime for BlazeFace and the YuNet .tflite
     score_threshold: float | None = None  # None: the detector's own default
-    #: YuNet sees frames downscaled to at most this width (0 or None: full resolution).
-    input_width: int | None = 320
+    #: YuNet (ONNX) sees frames scaled to this width (0: as they are; None: the default).
+    input_width: int | None = None
+    #: YuNet boxes mapped onto the annotation convention (models/yunet_calibration.json).
+    calibrate: bool = True
 
 
-class YuNetDetector:
-    """cv2.FaceDetectorYN on a downscaled copy of the frame."""
+class _YuNetBase:
+    """What both YuNet back ends share: raw faces -> calibrated, clipped `Face` boxes."""
 
-    default_score_threshold = 0.6
+    calibration: BoxCalibration | None = None
+
+    def detect_raw(self, rgb: np.ndarray) -> RawFaces:
+        raise NotImplementedError
+
+    def detect(self, rgb: np.ndarray) -> list[Face]:
+        h, w = rgb.shape[:2]
+        raw = self.detect_raw(rgb)
+        if self.calibration is not None:
+            boxes = self.calibration.apply(raw)
+        else:
+            boxes = np.concatenate([raw.boxes[:, :2], raw.boxes[:, :2] + raw.boxes[:, 2:]], 1)
+        faces = []
+        for box, score in zip(boxes, raw.scores, strict=True):
+            clipped = clip_box(box, w, h)
+            if clipped[2] - clipped[0] >= 2 and clipped[3] - clipped[1] >= 2:
+                faces.append(Face(clipped, float(score)))
+        return faces
+
+
+class YuNetDetector(_YuNetBase):
+    """cv2.FaceDetectorYN (YuNet's ONNX file) on the frame scaled to `input_width`."""
+
+    default_score_threshold = DEFAULT_YUNET_THRESHOLD
 
     def __init__(self, model_path: str | Path, score_threshold: float | None = None,
-                 input_width: int | None = 320, threads: int | None = None,
+                 input_width: int | None = DEFAULT_DETECT_WIDTH, threads: int | None = None,
                  nms_threshold: float = 0.3) -> None:
         if threads:
             cv2.setNumThreads(int(threads))
@@ -67,13 +103,13 @@ class YuNetDetector:
             raise ValueError(f"OpenCV cannot load YuNet model {model_path}: "
                              f"{str(exc).strip().splitlines()[-1]}") from None
 
-    def detect(self, rgb: np.ndarray) -> list[Face]:
+    def detect_raw(self, rgb: np.ndarray) -> RawFaces:
         h, w = rgb.shape[:2]
         scale = 1.0
-        if self.input_width and w > self.input_width:
+        if self.input_width and w != self.input_width:
             scale = self.input_width / w
             small = cv2.resize(rgb, (self.input_width, max(1, round(h * scale))),
-                               interpolation=cv2.INTER_AREA)
+                               interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
         else:
             small = rgb
         bgr = cv2.cvtColor(small, cv2.COLOR_RGB2BGR)  # YuNet was trained on BGR
@@ -89,15 +125,24 @@ class YuNetDetector:
             self._net.setInputSize(size)
             self._size = size
         _, found = self._net.detect(bgr)
-        if found is None:
-            return []
-        faces = []
-        for row in found[np.argsort(-found[:, -1])]:
-            x, y, bw, bh = row[:4] / scale
-            box = clip_box((x, y, x + bw, y + bh), w, h)
-            if box[2] - box[0] >= 2 and box[3] - box[1] >= 2:
-                faces.append(Face(box, float(row[-1])))
-        return faces
+        if found is None or not len(found):
+            return RawFaces.empty()
+        found = found[np.argsort(-found[:, -1], kind="stable")]
+        return RawFaces(found[:, :4], found[:, 4:14], found[:, -1]).scaled(1.0 / scale)
+
+
+class YuNetTFLiteDetector(_YuNetBase):
+    """YuNet `.tflite` files (fixed input sizes) under LiteRT: edge/yunet.py."""
+
+    def __init__(self, model_paths: list[Path], score_threshold: float | None = None,
+                 threads: int | None = None, runtime: str = "auto") -> None:
+        threshold = DEFAULT_YUNET_THRESHOLD if score_threshold is None else score_threshold
+        self._lite = YuNetLite(model_paths, threads, runtime, threshold)
+        self.score_threshold = threshold
+        self.input_sizes = self._lite.input_sizes
+
+    def detect_raw(self, rgb: np.ndarray) -> RawFaces:
+        return self._lite.detect_raw(rgb)
 
 
 class WholeFrameDetector:
@@ -109,8 +154,23 @@ class WholeFrameDetector:
 
 
 def _yunet(options: DetectorOptions) -> Detector:
-    return YuNetDetector(resolve_detector_model("yunet", options.model), options.score_threshold,
-                         options.input_width, options.threads)
+    detector: _YuNetBase
+    if options.model is None or Path(options.model).suffix.lower() == ".tflite":
+        if options.input_width not in (None, DEFAULT_DETECT_WIDTH):
+            raise ValueError(f"--detect-width {options.input_width}: the .tflite YuNet has a "
+                             "fixed input (640x480); pass YuNet's ONNX file with "
+                             "--detector-model for another width")
+        paths = ([resolve_detector_model("yunet", options.model)] if options.model
+                 else shipped_yunet_models())
+        detector = YuNetTFLiteDetector(paths, options.score_threshold, options.threads,
+                                       options.runtime)
+    else:
+        width = DEFAULT_DETECT_WIDTH if options.input_width is None else options.input_width
+        detector = YuNetDetector(resolve_detector_model("yunet", options.model),
+                                 options.score_threshold, width, options.threads)
+    if options.calibrate:
+        detector.calibration = BoxCalibration.load(shipped_yunet_calibration())
+    return detector
 
 
 def _blazeface(kind: str) -> Callable[[DetectorOptions], Detector]:
@@ -126,7 +186,7 @@ def _blazeface(kind: str) -> Callable[[DetectorOptions], Detector]:
 
 #: Detector name -> (factory, one-line description).
 DETECTORS: dict[str, tuple[Callable[[DetectorOptions], Detector], str]] = {
-    "yunet": (_yunet, "OpenCV YuNet (cv2.FaceDetectorYN, ONNX)"),
+    "yunet": (_yunet, "YuNet: the shipped .tflite (LiteRT), or an ONNX file (OpenCV)"),
     "blazeface-short": (_blazeface("blazeface-short"),
                         "MediaPipe BlazeFace short range (128 px, faces within ~2 m)"),
     "blazeface-full": (_blazeface("blazeface-full"),

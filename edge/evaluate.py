@@ -3,7 +3,8 @@
 Each photo goes through `Pipeline.process` exactly as a camera frame would. Its faces are matched
 to the annotated boxes greedily by detector score at IoU >= 0.5 (Pascal VOC). Reported:
 
-- detector recall per annotated class (and for masked faces at least 32 px on their short side),
+- detector recall per annotated class, for all faces and for faces at least 32 px on their short
+  side (`recall`, `recall_min32px`, and the weakest class's `min_class_recall_min32px`),
   precision (annotations miss some faces, so it is a lower bound),
 - per-face accuracy of the classifier on the faces the pipeline found, and on the annotated boxes
   (the classifier alone), for the annotated classes the model knows,
@@ -16,6 +17,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +27,7 @@ import numpy as np
 from edge.boxes import iou_matrix
 from edge.imageops import crop_face
 from edge.metrics import classification_report
-from edge.pipeline import Pipeline
+from edge.pipeline import FaceResult, Pipeline, PipelineOptions
 from edge.voc import AnnotatedImage, Annotation, DatasetError, load_voc  # noqa: F401 (re-exported)
 
 IOU_THRESHOLD = 0.5
@@ -58,50 +60,53 @@ def _ratio(num: int, den: int) -> float | None:
     return num / den if den else None
 
 
-def evaluate(pipeline: Pipeline, images: Iterable[AnnotatedImage],
-             on_image: Callable[[], None] | None = None) -> dict[str, Any]:
-    """Run the pipeline over annotated images and report detection and classification quality."""
-    labels = pipeline.labels
-    index = {name: i for i, name in enumerate(labels)}
-    counts: Counter[str] = Counter()
-    found_by_class: Counter[str] = Counter()
-    masked_large = masked_large_found = 0
-    detections = true_detections = 0
-    y_true, y_found, y_annotated_true, y_annotated = [], [], [], []
-    end_to_end = known_faces = 0
-    unknown_predictions: dict[str, Counter[str]] = {}
-    detect_ms, used, skipped = [], 0, 0
-    for item in images:
-        rgb = read_rgb(item.path)
-        if on_image:
-            on_image()
-        if rgb is None:
-            skipped += 1
-            continue
-        used += 1
-        result = pipeline.process(rgb)
-        detect_ms.append(result.timings_ms["detect"])
+@dataclass
+class _Tally:
+    """Running counts of one evaluation (see `evaluate`)."""
+
+    labels: tuple[str, ...]
+    faces: Counter[str] = field(default_factory=Counter)
+    found: Counter[str] = field(default_factory=Counter)
+    faces_large: Counter[str] = field(default_factory=Counter)
+    found_large: Counter[str] = field(default_factory=Counter)
+    detections: int = 0
+    true_detections: int = 0
+    y_true: list[int] = field(default_factory=list)
+    y_found: list[int] = field(default_factory=list)
+    y_box_true: list[int] = field(default_factory=list)
+    y_box: list[int] = field(default_factory=list)
+    end_to_end: int = 0
+    known_faces: int = 0
+    unknown: dict[str, Counter[str]] = field(default_factory=dict)
+    detect_ms: list[float] = field(default_factory=list)
+
+    def add_detections(self, item: AnnotatedImage, faces: tuple[FaceResult, ...]) -> None:
+        index = {name: i for i, name in enumerate(self.labels)}
         truth = np.array([a.box for a in item.annotations], np.float64).reshape(-1, 4)
-        found = np.array([f.box for f in result.faces], np.float64).reshape(-1, 4)
-        scores = np.array([f.detector_score for f in result.faces])
-        matched = match(truth, found, scores)
-        detections += len(found)
-        true_detections += int((matched >= 0).sum())
+        found = np.array([f.box for f in faces], np.float64).reshape(-1, 4)
+        matched = match(truth, found, np.array([f.detector_score for f in faces]))
+        self.detections += len(found)
+        self.true_detections += int((matched >= 0).sum())
         for ann, d in zip(item.annotations, matched, strict=True):
-            counts[ann.label] += 1
-            hit = d >= 0
-            found_by_class[ann.label] += int(hit)
-            if ann.label == MASKED and ann.short_side >= SMALL_FACE:
-                masked_large += 1
-                masked_large_found += int(hit)
+            hit = int(d >= 0)
+            self.faces[ann.label] += 1
+            self.found[ann.label] += hit
+            if ann.short_side >= SMALL_FACE:
+                self.faces_large[ann.label] += 1
+                self.found_large[ann.label] += hit
             if ann.label in index:
-                known_faces += 1
+                self.known_faces += 1
                 if hit:
-                    y_true.append(index[ann.label])
-                    y_found.append(index[result.faces[d].label])
-                    end_to_end += int(result.faces[d].label == ann.label)
+                    self.y_true.append(index[ann.label])
+                    self.y_found.append(index[faces[d].label])
+                    self.end_to_end += int(faces[d].label == ann.label)
             elif hit:
-                unknown_predictions.setdefault(ann.label, Counter())[result.faces[d].label] += 1
+                self.unknown.setdefault(ann.label, Counter())[faces[d].label] += 1
+
+    def add_annotated_boxes(self, pipeline: Pipeline, rgb: np.ndarray,
+                            item: AnnotatedImage) -> None:
+        """The classifier alone on the annotated boxes of the classes it knows."""
+        index = {name: i for i, name in enumerate(self.labels)}
         known, crops = [], []
         for ann in item.annotations:
             if ann.label not in index:
@@ -113,31 +118,63 @@ def evaluate(pipeline: Pipeline, images: Iterable[AnnotatedImage],
             known.append(ann)
         if known:
             probs = pipeline.classifier.classify(crops)
-            y_annotated_true += [index[a.label] for a in known]
-            y_annotated += probs.argmax(axis=1).tolist()
-    total = sum(counts.values())
-    report: dict[str, Any] = {
-        "images": used, "unreadable_images": skipped, "faces": dict(counts),
-        "detector": pipeline.options.detector, "detect_width": pipeline.options.detect_width,
-        "iou_threshold": IOU_THRESHOLD,
-        "recall": {"all": _ratio(sum(found_by_class.values()), total),
-                   **{k: _ratio(found_by_class[k], n) for k, n in sorted(counts.items())}},
-        f"recall_{MASKED}_min{SMALL_FACE}px": _ratio(masked_large_found, masked_large),
-        f"{MASKED}_min{SMALL_FACE}px_faces": masked_large,
-        "detections": detections,
-        "precision": _ratio(true_detections, detections),
-        "detect_ms_per_image": float(np.mean(detect_ms)) if detect_ms else None,
-        "labels": list(labels),
-        "accuracy_on_found_faces": _ratio(int(np.sum(np.equal(y_true, y_found))), len(y_true)),
-        "accuracy_on_annotated_boxes": _ratio(
-            int(np.sum(np.equal(y_annotated_true, y_annotated))), len(y_annotated)),
-        "end_to_end": _ratio(end_to_end, known_faces),
-        "predictions_for_unknown_classes": {k: dict(v) for k, v in unknown_predictions.items()},
-    }
-    if y_true:
-        report["report_on_found_faces"] = classification_report(
-            np.array(y_true), np.array(y_found), labels)
-    return report
+            self.y_box_true += [index[a.label] for a in known]
+            self.y_box += probs.argmax(axis=1).tolist()
+
+    def recall(self, large: bool) -> dict[str, float | None]:
+        faces, found = (self.faces_large, self.found_large) if large else (self.faces, self.found)
+        return {"all": _ratio(sum(found.values()), sum(faces.values())),
+                **{k: _ratio(found[k], n) for k, n in sorted(faces.items())}}
+
+    def report(self) -> dict[str, Any]:
+        large = self.recall(large=True)
+        report: dict[str, Any] = {
+            "faces": dict(self.faces), f"faces_min{SMALL_FACE}px": dict(self.faces_large),
+            "iou_threshold": IOU_THRESHOLD, "recall": self.recall(large=False),
+            f"recall_min{SMALL_FACE}px": large,
+            f"recall_{MASKED}_min{SMALL_FACE}px": large.get(MASKED),
+            f"{MASKED}_min{SMALL_FACE}px_faces": self.faces_large.get(MASKED, 0),
+            "min_class_recall_min32px": min((v for k, v in large.items()
+                                             if k != "all" and v is not None), default=None),
+            "detections": self.detections,
+            "precision": _ratio(self.true_detections, self.detections),
+            "detect_ms_per_image": float(np.mean(self.detect_ms)) if self.detect_ms else None,
+            "labels": list(self.labels),
+            "accuracy_on_found_faces": _ratio(
+                int(np.sum(np.equal(self.y_true, self.y_found))), len(self.y_true)),
+            "accuracy_on_annotated_boxes": _ratio(
+                int(np.sum(np.equal(self.y_box_true, self.y_box))), len(self.y_box)),
+            "end_to_end": _ratio(self.end_to_end, self.known_faces),
+            "predictions_for_unknown_classes": {k: dict(v) for k, v in self.unknown.items()},
+        }
+        if self.y_true:
+            report["report_on_found_faces"] = classification_report(
+                np.array(self.y_true), np.array(self.y_found), self.labels)
+        return report
+
+
+def evaluate(pipeline: Pipeline, images: Iterable[AnnotatedImage],
+             on_image: Callable[[], None] | None = None) -> dict[str, Any]:
+    """Run the pipeline over annotated images and report detection and classification quality:
+    recall per class for all faces and for faces of at least 32 px, precision, classifier
+    accuracy on the faces found and on the annotated boxes, detector time."""
+    tally = _Tally(pipeline.labels)
+    used = skipped = 0
+    for item in images:
+        rgb = read_rgb(item.path)
+        if on_image:
+            on_image()
+        if rgb is None:
+            skipped += 1
+            continue
+        used += 1
+        result = pipeline.process(rgb)
+        tally.detect_ms.append(result.timings_ms["detect"])
+        tally.add_detections(item, result.faces)
+        tally.add_annotated_boxes(pipeline, rgb, item)
+    return {"images": used, "unreadable_images": skipped,
+            "detector": pipeline.options.detector, "detect_width": pipeline.options.detect_width,
+            "detector_threshold": pipeline.options.detector_threshold, **tally.report()}
 
 
 def frame_latency(pipeline: Pipeline, images: Iterable[AnnotatedImage],
@@ -166,3 +203,85 @@ def frame_latency(pipeline: Pipeline, images: Iterable[AnnotatedImage],
             "faces_per_frame": faces / len(stack),
             **{f"{k}_ms": float(np.mean(v)) for k, v in timings.items()},
             "fps": len(stack) / elapsed}
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One detector setting to measure: which detector, its file, input width and threshold."""
+
+    detector: str
+    model: Path | None = None
+    width: int | None = None
+    threshold: float | None = None
+
+    @property
+    def name(self) -> str:
+        parts = [self.detector]
+        if self.model is not None:
+            parts.append(self.model.suffix.lstrip(".") or self.model.name)
+        if self.width is not None:
+            parts.append(f"w{self.width}")
+        if self.threshold is not None:
+            parts.append(f"t{self.threshold:g}")
+        return " ".join(parts)
+
+    @classmethod
+    def grid(cls, detectors: list[str], model: Path | None, model_dir: Path | None,
+             widths: list[int] | None, thresholds: list[float] | None) -> list[Setting]:
+        """Every combination; widths apply to YuNet's ONNX file only."""
+        from edge.assets import DETECTOR_FILES
+
+        settings = []
+        for name in detectors:
+            path = model
+            if path is None and model_dir is not None and name.startswith("blazeface"):
+                path = model_dir / DETECTOR_FILES[name].filename
+            onnx = name == "yunet" and path is not None and path.suffix.lower() == ".onnx"
+            for width in (widths or [None]) if onnx else [None]:
+                settings += [cls(name, path, width, t) for t in thresholds or [None]]
+        return settings
+
+
+def compare(settings: list[Setting], base: PipelineOptions, images: list[AnnotatedImage],
+            on_image: Callable[[], None] | None = None) -> dict[str, Any]:
+    """`evaluate` and `frame_latency` for each setting, by setting name."""
+    reports: dict[str, Any] = {}
+    for setting in settings:
+        pipeline = Pipeline(replace(base, detector=setting.detector, detector_model=setting.model,
+                                    detect_width=setting.width,
+                                    detector_threshold=setting.threshold))
+        report = evaluate(pipeline, images, on_image)
+        report["setting"] = setting.name
+        report["calibrate_boxes"] = base.calibrate_boxes
+        report["latency_640x480"] = frame_latency(pipeline, images)
+        reports[setting.name] = report
+    return reports
+
+
+def _pct(v: float | None) -> str:
+    return "    - " if v is None else f"{100 * v:5.1f}%"
+
+
+def format_evaluation(reports: dict[str, Any]) -> str:
+    """Recall against cost: one row per setting, recall per class for faces >= 32 px."""
+    classes = sorted({c for r in reports.values() for c in r[f"faces_min{SMALL_FACE}px"]})
+    short = {c: c.replace("mask_weared_incorrect", "incorrect").replace("_mask", "")[:9]
+             for c in classes}
+    width = max([len(n) for n in reports] + [8])
+    head = (f"{'setting':<{width}} " + " ".join(f"{short[c]:>9}" for c in classes)
+            + f" {'all>=32':>7} {'all':>6} {'prec':>6} {'acc':>6} {'e2e':>6} {'ms/img':>6}"
+            f" {'ms/640':>6}")
+    lines = [head]
+    for name, r in reports.items():
+        large = r[f"recall_min{SMALL_FACE}px"]
+        lat = r.get("latency_640x480") or {}
+        lines.append(f"{name:<{width}} " + " ".join(f"{_pct(large.get(c)):>9}" for c in classes)
+                     + f" {_pct(large.get('all')):>7} {_pct(r['recall']['all'])}"
+                     f" {_pct(r['precision'])} {_pct(r['accuracy_on_found_faces'])}"
+                     f" {_pct(r['end_to_end'])} {r['detect_ms_per_image'] or 0:6.1f}"
+                     f" {lat.get('detect_ms', 0):6.1f}")
+    lines += ["", f"class columns and all>=32: recall of annotated faces >= {SMALL_FACE} px "
+              f"(found = IoU >= {IOU_THRESHOLD}); all: every face; prec: detections matching an "
+              "annotation;", "acc: classifier on the faces found; e2e: annotated faces found and "
+              "labelled right; ms: detector per photo / per 640x480 frame."]
+    return "\n".join(lines)

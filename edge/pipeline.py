@@ -34,10 +34,12 @@ class PipelineOptions:
 
     model: Path | None = None  # None: $MASKEDGE_MODEL or models/face_mask_2c_int8.tflite
     detector: str = DEFAULT_DETECTOR
-    detector_model: Path | None = None  # None: the verified cached download
+    detector_model: Path | None = None  # None: the shipped YuNet, or the verified cached download
     detector_threshold: float | None = None  # None: the detector's default
-    #: YuNet sees frames downscaled to at most this width; 0 = full resolution.
-    detect_width: int = 320
+    #: YuNet's ONNX file sees frames scaled to this width; 0 = as they are; None = the default
+    #: (edge.detectors.DEFAULT_DETECT_WIDTH; the shipped .tflite YuNet has it built in).
+    detect_width: int | None = None
+    calibrate_boxes: bool = True  # YuNet boxes mapped onto the annotation convention
     threads: int | None = None  # interpreter (and OpenCV) threads; None lets them choose
     runtime: str = "auto"  # auto | litert | tflite_runtime | tensorflow
     margin: float = FACE_MARGIN
@@ -77,7 +79,7 @@ class Pipeline:
         detector = create_detector(DetectorOptions(
             name=options.detector, model=options.detector_model, threads=options.threads,
             runtime=options.runtime, score_threshold=options.detector_threshold,
-            input_width=options.detect_width))
+            input_width=options.detect_width, calibrate=options.calibrate_boxes))
         self._init(detector, classifier, options)
 
     @classmethod

@@ -257,7 +257,7 @@ def test_cli_refuses_bad_input_with_one_line(tmp_path: Path) -> None:
     bad = _cli("--only", "nonsense", "--out", str(tmp_path))
     assert bad.returncode == 2 and bad.stderr.strip().splitlines() == [
         "error: unknown section nonsense; choose from sizes, latency, accuracy, roofline, "
-        "endtoend, training"]
+        "endtoend, detector, training"]
     clobber = _cli("--quick", "--out", str(ROOT / "benchmarks" / "results"))
     assert clobber.returncode == 2 and "must not write over the full report" in clobber.stderr
     missing = _cli("--quick", "--out", str(tmp_path), "--shared", str(tmp_path / "nowhere"))

@@ -22,6 +22,7 @@ from edge.boxes import iou
 from edge.detectors import DETECTORS as REGISTRY
 from edge.detectors import DetectorOptions, WholeFrameDetector, YuNetDetector, create_detector
 from edge.evaluate import load_voc, read_rgb
+from edge.fileio import sha256_file
 
 YUNET = DETECTORS / "face_detection_yunet_2023mar.onnx"
 SHORT = DETECTORS / "face_detection_short_range.tflite"
@@ -138,7 +139,7 @@ def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def test_pinned_hashes_are_those_of_the_shared_detector_files() -> None:
     for name, remote in assets.DETECTOR_FILES.items():
-        assert assets.sha256_of(DETECTORS / remote.filename) == remote.sha256, name
+        assert sha256_file(DETECTORS / remote.filename) == remote.sha256, name
     assert "opencv_zoo" in assets.DETECTOR_FILES["yunet"].url
 
 
@@ -146,7 +147,7 @@ def test_fetch_downloads_once_verifies_and_caches(cache: Path) -> None:
     real = assets.DETECTOR_FILES["yunet"]
     local = assets.RemoteFile(real.filename, YUNET.as_uri(), real.sha256)  # no network: file://
     path = assets.fetch(local)
-    assert path == cache / real.filename and assets.sha256_of(path) == real.sha256
+    assert path == cache / real.filename and sha256_file(path) == real.sha256
     gone = assets.RemoteFile(real.filename, "file:///nonexistent/x.onnx", real.sha256)
     assert assets.fetch(gone) == path  # served from the cache, no download attempted
 

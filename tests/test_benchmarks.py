@@ -16,7 +16,7 @@ import pytest
 
 from tests.conftest import ROOT, SHARED
 
-SECTIONS = ("sizes", "latency", "accuracy", "roofline", "endtoend", "training")
+SECTIONS = ("sizes", "latency", "accuracy", "roofline", "endtoend", "detector", "training")
 
 
 @pytest.fixture(scope="module")
@@ -113,3 +113,18 @@ def test_end_to_end_and_training_are_sane(quick_run: dict[str, Any]) -> None:
     best_ref = max(e["test_accuracy"] for e in epochs)
     assert training["common_accuracy"] == min(best_ref, training["cached"]["test_accuracy"])
     assert training["at_common"]["reference_s"] is not None and training["ladder"]
+
+
+@pytest.mark.slow
+def test_detector_section_compares_before_and_after(quick_run: dict[str, Any]) -> None:
+    """The per-frame time of the pipeline with the default detector is measured on the 640x480
+    video (a benchmark: the bound is reported in RESULTS.md, here only checked to be sane)."""
+    result = quick_run["sections"]["detector"]["result"]
+    for rows in result["photos"].values():
+        before, after = rows[0], rows[1]
+        assert before["setting"].startswith("before") and after["setting"].startswith("default")
+        for row in (before, after):
+            assert 0 <= row["min_class_recall_min32px"] <= 1 and row["detect_ms_640x480"] > 0
+    loops = result["pipeline"]
+    assert all(v["status"] == "ok" and 0 < v["frame_ms"]["p50_ms"] < 1000 for v in loops.values())
+    assert "## Detector" in (quick_run["out"] / "RESULTS.md").read_text()

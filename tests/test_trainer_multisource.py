@@ -168,3 +168,36 @@ def test_shipped_3c_model_through_edge_run(tmp_path: Path) -> None:
     assert {a["label"] for a in alerts} <= {"without_mask", "mask_weared_incorrect"}
     assert video.stat().st_size > 0
     assert np.isfinite([f["score"] for f in faces]).all()
+
+
+def test_threeclass_section_renders_from_its_json() -> None:
+    from benchmarks.report import render_threeclass
+    from benchmarks.threeclass import ROWS, command_of
+
+    measured = {"n": 3, "accuracy": 0.9, "per_class": {
+        c: {"precision": 1.0, "recall": 0.5, "f1": 0.667, "support": 1} for c in THREE}}
+    sets = {"ilc-dev held-out": measured, "face-mask-voc test": measured}
+    report = {"command": "python -m benchmarks.threeclass", "holdout": {},
+              "rows": [{"name": "voc", "change": "baseline", "base": None, "train_faces": 10,
+                        "train_seconds": 1.0, "keras": sets}],
+              "shipped": {"row": "voc", "model": "models/x.tflite", "size_bytes": 2_000_000,
+                          "keras": sets, "int8": sets, "command": command_of(ROWS[0]),
+                          "convert_command": "convert runs/3c/model.h5 -q int8"}}
+    text = "\n".join(render_threeclass(report))
+    assert "| `voc` | baseline |" in text and "90.0%" in text and "0.67" in text
+    assert "--exclude-list benchmarks/holdout/face-mask-ilc-dev-test.txt" in text
+
+
+@pytest.mark.slow
+def test_threeclass_quick_run(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.threeclass", "--quick",
+                           "--no-ship", "--out", str(tmp_path)], capture_output=True, text=True,
+                          cwd=ROOT, check=False, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads((tmp_path / "threeclass.json").read_text())
+    assert [r["name"] for r in report["rows"]] == ["voc", "voc+ilc"]
+    assert all(set(r["keras"]) == {"ilc-dev held-out", "face-mask-voc test"}
+               for r in report["rows"])

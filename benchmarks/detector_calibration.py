@@ -18,12 +18,13 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.holdout_split import ILC_TEST_LIST
-from edge.assets import YUNET_CALIBRATION, project_models_dir, shipped_yunet_models
+from edge.assets import YUNET_CALIBRATION, project_models_dir
 from edge.boxes import iou_matrix
+from edge.detectors import DetectorOptions, create_detector
 from edge.evaluate import read_rgb
 from edge.fileio import write_text_atomic
 from edge.voc import load_voc, read_name_list
-from edge.yunet import RawFaces, YuNetLite, fit_calibration
+from edge.yunet import RawFaces, fit_calibration
 
 MATCH_IOU = 0.3
 FIT_THRESHOLD = 0.3
@@ -31,13 +32,13 @@ FIT_THRESHOLD = 0.3
 
 def matched_pairs(root: Path) -> list[tuple[RawFaces, np.ndarray]]:
     """(detections, their annotated boxes) for every detection overlapping an annotation."""
-    detector = YuNetLite(shipped_yunet_models(), score_threshold=FIT_THRESHOLD)
+    detector = create_detector(DetectorOptions(score_threshold=FIT_THRESHOLD, calibrate=False))
     pairs = []
     for item in load_voc(root, exclude=read_name_list(ILC_TEST_LIST)):
         rgb = read_rgb(item.path)
         if rgb is None or not item.annotations:
             continue
-        raw = detector.detect_raw(rgb)
+        raw = detector.detect_raw(rgb)  # type: ignore[attr-defined]
         if not len(raw.scores):
             continue
         truth = np.array([a.box for a in item.annotations], np.float64)

@@ -22,7 +22,7 @@ from edge.fileio import atomic_path, cache_root, sha256_file
 
 DEFAULT_MODEL_NAME = "face_mask_2c_int8.tflite"
 #: The default face detector, shipped with the package (models/DETECTOR_CARD.md).
-YUNET_TFLITE_FILES = ("yunet_640x480.tflite", "yunet_480x640.tflite")
+YUNET_TFLITE = "yunet.tflite"
 YUNET_CALIBRATION = "yunet_calibration.json"
 MODEL_ENV = "MASKEDGE_MODEL"
 
@@ -72,14 +72,13 @@ def project_models_dir() -> Path:
     return Path(__file__).resolve().parents[1] / "models"
 
 
-def shipped_yunet_models() -> list[Path]:
-    """The YuNet `.tflite` files in the package (landscape first); AssetError if missing."""
-    paths = [project_models_dir() / name for name in YUNET_TFLITE_FILES]
-    missing = [p for p in paths if not p.is_file()]
-    if missing:
-        raise AssetError(f"the shipped face detector is missing ({missing[0]}); reinstall "
-                         "maskedge or pass --detector-model PATH")
-    return paths
+def shipped_yunet_model() -> Path:
+    """The YuNet `.tflite` in the package; AssetError if it is missing."""
+    path = project_models_dir() / YUNET_TFLITE
+    if not path.is_file():
+        raise AssetError(f"the shipped face detector is missing ({path}); reinstall maskedge "
+                         "or pass --detector-model PATH")
+    return path
 
 
 def shipped_yunet_calibration() -> Path:

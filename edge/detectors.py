@@ -1,8 +1,8 @@
 """Face detectors behind one protocol: `detect(rgb) -> list[Face]`, boxes in frame pixels.
 
-- `yunet` (default): YuNet. Without `--detector-model`, the `.tflite` files shipped in the package
-  (640x480 and 480x640 inputs, run by LiteRT: edge/yunet.py); with an ONNX file, OpenCV's
-  `cv2.FaceDetectorYN` on the frame scaled to `input_width` (default 640). Boxes are mapped onto
+- `yunet` (default): YuNet on the frame scaled to `input_width` (default 640). Without
+  `--detector-model`, the `.tflite` shipped in the package, run by LiteRT (edge/yunet.py); with
+  YuNet's ONNX file, OpenCV's `cv2.FaceDetectorYN`. Boxes are mapped onto
   the annotation convention by a calibration fitted on held-in photos (edge/yunet.py).
 - `blazeface-short` / `blazeface-full`: MediaPipe's BlazeFace `.tflite` files run by LiteRT
   (edge/blazeface.py).
@@ -22,7 +22,7 @@ from typing import Protocol
 import cv2
 import numpy as np
 
-from edge.assets import resolve_detector_model, shipped_yunet_calibration, shipped_yunet_models
+from edge.assets import resolve_detector_model, shipped_yunet_calibration, shipped_yunet_model
 from edge.blazeface import FULL_RANGE, SHORT_RANGE, BlazeFaceDetector
 from edge.boxes import Face, clip_box
 from edge.yunet import BoxCalibration, RawFaces, YuNetLite
@@ -36,10 +36,9 @@ class Detector(Protocol):
         ...
 
 
-#: The detect-width policy of YuNet's ONNX file under OpenCV: the frame is scaled (up or down) to
-#: this width before detection. The shipped `.tflite` YuNet has the same size built in (640x480,
-#: 480x640 for portrait frames). Measured in benchmarks/RESULTS.md (detector section): 320
-#: missed a third of the masked faces of 800 px photos; 640 costs about 3.7x as much.
+#: The detect-width policy: YuNet sees each frame scaled (up or down) to this width. Measured in
+#: benchmarks/RESULTS.md (detector section): at 320, 800 px photos lose a third of their masked
+#: faces and 400 px photos gain from being scaled up; 640 costs about 3.7x as much as 320.
 DEFAULT_DETECT_WIDTH = 640
 DEFAULT_YUNET_THRESHOLD = 0.6
 
@@ -60,12 +59,29 @@ class DetectorOptions:
 
 
 class _YuNetBase:
-    """What both YuNet back ends share: raw faces -> calibrated, clipped `Face` boxes."""
+    """What both YuNet back ends share: the detect-width policy (the frame scaled, up or down, to
+    `input_width` and padded bottom/right to multiples of 32, as YuNet wants), and raw faces ->
+    calibrated, clipped `Face` boxes."""
 
     calibration: BoxCalibration | None = None
+    input_width: int | None = DEFAULT_DETECT_WIDTH
+
+    def _detect_bgr(self, bgr: np.ndarray) -> RawFaces:
+        raise NotImplementedError
 
     def detect_raw(self, rgb: np.ndarray) -> RawFaces:
-        raise NotImplementedError
+        h, w = rgb.shape[:2]
+        scale = self.input_width / w if self.input_width else 1.0
+        if scale != 1.0:
+            rgb = cv2.resize(rgb, (self.input_width, max(1, round(h * scale))),
+                             interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+        bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)  # YuNet was trained on BGR
+        # Padding bottom/right keeps box coordinates and lets photos of slightly different sizes
+        # share one input size instead of re-planning the network for each.
+        sh, sw = bgr.shape[:2]
+        if sh % 32 or sw % 32:
+            bgr = cv2.copyMakeBorder(bgr, 0, -sh % 32, 0, -sw % 32, cv2.BORDER_CONSTANT, value=0)
+        return self._detect_bgr(bgr).scaled(1.0 / scale)
 
     def detect(self, rgb: np.ndarray) -> list[Face]:
         h, w = rgb.shape[:2]
@@ -83,7 +99,7 @@ class _YuNetBase:
 
 
 class YuNetDetector(_YuNetBase):
-    """cv2.FaceDetectorYN (YuNet's ONNX file) on the frame scaled to `input_width`."""
+    """YuNet's ONNX file under OpenCV (`cv2.FaceDetectorYN`)."""
 
     default_score_threshold = DEFAULT_YUNET_THRESHOLD
 
@@ -95,7 +111,7 @@ class YuNetDetector(_YuNetBase):
         self.score_threshold = (self.default_score_threshold if score_threshold is None
                                 else score_threshold)
         self.input_width = input_width or None
-        self._size = (320, 240)
+        self._size = (320, 256)
         try:
             self._net = cv2.FaceDetectorYN.create(str(model_path), "", self._size,
                                                   self.score_threshold, nms_threshold, 5000)
@@ -103,23 +119,7 @@ class YuNetDetector(_YuNetBase):
             raise ValueError(f"OpenCV cannot load YuNet model {model_path}: "
                              f"{str(exc).strip().splitlines()[-1]}") from None
 
-    def detect_raw(self, rgb: np.ndarray) -> RawFaces:
-        h, w = rgb.shape[:2]
-        scale = 1.0
-        if self.input_width and w != self.input_width:
-            scale = self.input_width / w
-            small = cv2.resize(rgb, (self.input_width, max(1, round(h * scale))),
-                               interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
-        else:
-            small = rgb
-        bgr = cv2.cvtColor(small, cv2.COLOR_RGB2BGR)  # YuNet was trained on BGR
-        # YuNet pads its input to multiples of 32 anyway; padding here (bottom/right, so boxes
-        # keep their coordinates) lets photos of slightly different sizes share one input size
-        # instead of re-planning the network for each.
-        sh, sw = bgr.shape[:2]
-        pad_h, pad_w = -sh % 32, -sw % 32
-        if pad_h or pad_w:
-            bgr = cv2.copyMakeBorder(bgr, 0, pad_h, 0, pad_w, cv2.BORDER_CONSTANT, value=0)
+    def _detect_bgr(self, bgr: np.ndarray) -> RawFaces:
         size = (bgr.shape[1], bgr.shape[0])
         if size != self._size:
             self._net.setInputSize(size)
@@ -128,21 +128,22 @@ class YuNetDetector(_YuNetBase):
         if found is None or not len(found):
             return RawFaces.empty()
         found = found[np.argsort(-found[:, -1], kind="stable")]
-        return RawFaces(found[:, :4], found[:, 4:14], found[:, -1]).scaled(1.0 / scale)
+        return RawFaces(found[:, :4], found[:, 4:14], found[:, -1])
 
 
 class YuNetTFLiteDetector(_YuNetBase):
-    """YuNet `.tflite` files (fixed input sizes) under LiteRT: edge/yunet.py."""
+    """YuNet's `.tflite` (dynamic input size) under LiteRT: edge/yunet.py."""
 
-    def __init__(self, model_paths: list[Path], score_threshold: float | None = None,
-                 threads: int | None = None, runtime: str = "auto") -> None:
+    def __init__(self, model_path: Path, score_threshold: float | None = None,
+                 input_width: int | None = DEFAULT_DETECT_WIDTH, threads: int | None = None,
+                 runtime: str = "auto") -> None:
         threshold = DEFAULT_YUNET_THRESHOLD if score_threshold is None else score_threshold
-        self._lite = YuNetLite(model_paths, threads, runtime, threshold)
+        self._lite = YuNetLite(model_path, threads, runtime, threshold)
         self.score_threshold = threshold
-        self.input_sizes = self._lite.input_sizes
+        self.input_width = input_width or None
 
-    def detect_raw(self, rgb: np.ndarray) -> RawFaces:
-        return self._lite.detect_raw(rgb)
+    def _detect_bgr(self, bgr: np.ndarray) -> RawFaces:
+        return self._lite.detect_bgr(bgr)
 
 
 class WholeFrameDetector:
@@ -154,20 +155,16 @@ class WholeFrameDetector:
 
 
 def _yunet(options: DetectorOptions) -> Detector:
+    """The shipped `.tflite` (or a given one) under LiteRT; a given ONNX file under OpenCV."""
+    width = DEFAULT_DETECT_WIDTH if options.input_width is None else options.input_width
+    path = (shipped_yunet_model() if options.model is None
+            else resolve_detector_model("yunet", options.model))
     detector: _YuNetBase
-    if options.model is None or Path(options.model).suffix.lower() == ".tflite":
-        if options.input_width not in (None, DEFAULT_DETECT_WIDTH):
-            raise ValueError(f"--detect-width {options.input_width}: the .tflite YuNet has a "
-                             "fixed input (640x480); pass YuNet's ONNX file with "
-                             "--detector-model for another width")
-        paths = ([resolve_detector_model("yunet", options.model)] if options.model
-                 else shipped_yunet_models())
-        detector = YuNetTFLiteDetector(paths, options.score_threshold, options.threads,
+    if path.suffix.lower() == ".tflite":
+        detector = YuNetTFLiteDetector(path, options.score_threshold, width, options.threads,
                                        options.runtime)
     else:
-        width = DEFAULT_DETECT_WIDTH if options.input_width is None else options.input_width
-        detector = YuNetDetector(resolve_detector_model("yunet", options.model),
-                                 options.score_threshold, width, options.threads)
+        detector = YuNetDetector(path, options.score_threshold, width, options.threads)
     if options.calibrate:
         detector.calibration = BoxCalibration.load(shipped_yunet_calibration())
     return detector

@@ -1,9 +1,8 @@
 """YuNet (OpenCV's face detector) as a LiteRT `.tflite`, decoded here, and its box calibration.
 
-The shipped files (`models/yunet_640x480.tflite`, `models/yunet_480x640.tflite`) are YuNet
-2023mar converted from ONNX with a fixed input (landscape and portrait); see
-`models/DETECTOR_CARD.md`. A frame is scaled to fit the input of its orientation (up or down,
-aspect kept), padded bottom/right, and fed as BGR pixels (YuNet was trained on BGR). YuNet is
+The shipped file (`models/yunet.tflite`) is YuNet 2023mar converted from ONNX with a dynamic
+input size (see `models/DETECTOR_CARD.md`); edge/detectors.py scales each frame to the detect
+width, pads it to multiples of 32 and feeds BGR pixels (YuNet was trained on BGR). YuNet is
 anchor-free: each cell of the stride-8/16/32 grids predicts a score (sqrt(cls * obj)), a box
 (centre offset in cells, log size) and five landmarks; overlapping boxes are merged by NMS,
 exactly as `cv2.FaceDetectorYN` does (boxes agree with it to 0.01 px).
@@ -79,93 +78,53 @@ def decode(outputs: dict[str, np.ndarray], width: int, height: int, score_thresh
 
 
 class YuNetLite:
-    """YuNet `.tflite` files (one input size each) run by a TFLite interpreter."""
+    """A YuNet `.tflite` with a dynamic input size, run by a TFLite interpreter.
 
-    def __init__(self, model_paths: list[Path], threads: int | None = None,
-                 runtime: str = "auto", score_threshold: float = 0.6,
-                 nms_threshold: float = 0.3) -> None:
-        self.score_threshold = score_threshold
-        self.nms_threshold = nms_threshold
-        self._models = [_Model(path, threads, runtime) for path in model_paths]
-        self.runtime = self._models[0].runtime
+    `detect_bgr` takes a BGR image whose sides are multiples of 32 (the caller scales and pads
+    it); the interpreter's input is resized, and its tensors re-planned, only when that size
+    changes, so a camera pays for it once.
+    """
 
-    @property
-    def input_sizes(self) -> list[tuple[int, int]]:
-        return [(m.width, m.height) for m in self._models]
-
-    def _model_for(self, width: int, height: int) -> _Model:
-        """The input whose orientation matches the frame's (the first one on a tie)."""
-        portrait = height > width
-        return next((m for m in self._models if (m.height > m.width) == portrait),
-                    self._models[0])
-
-    def detect_raw(self, rgb: np.ndarray) -> RawFaces:
-        h, w = rgb.shape[:2]
-        model = self._model_for(w, h)
-        scale = min(model.width / w, model.height / h)
-        nw, nh = max(1, min(model.width, round(w * scale))), max(1, min(model.height,
-                                                                       round(h * scale)))
-        resized = cv2.resize(rgb, (nw, nh), interpolation=cv2.INTER_AREA if scale < 1
-                             else cv2.INTER_LINEAR)
-        canvas = np.zeros((model.height, model.width, 3), np.uint8)
-        canvas[:nh, :nw] = resized[:, :, ::-1]  # RGB -> BGR
-        outputs = model.run(canvas)
-        found = decode(outputs, model.width, model.height, self.score_threshold,
-                       self.nms_threshold)
-        return found.scaled(1.0 / scale)
-
-
-class _Model:
-    """One YuNet `.tflite`: its interpreter, input size and named outputs."""
-
-    def __init__(self, path: Path, threads: int | None, runtime: str) -> None:
-        loaded = load_interpreter(path, threads, runtime)
+    def __init__(self, model_path: Path, threads: int | None = None, runtime: str = "auto",
+                 score_threshold: float = 0.6, nms_threshold: float = 0.3) -> None:
+        loaded = load_interpreter(model_path, threads, runtime)
         self.runtime = loaded.runtime
         self.interpreter = loaded.interpreter
+        self.score_threshold = score_threshold
+        self.nms_threshold = nms_threshold
         inp = self.interpreter.get_input_details()[0]
-        if len(inp["shape"]) != 4 or inp["shape"][3] != 3:
-            raise ValueError(f"{Path(path).name} is not a YuNet .tflite (input "
-                             f"{list(inp['shape'])}, expected 1 x H x W x 3)")
-        self.height, self.width = int(inp["shape"][1]), int(inp["shape"][2])
+        if len(inp["shape"]) != 4 or inp["shape"][3] != 3 or min(inp["shape_signature"][1:3]) > 0:
+            raise ValueError(f"{Path(model_path).name} is not a YuNet .tflite with a dynamic "
+                             f"input (input {list(inp['shape_signature'])}, expected 1 x -1 x -1 "
+                             "x 3)")
         self.input = inp
-        self.outputs = self._output_names(path)
+        self.outputs = self._output_names(Path(model_path))
+        self._size: tuple[int, int] | None = None
 
-    def _output_names(self, path: Path) -> dict[str, dict]:
-        details = {d["name"]: d for d in self.interpreter.get_output_details()}
-        signatures = self.interpreter.get_signature_list()
-        if not signatures:
-            raise ValueError(f"{Path(path).name} has no signature naming YuNet's outputs")
-        sig = next(iter(signatures.values()))
+    def _output_names(self, path: Path) -> dict[str, int]:
+        """Output tensor index by YuNet output name (cls_8 ... kps_32)."""
         runner_outputs = self.interpreter.get_signature_runner().get_output_details()
         names = sorted(runner_outputs)
-        if set(names) != set(ONNX_OUTPUTS):  # output_0 ... output_11 in ONNX order
-            names = sorted(sig["outputs"], key=lambda n: int(n.rsplit("_", 1)[-1]))
+        if not set(ONNX_OUTPUTS) <= set(names):  # output_0 ... output_11 in ONNX order
+            names = sorted(names, key=lambda n: int(n.rsplit("_", 1)[-1]))
             if len(names) != len(ONNX_OUTPUTS):
-                raise ValueError(f"{Path(path).name} does not have YuNet's 12 outputs")
+                raise ValueError(f"{path.name} does not have YuNet's 12 outputs")
             runner_outputs = {onnx: runner_outputs[n] for onnx, n in zip(ONNX_OUTPUTS, names,
                                                                          strict=True)}
-        by_index = {d["index"]: d for d in details.values()}
-        return {name: by_index[d["index"]] for name, d in runner_outputs.items()}
+        return {name: int(runner_outputs[name]["index"]) for name in ONNX_OUTPUTS}
 
-    def run(self, bgr: np.ndarray) -> dict[str, np.ndarray]:
-        x = bgr[None]
-        if self.input["dtype"] == np.float32:
-            x = x.astype(np.float32)
-        elif self.input["dtype"] != np.uint8:
-            scale, zero = self.input["quantization"]
-            info = np.iinfo(self.input["dtype"])
-            x = np.clip(np.round(x / scale + zero), info.min, info.max)
-            x = x.astype(self.input["dtype"])
-        self.interpreter.set_tensor(self.input["index"], x)
+    def detect_bgr(self, bgr: np.ndarray) -> RawFaces:
+        """Faces in the pixels of `bgr` (H, W multiples of 32), best first."""
+        h, w = bgr.shape[:2]
+        if self._size != (h, w):
+            self.interpreter.resize_tensor_input(self.input["index"], [1, h, w, 3])
+            self.interpreter.allocate_tensors()
+            self._size = (h, w)
+        self.interpreter.set_tensor(self.input["index"], bgr[None].astype(np.float32))
         self.interpreter.invoke()
-        out = {}
-        for name, d in self.outputs.items():
-            t = self.interpreter.get_tensor(d["index"])
-            if t.dtype != np.float32:
-                scale, zero = d["quantization"]
-                t = (t.astype(np.float32) - zero) * scale
-            out[name] = t
-        return out
+        outputs = {name: self.interpreter.get_tensor(index)
+                   for name, index in self.outputs.items()}
+        return decode(outputs, w, h, self.score_threshold, self.nms_threshold)
 
 
 @dataclass(frozen=True)

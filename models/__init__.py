@@ -1,6 +1,6 @@
 """maskedge's shipped model files, installed as package data (`maskedge_models`).
 
 `face_mask_2c_int8.tflite` (the default classifier, MODEL_CARD.md) and the default face detector:
-`yunet_640x480.tflite`, `yunet_480x640.tflite` and `yunet_calibration.json` (DETECTOR_CARD.md,
-LICENSE-yunet.txt). `edge.assets` finds them here; nothing is downloaded.
+`yunet.tflite` and `yunet_calibration.json` (DETECTOR_CARD.md, LICENSE-yunet.txt).
+`edge.assets` finds them here; nothing is downloaded.
 """

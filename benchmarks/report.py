@@ -462,5 +462,12 @@ def render_threeclass(r: dict[str, Any]) -> list[str]:
                 f"{fmt(per[c]['precision'])} / {fmt(per[c]['recall'])} / {fmt(per[c]['f1'])}"
                 if c in per else "-" for c in ("with_mask", "without_mask", THREECLASS_WEAK))])
     lines += table(head, body)
+    int8 = shipped["int8"].get("ilc-dev held-out", {})
+    f1 = int8.get("per_class", {}).get(THREECLASS_WEAK, {}).get("f1", 0.0)
+    met = f1 >= 0.75 and int8.get("accuracy", 0.0) >= 0.92
+    lines += ["", f"Target (int8, held-out ilc-dev: mask_weared_incorrect F1 >= 0.75 and accuracy "
+              f">= 92 %): **{'met' if met else 'not met'}** (F1 {fmt(f1)}, accuracy "
+              f"{pct(int8.get('accuracy'))}). int8 conversion gate: "
+              f"{shipped.get('gate', 'passed')}."]
     lines += ["", f"Reproduce: `{shipped['command']}`, then `{shipped['convert_command']}`."]
     return lines

@@ -238,7 +238,7 @@ def ship(best: dict[str, Any], target: Path, sets: dict[str, Any],
             "size_bytes": target.stat().st_size, "command": best["command"],
             "convert_command": f"convert runs/3c/model.h5 -q int8 --samples "
                                f"{CALIBRATION_SAMPLES} --out "
-                               f"{SHIPPED.relative_to(REPO)}",
+                               f"{SHIPPED.relative_to(REPO)}" + (" --force" if force else ""),
             "keras": best["keras"], "int8": int8,
             "gate": "passed" if proc.returncode == 0 else "int8 more than 1 point below Keras on "
             "the run's own test split; shipped with --force",
@@ -330,7 +330,7 @@ def model_card(report: dict[str, Any]) -> str:
         f"Recipe (row `{row['name']}` of the ablation in `benchmarks/RESULTS.md`, 3-class "
         "section): " + row["change"] + ".", "",
         "## Reproduce", "", "```bash", row["command"],
-        "convert runs/3c/model.h5 -q int8 --out models/face_mask_3c_int8.tflite",
+        shipped["convert_command"],
         "trainer evaluate runs/3c/model.h5 --data ../shared/datasets/face-mask-ilc-dev "
         "--only-list benchmarks/holdout/face-mask-ilc-dev-test.txt",
         "```", "", "All rows and the shipping step: `python -m benchmarks.threeclass`.", ""])

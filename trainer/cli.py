@@ -196,5 +196,51 @@ def evaluate(
         typer.echo(text)
 
 
+@app.command("fit-detector")
+def fit_detector(
+    data: list[Path] = typer.Argument(..., help="Pascal VOC folders (images/ + annotations/)."),
+    onnx: Path = typer.Option(..., "--onnx", help="YuNet 2023mar ONNX file: the starting "
+                              "weights (OpenCV model zoo, face_detection_yunet_2023mar.onnx)."),
+    out: Path = typer.Option(..., "--out", "-o", help="The .tflite to write (with OUT.json: "
+                             "data, settings, loss per epoch)."),
+    exclude_list: list[Path] = typer.Option([], "--exclude-list", help="File of image file "
+                                            "names never trained on (repeatable)."),
+    epochs: int = typer.Option(4, min=1, help="Passes over the photos."),
+    learning_rate: float = typer.Option(5e-5, min=1e-7, max=1e-2, help="Adam learning rate."),
+    batch: int = typer.Option(4, min=1, max=64, help="Photos per step (640 x 640 canvases)."),
+    seed: int = typer.Option(0, help="Random seed (order, augmentation)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
+) -> None:
+    """Fine-tune the YuNet face detector on annotated photos (masked faces too) and write a
+    `.tflite` that `edge run --detector-model` runs (see models/DETECTOR_CARD.md)."""
+    with _user_errors(False):
+        from trainer.config import name_lists
+
+        exclude = name_lists(exclude_list)
+        if not onnx.is_file():
+            raise _fail(f"YuNet ONNX file not found: {onnx}")
+        from edge.voc import DatasetError, load_voc
+
+        try:
+            items = [item for root in data for item in load_voc(root, exclude=exclude)]
+        except DatasetError as exc:
+            raise _fail(str(exc)) from None
+        _import_tensorflow_quietly()
+        from trainer.detector import DetectorFitConfig, fit_detector, write_history
+        from trainer.progress import task
+
+        config = DetectorFitConfig(onnx=onnx, out=out, epochs=epochs, batch=batch,
+                                   learning_rate=learning_rate, seed=seed)
+        steps = max(1, len([i for i in items if i.annotations]) // batch)
+        with task("fine-tuning YuNet", epochs * steps, not quiet) as advance:
+            summary = fit_detector(config, items, lambda *_: advance(1))
+        summary.update(data=[str(d) for d in data], onnx=str(onnx),
+                       excluded=[str(p) for p in exclude_list], learning_rate=learning_rate,
+                       batch=batch, seed=seed)
+        write_history(out.with_suffix(".json"), summary)
+    typer.echo(f"wrote {out}: {summary['photos']} photos, {summary['faces']} faces, "
+               f"{epochs} epochs, final loss {summary['history'][-1]['loss']:.3f}")
+
+
 if __name__ == "__main__":
     app()

@@ -217,7 +217,7 @@ class Setting:
     @property
     def name(self) -> str:
         parts = [self.detector]
-        if self.model is not None:
+        if self.model is not None and self.detector == "yunet":  # which back end
             parts.append(self.model.suffix.lstrip(".") or self.model.name)
         if self.width is not None:
             parts.append(f"w{self.width}")

@@ -378,10 +378,11 @@ def render_report(sections: dict[str, dict[str, Any]], machine: dict[str, Any],
                    [[c.name, _target_value(c), _target_required(c), f"**{c.status}**", c.margin]
                     for c in checks])
     lines += ["", "## Sections", ""]
-    lines += table(["section", "run", "measured", "took"],
+    lines += table(["section", "run", "measured", "took", "CPU"],
                    [[SECTION_TITLES[name], f"`{sections[name].get('run_id', '?')}`",
                      sections[name].get("started", "?"),
-                     f"{fmt(sections[name].get('seconds'), 0)} s"]
+                     f"{fmt(sections[name].get('seconds'), 0)} s",
+                     _cpu(sections[name].get("cpu"), machine.get("cpu", {}))]
                     for name in SECTION_ORDER if name in sections])
     stale = [name for name in SECTION_ORDER
              if name in sections and sections[name].get("run_id") != run.get("run_id")]
@@ -401,6 +402,17 @@ def render_report(sections: dict[str, dict[str, Any]], machine: dict[str, Any],
         for note in env.get("result", {}).get("notes", []):
             lines += ["", f"_Note: {note}_"]
     return "\n".join(lines) + "\n"
+
+
+def _cpu(cpu: dict[str, Any] | None, reported: dict[str, Any]) -> str:
+    """The CPU a section ran on, when its file records it (older files do not: the machine
+    table above is then the only record, and it describes the latest run)."""
+    if not cpu:
+        return "not recorded"
+    same = "" if cpu == reported else " (not the machine above)"
+    vnni = ", AVX-512 VNNI" if "avx512_vnni" in cpu.get("flags", []) else ", no AVX-512"
+    return (f"{cpu.get('model')} family {cpu.get('family')}, {fmt(cpu.get('mhz'), 0)} MHz"
+            f"{vnni}{same}")
 
 
 def _target_value(check: Any) -> str:

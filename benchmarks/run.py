@@ -82,8 +82,10 @@ def write_json(path: Path, data: Any) -> None:
 
 
 def run_sections(cfg: BenchConfig, names: list[str], run: dict[str, Any], log: Logger) -> bool:
-    """Run the named sections in order; True when all succeeded."""
+    """Run the named sections in order; True when all succeeded. Each section's file names the
+    CPU it ran on, so a report mixing runs (`--only`) says which numbers came from which CPU."""
     store = ModelStore(cfg, log)
+    cpu = machine_info().get("cpu", {})
     ctx = SectionContext(cfg=cfg, store=store, log=log, started=log.start)
     for name in SECTIONS:  # earlier results a section may build on (e.g. roofline on latency)
         env = load_section(cfg.out, name)
@@ -96,7 +98,7 @@ def run_sections(cfg: BenchConfig, names: list[str], run: dict[str, Any], log: L
         started = datetime.now(UTC).isoformat(timespec="seconds")
         t0 = time.perf_counter()
         env: dict[str, Any] = {"section": name, "run_id": run["run_id"], "quick": cfg.quick,
-                               "command": run["command"], "started": started}
+                               "command": run["command"], "started": started, "cpu": cpu}
         try:
             result = SECTIONS[name].run(ctx)
         except Exception as exc:  # one failed section must not lose the others

@@ -72,21 +72,21 @@ def project_models_dir() -> Path:
     return Path(__file__).resolve().parents[1] / "models"
 
 
+def _shipped(name: str, what: str, instead: str) -> Path:
+    path = project_models_dir() / name
+    if not path.is_file():
+        raise AssetError(f"{what} is missing ({path}); reinstall maskedge or pass {instead}")
+    return path
+
+
 def shipped_yunet_model() -> Path:
     """The YuNet `.tflite` in the package; AssetError if it is missing."""
-    path = project_models_dir() / YUNET_TFLITE
-    if not path.is_file():
-        raise AssetError(f"the shipped face detector is missing ({path}); reinstall maskedge "
-                         "or pass --detector-model PATH")
-    return path
+    return _shipped(YUNET_TFLITE, "the shipped face detector", "--detector-model PATH")
 
 
 def shipped_yunet_calibration() -> Path:
-    path = project_models_dir() / YUNET_CALIBRATION
-    if not path.is_file():
-        raise AssetError(f"the YuNet box calibration is missing ({path}); reinstall maskedge "
-                         "or pass --no-calibrate-boxes")
-    return path
+    """YuNet's box calibration in the package; AssetError if it is missing."""
+    return _shipped(YUNET_CALIBRATION, "the YuNet box calibration", "--no-calibrate-boxes")
 
 
 def default_model_path() -> Path:

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import BACKBONE, DATA_2C
+from conftest import BACKBONE, DATA_2C, ROOT
 from typer.testing import CliRunner
 
 from trainer.cli import app
@@ -124,3 +124,21 @@ def test_console_script_prints_no_traceback(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1].startswith("error: data not found")
     assert "Traceback" not in proc.stderr and proc.stdout == ""
+
+
+def test_imagenet_weights_unreachable_is_one_line(tmp_path: Path) -> None:
+    """No network (an unreachable proxy) and no cached weights: one line naming --weights PATH,
+    exit 2, no traceback and no run folder."""
+    env = dict(os.environ, KERAS_HOME=str(tmp_path / "keras"), HTTPS_PROXY="http://127.0.0.1:9",
+               HTTP_PROXY="http://127.0.0.1:9", https_proxy="http://127.0.0.1:9",
+               http_proxy="http://127.0.0.1:9")
+    out = tmp_path / "run"
+    done = subprocess.run([sys.executable, "-m", "trainer.cli", "fit", str(DATA_2C), "--out",
+                           str(out), "--limit-per-class", "12", "--epochs", "1", "--quiet"],
+                          capture_output=True, text=True, cwd=ROOT, env=env, timeout=600,
+                          check=False)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert len(lines) == 1 and lines[0].startswith("error: could not download the ImageNet")
+    assert "--weights PATH" in lines[0] and "Traceback" not in done.stderr
+    assert not out.exists()

@@ -55,10 +55,16 @@ def build_backbone(input_size: tuple[int, int], weights: str = "imagenet",
     try:
         return keras.applications.MobileNetV2(input_shape=(h, w, 3), alpha=alpha,
                                               include_top=False, weights=resolve_weights(weights))
-    except (ValueError, OSError) as exc:
+    except Exception as exc:  # Keras raises a bare Exception when a download fails
         if isinstance(exc, WeightsError):
             raise
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if weights == "imagenet" and not isinstance(exc, ValueError):
+            raise WeightsError(f"could not download the ImageNet weights for MobileNetV2 "
+                               f"({msg[:160]}); pass --weights PATH to a no-top MobileNetV2 "
+                               "weights file (or --weights none)") from None
+        if not isinstance(exc, (ValueError, OSError)):
+            raise
         raise WeightsError(f"cannot load weights {weights!r} for MobileNetV2 alpha={alpha} "
                            f"at {h}x{w}: {msg}") from None
 

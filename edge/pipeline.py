@@ -70,30 +70,26 @@ class FrameResult:
 
 
 class Pipeline:
-    """Detector + classifier. Build from options, or from ready parts with `from_parts`."""
+    """Detector + classifier. Build from options, or from ready parts (`from_parts`)."""
 
-    def __init__(self, options: PipelineOptions | None = None) -> None:
-        options = options or PipelineOptions()
-        classifier = MaskClassifier(ClassifierOptions(resolve_model(options.model),
-                                                      options.threads, options.runtime))
-        detector = create_detector(DetectorOptions(
+    def __init__(self, options: PipelineOptions | None = None, *,
+                 detector: Detector | None = None,
+                 classifier: MaskClassifier | None = None) -> None:
+        """Build the parts the options name; `detector` / `classifier` given ready are used as
+        they are (tests, benchmarks)."""
+        self.options = options = options or PipelineOptions()
+        self.classifier = classifier if classifier is not None else MaskClassifier(
+            ClassifierOptions(resolve_model(options.model), options.threads, options.runtime))
+        self.detector = detector if detector is not None else create_detector(DetectorOptions(
             name=options.detector, model=options.detector_model, threads=options.threads,
             runtime=options.runtime, score_threshold=options.detector_threshold,
             input_width=options.detect_width, calibrate=options.calibrate_boxes))
-        self._init(detector, classifier, options)
 
     @classmethod
     def from_parts(cls, detector: Detector, classifier: MaskClassifier,
                    options: PipelineOptions | None = None) -> Pipeline:
-        pipeline = cls.__new__(cls)
-        pipeline._init(detector, classifier, options or PipelineOptions())
-        return pipeline
-
-    def _init(self, detector: Detector, classifier: MaskClassifier,
-              options: PipelineOptions) -> None:
-        self.options = options
-        self.detector = detector
-        self.classifier = classifier
+        """A pipeline of ready parts (the options then only set margin and face limit)."""
+        return cls(options, detector=detector, classifier=classifier)
 
     @property
     def labels(self) -> tuple[str, ...]:

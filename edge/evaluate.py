@@ -80,8 +80,12 @@ class _Tally:
     unknown: dict[str, Counter[str]] = field(default_factory=dict)
     detect_ms: list[float] = field(default_factory=list)
 
+    @property
+    def index(self) -> dict[str, int]:
+        return {name: i for i, name in enumerate(self.labels)}
+
     def add_detections(self, item: AnnotatedImage, faces: tuple[FaceResult, ...]) -> None:
-        index = {name: i for i, name in enumerate(self.labels)}
+        index = self.index
         truth = np.array([a.box for a in item.annotations], np.float64).reshape(-1, 4)
         found = np.array([f.box for f in faces], np.float64).reshape(-1, 4)
         matched = match(truth, found, np.array([f.detector_score for f in faces]))
@@ -106,7 +110,7 @@ class _Tally:
     def add_annotated_boxes(self, pipeline: Pipeline, rgb: np.ndarray,
                             item: AnnotatedImage) -> None:
         """The classifier alone on the annotated boxes of the classes it knows."""
-        index = {name: i for i, name in enumerate(self.labels)}
+        index = self.index
         known, crops = [], []
         for ann in item.annotations:
             if ann.label not in index:

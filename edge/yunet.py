@@ -45,6 +45,14 @@ class RawFaces:
         return RawFaces(self.boxes * factor, self.landmarks * factor, self.scores)
 
 
+def prior_boxes(bbox: np.ndarray, prior_xy: np.ndarray, stride: np.ndarray | int) -> np.ndarray:
+    """YuNet box outputs (N, 4) relative to their grid cells' prior points (cell corner times
+    stride) -> x, y, w, h in input pixels. Shared by decoding here and training
+    (trainer/detector.py)."""
+    size = np.exp(np.clip(bbox[:, 2:4], -10, 10)) * stride
+    return np.concatenate([prior_xy + bbox[:, :2] * stride - size / 2, size], axis=1)
+
+
 def decode(outputs: dict[str, np.ndarray], width: int, height: int, score_threshold: float,
            nms_threshold: float = 0.3, top_k: int = 5000) -> RawFaces:
     """YuNet's raw outputs for an input of width x height -> faces in input pixels, best first."""
@@ -58,10 +66,8 @@ def decode(outputs: dict[str, np.ndarray], width: int, height: int, score_thresh
         if not len(keep):
             continue
         cell = np.stack([keep % cols, keep // cols], axis=1).astype(np.float32)
-        bbox = outputs[f"bbox_{stride}"].reshape(-1, 4)[keep]
-        centre = (cell + bbox[:, :2]) * stride
-        size = np.exp(bbox[:, 2:4]) * stride
-        boxes.append(np.concatenate([centre - size / 2, size], axis=1))
+        boxes.append(prior_boxes(outputs[f"bbox_{stride}"].reshape(-1, 4)[keep], cell * stride,
+                                 stride))
         kps = outputs[f"kps_{stride}"].reshape(-1, 5, 2)[keep]
         landmarks.append(((kps + cell[:, None, :]) * stride).reshape(-1, 10))
         scores.append(score[keep])

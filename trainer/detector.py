@@ -24,9 +24,10 @@ from typing import Any
 import cv2
 import numpy as np
 
+from edge.boxes import iou_matrix
 from edge.evaluate import read_rgb
 from edge.voc import AnnotatedImage
-from edge.yunet import STRIDES
+from edge.yunet import STRIDES, prior_boxes
 from trainer.errors import UserError
 
 CANVAS = 640
@@ -139,19 +140,8 @@ PRIORS = _priors()
 
 def decode_boxes(bbox: np.ndarray) -> np.ndarray:
     """YuNet box outputs (N, 4) on the canvas priors -> x1, y1, x2, y2."""
-    s = PRIORS[:, 2:3]
-    centre = PRIORS[:, :2] + bbox[:, :2] * s
-    size = np.exp(np.clip(bbox[:, 2:4], -10, 10)) * s
-    return np.concatenate([centre - size / 2, centre + size / 2], 1)
-
-
-def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.prod(np.clip(rb - lt, 0, None), 2)
-    area_a = np.prod(a[:, 2:] - a[:, :2], 1)
-    area_b = np.prod(b[:, 2:] - b[:, :2], 1)
-    return inter / (area_a[:, None] + area_b[None] - inter + 1e-9)
+    xywh = prior_boxes(bbox, PRIORS[:, :2], PRIORS[:, 2:3])
+    return np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], 1)
 
 
 def _candidates(truth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -176,7 +166,7 @@ def assign(score: np.ndarray, boxes: np.ndarray,
     idx = np.nonzero(either.any(1))[0]
     if not len(idx):
         return fg, target, iou_target
-    ious = _iou(boxes[idx], truth)
+    ious = iou_matrix(boxes[idx], truth)
     cost = (-np.log(np.clip(score[idx], 1e-6, 1))[:, None] - 3.0 * np.log(ious + 1e-8)
             + 1e5 * ~both[idx])
     chosen = np.zeros_like(cost, bool)

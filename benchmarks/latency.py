@@ -170,30 +170,10 @@ def run(ctx: SectionContext) -> dict[str, Any]:
             rows.append({"variant": "all@tflite_runtime", "label": "TFLite (tflite_runtime)",
                          "threads": threads, "status": "unavailable", "error": tflite_rt})
 
-    for row in rows:
-        keras = next((r for r in rows if r["variant"] == "keras_predict"
-                      and r["threads"] == row["threads"] and r.get("status") == "ok"), None)
-        if row.get("status") == "ok" and keras:
-            row["speedup"] = ratio(keras["p50_ms"], row["p50_ms"])
+    _add_speedups(rows)
 
-    overhead = []
-    for threads in cfg.threads:
-        ctx.log(f"  wrapper overhead (int8), {threads} thread(s)")
-        result = run_child({"kind": "wrapper_overhead", "model": str(files["int8"]),
-                            "threads": threads, "runtime": "litert", "images": str(images),
-                            "warmup": it.tflite_warmup, "runs": it.tflite_runs, "blocks": 10})
-        if result.get("status") != "ok":
-            overhead.append({"threads": threads, "status": result.get("status"),
-                             "error": result.get("error")})
-            continue
-        overhead.append({"threads": threads, "status": "ok",
-                         "wrapper_p50_ms": result["wrapper"]["p50_ms"],
-                         "bare_p50_ms": result["bare"]["p50_ms"],
-                         "wrapper": result["wrapper"], "bare": result["bare"],
-                         "overhead_p50": result["overhead_p50"],
-                         "overhead_mean": result["overhead_mean"]})
-        ctx.log(f"    wrapper {result['wrapper']['p50_ms']:.3f} ms vs bare "
-                f"{result['bare']['p50_ms']:.3f} ms: {100 * result['overhead_p50']:+.1f}%")
+    overhead = [_wrapper_overhead(ctx, files["int8"], images, threads)
+                for threads in cfg.threads]
     from trainer.artifacts import read_keras_contract
 
     labels = list(read_keras_contract(model.model_keras).labels)
@@ -204,3 +184,30 @@ def run(ctx: SectionContext) -> dict[str, Any]:
             "iterations": asdict(it),
             "rows": rows, "wrapper_overhead": overhead, "tflite_runtime": tflite_rt,
             "tflite_runtime_python": side}
+
+
+def _wrapper_overhead(ctx: SectionContext, int8: Path, images: Path,
+                      threads: int) -> dict[str, Any]:
+    """The edge wrapper (`MaskClassifier`) against a bare interpreter on the same int8 file."""
+    it = ctx.cfg.iterations
+    ctx.log(f"  wrapper overhead (int8), {threads} thread(s)")
+    result = run_child({"kind": "wrapper_overhead", "model": str(int8), "threads": threads,
+                        "runtime": "litert", "images": str(images),
+                        "warmup": it.tflite_warmup, "runs": it.tflite_runs, "blocks": 10})
+    if result.get("status") != "ok":
+        return {"threads": threads, "status": result.get("status"), "error": result.get("error")}
+    ctx.log(f"    wrapper {result['wrapper']['p50_ms']:.3f} ms vs bare "
+            f"{result['bare']['p50_ms']:.3f} ms: {100 * result['overhead_p50']:+.1f}%")
+    return {"threads": threads, "status": "ok",
+            "wrapper_p50_ms": result["wrapper"]["p50_ms"], "bare_p50_ms": result["bare"]["p50_ms"],
+            "wrapper": result["wrapper"], "bare": result["bare"],
+            "overhead_p50": result["overhead_p50"], "overhead_mean": result["overhead_mean"]}
+
+
+def _add_speedups(rows: list[dict[str, Any]]) -> None:
+    """Each measured row's speed-up against `model.predict` at the same thread count."""
+    for row in rows:
+        keras = next((r for r in rows if r["variant"] == "keras_predict"
+                      and r["threads"] == row["threads"] and r.get("status") == "ok"), None)
+        if row.get("status") == "ok" and keras:
+            row["speedup"] = ratio(keras["p50_ms"], row["p50_ms"])

@@ -4,8 +4,8 @@ Cached path: the store's `trainer.fit` run at the main size (defaults: backbone 
 once into a cold cache, head trained on them). The store keeps each epoch's weights and the time
 since `fit` started, so its test accuracy after every epoch is known (evaluated afterwards).
 Reference recipe (the reference projects', = `trainer.fit` with `feature_cache=False`): augmented
-images through the frozen base every epoch, built from the trainer's own pieces
-(`trainer.training.image_dataset`, `compile_model`, `class_weights`) on the *same* split
+images through the frozen base every epoch, run by the trainer's own `fit_images` (what
+`trainer fit --no-feature-cache` runs) on the *same* split
 (`split.json` of the cached run), with the test accuracy measured after every epoch. It stops at the
 first epoch that reaches the cached run's final accuracy, or at the profile's epoch/time cap.
 
@@ -109,7 +109,7 @@ def run(ctx: SectionContext) -> dict[str, Any]:
     from edge.contract import ModelContract
     from trainer.model import build_classifier
     from trainer.split import load_split, read_manifest
-    from trainer.training import class_weights, compile_model, image_dataset, predict, targets
+    from trainer.training import predict
 
     cfg = ctx.cfg
     size = cfg.main_size
@@ -133,19 +133,48 @@ def run(ctx: SectionContext) -> dict[str, Any]:
             f"until it reaches that (cap {cfg.reference_max_epochs} epochs / {budget:.0f} s, "
             f"{budget_why})")
 
+    epochs, state, setup_s = _reference_run(ctx, manifest, contract, fit_cfg, (test_feats, test_y),
+                                            goal, budget)
+    reached = state["reached"]
+    comparison = compare(curve, cached.wall_s, goal, epochs)
+    return {
+        "data": str(cfg.data_2c), "seed": fit_cfg.seed, "input_size": size,
+        "split_manifest": str(cached.manifest),
+        "n_train": state["n_train"], "n_val": state["n_val"], "n_test": len(test_y),
+        "cached": {"test_accuracy": goal, "wall_s": cached.wall_s, "epochs": cached.epochs_run,
+                   "run_dir": str(cached.run_dir), "per_epoch": curve},
+        "reference": {"epochs": epochs, "reached": reached is not None,
+                      "reached_epoch": reached["epoch"] if reached else None,
+                      "reached_s": reached["elapsed_s"] if reached else None,
+                      "max_epochs": cfg.reference_max_epochs,
+                      "budget_s": budget, "budget_from": budget_why, "setup_s": setup_s,
+                      "test_eval_s_not_counted": state["eval_s"],
+                      "learning_rate": fit_cfg.learning_rate, "batch_size": fit_cfg.batch_size},
+        **comparison, "speedup_is_lower_bound": False,
+    }
+
+
+def _reference_run(ctx: SectionContext, manifest: Any, contract: Any, fit_cfg: Any,
+                   test: tuple[Any, Any], goal: float,
+                   budget: float) -> tuple[list[dict[str, Any]], dict[str, Any], float]:
+    """The reference recipe until it reaches `goal` on the test set or the budget runs out:
+    (per-epoch rows, state, setup seconds). Test evaluations are not counted."""
+    import keras
+
+    from trainer.model import build_classifier
+    from trainer.split import load_split
+    from trainer.training import Schedule, class_weights, fit_images
+
+    cfg, size = ctx.cfg, contract.input_size[0]
+    test_feats, test_y = test
     epochs: list[dict[str, Any]] = []
-    state = {"eval_s": 0.0, "reached": None}
+    state: dict[str, Any] = {"eval_s": 0.0, "reached": None}
 
     start = time.perf_counter()
     train_x, train_y = load_split(manifest, "train", (size, size))
     val_x, val_y = load_split(manifest, "val", (size, size))
     keras.utils.set_random_seed(fit_cfg.seed)
     clf = build_classifier(contract, fit_cfg.weights, fit_cfg.alpha)
-    compile_model(clf.model, contract, fit_cfg.learning_rate)
-    train_ds = image_dataset(train_x, targets(contract, train_y), fit_cfg.batch_size,
-                             fit_cfg.seed, True)
-    val_ds = image_dataset(val_x, targets(contract, val_y), fit_cfg.batch_size, fit_cfg.seed,
-                           False) if len(val_x) else None
     weights = (class_weights(train_y, contract.num_classes) if fit_cfg.class_weighting
                else None)
     setup_s = time.perf_counter() - start
@@ -166,22 +195,9 @@ def run(ctx: SectionContext) -> dict[str, Any]:
             elif elapsed + last > budget:  # the next epoch would end past the budget
                 self.model.stop_training = True
 
-    clf.model.fit(train_ds, validation_data=val_ds, epochs=cfg.reference_max_epochs,
-                  class_weight=weights, callbacks=[TestEachEpoch()], verbose=0)
-    reached = state["reached"]
-    comparison = compare(curve, cached.wall_s, goal, epochs)
-    return {
-        "data": str(cfg.data_2c), "seed": fit_cfg.seed, "input_size": size,
-        "split_manifest": str(cached.manifest),
-        "n_train": len(train_y), "n_val": len(val_y), "n_test": len(test_y),
-        "cached": {"test_accuracy": goal, "wall_s": cached.wall_s, "epochs": cached.epochs_run,
-                   "run_dir": str(cached.run_dir), "per_epoch": curve},
-        "reference": {"epochs": epochs, "reached": reached is not None,
-                      "reached_epoch": reached["epoch"] if reached else None,
-                      "reached_s": reached["elapsed_s"] if reached else None,
-                      "max_epochs": cfg.reference_max_epochs,
-                      "budget_s": budget, "budget_from": budget_why, "setup_s": setup_s,
-                      "test_eval_s_not_counted": state["eval_s"],
-                      "learning_rate": fit_cfg.learning_rate, "batch_size": fit_cfg.batch_size},
-        **comparison, "speedup_is_lower_bound": False,
-    }
+    # What `trainer fit --no-feature-cache` runs, with no early stop: the goal or budget stops it.
+    fit_images(clf.model, contract, (train_x, train_y), (val_x, val_y), Schedule(
+        fit_cfg.learning_rate, cfg.reference_max_epochs, fit_cfg.batch_size, patience=0,
+        weights=weights, seed=fit_cfg.seed, phase="reference", callbacks=[TestEachEpoch()]))
+    state["n_train"], state["n_val"] = len(train_y), len(val_y)
+    return epochs, state, setup_s

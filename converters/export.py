@@ -156,19 +156,22 @@ def _tensor_details(path: Path) -> dict[str, Any]:
             "output": tensor_summary(interpreter.get_output_details()[0])}
 
 
-def _contract_for(base: ModelContract, fmt: Format, io: str, target: Path, manifest: Path,
-                  keras_sha256: str, model: Path, calibration: Calibration | None,
-                  bias_correction: bool, metrics: dict[str, Any]) -> ModelContract:
+def _contract_for(request: ConvertRequest, ref: Reference, fmt: Format, target: Path,
+                  metrics: dict[str, Any]) -> ModelContract:
+    """The contract written into one variant: the Keras model's, plus how it was converted."""
     import tensorflow as tf
 
-    source = dict(base.source)
-    source["split_manifest"] = os.path.relpath(manifest.resolve(), target.parent.resolve())
-    source.update({"keras_sha256": keras_sha256, "converted_from": model.name, "io": io,
+    int8 = fmt.quantization == "int8"
+    source = dict(ref.contract.source)
+    source["split_manifest"] = os.path.relpath(ref.split_path.resolve(), target.parent.resolve())
+    source.update({"keras_sha256": ref.keras_sha256, "converted_from": request.model.name,
+                   "io": request.io if int8 else "float32",
                    "converter": f"tensorflow {tf.__version__}",
                    "converted_at": datetime.now(UTC).isoformat(timespec="seconds")})
-    if calibration is not None:
-        source["calibration"] = {**calibration.source, "bias_correction": bias_correction}
-    return base.with_(quantization=fmt.quantization, source=source, metrics=metrics)
+    if int8 and ref.calibration is not None:
+        source["calibration"] = {**ref.calibration.source,
+                                 "bias_correction": request.bias_correction}
+    return ref.contract.with_(quantization=fmt.quantization, source=source, metrics=metrics)
 
 
 def convert_model(request: ConvertRequest, say: Say) -> ConvertOutcome:
@@ -250,8 +253,7 @@ def _convert_one(request: ConvertRequest, ref: Reference, fmt: Format, target: P
     convert_seconds = time.perf_counter() - start
 
     def contract_with(metrics: dict[str, Any]) -> ModelContract:
-        return _contract_for(ref.contract, fmt, io, target, ref.split_path, ref.keras_sha256,
-                             request.model, calibration, request.bias_correction, metrics)
+        return _contract_for(request, ref, fmt, target, metrics)
 
     candidate = tmp / f"candidate_{fmt.variant}.tflite"  # the classifier reads its contract
     candidate.write_bytes(embed_contract(raw, contract_with({})))

@@ -94,8 +94,7 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for label in dataset.labels:
         samples += [s for s in dataset.samples if s.label == label][:12]
     manifest = make_manifest(dataset.root, dataset.format, dataset.labels, samples,
-                             np.arange(len(samples)), seed=0, val_fraction=0.25,
-                             test_fraction=0.25)
+                             np.arange(len(samples)), seed=0, fractions=(0.25, 0.25))
     write_manifest(manifest, root / "split.json")
     contract = ModelContract.for_labels(dataset.labels, 32,
                                         source={"split_manifest": "split.json"})

@@ -74,7 +74,7 @@ def test_near_duplicates_are_grouped(twin_data) -> None:
 def test_near_duplicates_land_in_one_split(twin_data, seed: int) -> None:
     root, dataset, loaded, grouping, twins = twin_data
     manifest = make_manifest(root, dataset.format, dataset.labels, loaded.samples,
-                             grouping.groups, seed, 0.2, 0.2)
+                             grouping.groups, seed, (0.2, 0.2))
     split_of = {r["path"]: r["split"] for r in manifest.rows}
     for a, b in twins:
         assert split_of[a] == split_of[b]
@@ -113,7 +113,7 @@ def test_voc_faces_of_one_photo_share_a_split() -> None:
     loaded = load_pixels(DATA_VOC, "voc", samples, SIZE)
     grouping = group_samples(loaded.thumbs, [s.source for s in loaded.samples])
     manifest = make_manifest(DATA_VOC, "voc", dataset.labels, loaded.samples, grouping.groups,
-                             0, 0.2, 0.2)
+                             0, (0.2, 0.2))
     splits_per_photo: dict[str, set[str]] = {}
     for r in manifest.rows:
         splits_per_photo.setdefault(r["path"], set()).add(r["split"])
@@ -125,7 +125,7 @@ def test_voc_faces_of_one_photo_share_a_split() -> None:
 def test_manifest_round_trip_and_load_split(twin_data, tmp_path: Path) -> None:
     root, dataset, loaded, grouping, _ = twin_data
     manifest = make_manifest(root, dataset.format, dataset.labels, loaded.samples,
-                             grouping.groups, 3, 0.2, 0.2)
+                             grouping.groups, 3, (0.2, 0.2))
     path = write_manifest(manifest, tmp_path / "split.json")
     again = read_manifest(path)
     assert again.rows == manifest.rows and again.labels == manifest.labels

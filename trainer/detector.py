@@ -221,31 +221,42 @@ class _Sampler:
         return canvas, boxes[np.minimum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]) >= 4]
 
 
-def _losses(out: dict[str, Any], truth: list[np.ndarray]) -> tuple[Any, dict[str, float]]:
+def _assign_batch(score: np.ndarray, bbox: np.ndarray, truth: np.ndarray,
+                  counts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`assign` for each photo of a batch; truth is padded to the batch's most faces."""
+    rows = [assign(score[b], decode_boxes(bbox[b]), truth[b, :counts[b]])
+            for b in range(len(counts))]
+    return tuple(np.stack(v) for v in zip(*rows, strict=True))  # type: ignore[return-value]
+
+
+def _losses(out: dict[str, Any], truth: Any, counts: Any) -> tuple[Any, Any]:
+    """Total loss and its parts (objectness, class score, box) of one batch, in graph mode:
+    the SimOTA assignment runs in NumPy on the current predictions."""
     import tensorflow as tf
 
     cls = tf.concat([out[f"cls_{s}"] for s in STRIDES], 1)[..., 0]
     obj = tf.concat([out[f"obj_{s}"] for s in STRIDES], 1)[..., 0]
     bbox = tf.concat([out[f"bbox_{s}"] for s in STRIDES], 1)
-    score = np.sqrt(tf.sigmoid(cls).numpy() * tf.sigmoid(obj).numpy())
-    raw = bbox.numpy()
-    fg, target, iou_t = (tf.constant(np.stack(v)) for v in zip(
-        *[assign(score[b], decode_boxes(raw[b]), truth[b]) for b in range(len(truth))],
-        strict=True))
+    score = tf.sqrt(tf.sigmoid(cls) * tf.sigmoid(obj))
+    fg, target, iou_t = tf.numpy_function(
+        _assign_batch, [tf.stop_gradient(score), tf.stop_gradient(bbox), truth, counts],
+        [tf.bool, tf.float32, tf.float32], stateful=False)
+    fg = tf.ensure_shape(fg, cls.shape)
     n_fg = tf.maximum(tf.reduce_sum(tf.cast(fg, tf.float32)), 1.0)
     l_obj = tf.reduce_sum(tf.nn.sigmoid_cross_entropy_with_logits(tf.cast(fg, tf.float32),
                                                                   obj)) / n_fg
     l_cls = tf.reduce_sum(tf.boolean_mask(
-        tf.nn.sigmoid_cross_entropy_with_logits(iou_t, cls), fg)) / n_fg
+        tf.nn.sigmoid_cross_entropy_with_logits(tf.reshape(iou_t, tf.shape(cls)), cls),
+        fg)) / n_fg
     priors = tf.constant(PRIORS)
     s = priors[None, :, 2:3]
     centre = priors[None, :, :2] + bbox[..., :2] * s
     size = tf.exp(tf.clip_by_value(bbox[..., 2:4], -10, 10)) * s
     pred = tf.boolean_mask(tf.concat([centre - size / 2, centre + size / 2], -1), fg)
-    l_box = tf.reduce_sum(_giou_loss(pred, tf.boolean_mask(target, fg))) / n_fg
+    target = tf.boolean_mask(tf.reshape(target, tf.shape(bbox)), fg)
+    l_box = tf.reduce_sum(_giou_loss(pred, target)) / n_fg
     loss = l_obj + l_cls + BOX_LOSS_WEIGHT * l_box
-    return loss, {"loss": float(loss), "obj": float(l_obj), "cls": float(l_cls),
-                  "box": float(l_box)}
+    return loss, tf.stack([loss, l_obj, l_cls, l_box])
 
 
 def _giou_loss(pred: Any, target: Any) -> Any:
@@ -274,21 +285,34 @@ def fit_detector(config: DetectorFitConfig, items: list[AnnotatedImage],
     tf.keras.utils.set_random_seed(config.seed)
     model = build_yunet(config.onnx, logits=True)
     sampler = _Sampler(items, rng, config.scale_jitter)
-    optimizer = keras.optimizers.Adam(config.learning_rate)
-    trainable = model.trainable_variables  # the landmark head gets no gradient: unchanged
     steps = max(1, len(items) // config.batch)
+    optimizer = keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(
+        config.learning_rate, config.epochs * steps, alpha=0.1))
+    trainable = model.trainable_variables  # the landmark head gets no gradient: unchanged
+
+    @tf.function(input_signature=[tf.TensorSpec([None, CANVAS, CANVAS, 3], tf.float32),
+                                  tf.TensorSpec([None, None, 4], tf.float32),
+                                  tf.TensorSpec([None], tf.int32)])
+    def train_step(images: Any, truth: Any, counts: Any) -> Any:
+        with tf.GradientTape() as tape:
+            loss, parts = _losses(model(images, training=True), truth, counts)
+        grads = tape.gradient(loss, trainable)
+        optimizer.apply_gradients([(g, v) for g, v in zip(grads, trainable, strict=True)
+                                   if g is not None])
+        return parts
+
     history = []
     for epoch in range(config.epochs):
         order = rng.permutation(len(items))
         logs = []
         for k in range(steps):
             views = [sampler.view(int(i)) for i in order[k * config.batch:(k + 1) * config.batch]]
-            images, truth = np.stack([v[0] for v in views]), [v[1] for v in views]
-            with tf.GradientTape() as tape:
-                loss, parts = _losses(model(images, training=True), truth)
-            grads = tape.gradient(loss, trainable)
-            optimizer.apply_gradients([(g, v) for g, v in zip(grads, trainable, strict=True)
-                                       if g is not None])
+            counts = np.array([len(v[1]) for v in views], np.int32)
+            truth = np.zeros((len(views), max(1, int(counts.max())), 4), np.float32)
+            for b, v in enumerate(views):
+                truth[b, :len(v[1])] = v[1]
+            values = train_step(np.stack([v[0] for v in views]), truth, counts).numpy()
+            parts = dict(zip(("loss", "obj", "cls", "box"), map(float, values), strict=True))
             logs.append(parts)
             if progress:
                 progress(epoch, k, parts)

@@ -51,7 +51,7 @@ from trainer.model import Classifier, build_classifier, unfreeze_top
 from trainer.pixels import Loaded, load_from_sources
 from trainer.reports import plot_confusion, plot_curves, report_text, write_history_csv, write_json
 from trainer.split import SPLITS, SplitManifest, make_manifest, write_manifest
-from trainer.training import class_weights, fit_head, fit_images, predict
+from trainer.training import Schedule, class_weights, fit_head, fit_images, predict
 
 #: Samples of the test set on which the saved full model must reproduce the head's predictions.
 CONSISTENCY_SAMPLES = 32
@@ -133,57 +133,145 @@ def _backbone_engine() -> str:
     return "tensorflow" if tf.config.list_physical_devices("GPU") else "litert"
 
 
-def _run_phase1_cached(config: FitConfig, clf: Classifier, contract: ModelContract,
-                       images: np.ndarray, y: np.ndarray, split: np.ndarray, fingerprint: str,
-                       weight_fp: str, cw: Weights, log_dir: Path,
-                       callbacks: Sequence[keras.callbacks.Callback],
-                       show: bool) -> tuple[list[dict[str, Any]], dict[str, Any], np.ndarray]:
-    cache = FeatureCache(config.cache_dir or default_cache_dir())
-    base = {"data": fingerprint, "weights": weight_fp, "size": config.input_size,
-            "alpha": config.alpha}
-    t0 = time.perf_counter()
-    engine = _backbone_engine()
+@dataclass
+class FitRun:
+    """One run's state, from the split to the written folder: each phase reads and adds to it."""
+
+    config: FitConfig
+    dataset: Dataset
+    loaded: Loaded
+    manifest: SplitManifest
+    clf: Classifier
+    y: np.ndarray  # class index per usable sample
+    split: np.ndarray  # "train" / "val" / "test" per usable sample
+    weights: Weights
+    work: Path  # the hidden folder the run is assembled in
+    out: Path
+    weight_fp: str
+    device: dict[str, Any]
+    start: float
+    show: bool
+    callbacks: Sequence[keras.callbacks.Callback] = ()
+    info: dict[str, Any] = field(default_factory=dict)  # imbalance, grouping, timing
+    history: list[dict[str, Any]] = field(default_factory=list)
+    phase1: dict[str, Any] = field(default_factory=dict)
+    fine_tune: dict[str, Any] | None = None
+    clean_feats: np.ndarray | None = None  # backbone features, while they describe the model
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return self.manifest.labels
+
+    @property
+    def contract(self) -> ModelContract:
+        return ModelContract.for_labels(self.labels, self.config.input_size)
+
+    @property
+    def fingerprint(self) -> str:
+        return str(self.manifest.info["data_fingerprint"])
+
+    @property
+    def log_dir(self) -> Path:
+        return self.work / "tensorboard"
+
+    def index(self, name: str) -> np.ndarray:
+        return np.nonzero(self.split == name)[0]
+
+    def images(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        idx = self.index(name)
+        return self.loaded.images[idx], self.y[idx]
+
+    def schedule(self, phase: str, **changes: Any) -> Schedule:
+        c = self.config
+        return Schedule(**{"learning_rate": c.learning_rate, "epochs": c.epochs,
+                           "batch_size": c.batch_size, "patience": c.patience,
+                           "weights": self.weights, "seed": c.seed, "log_dir": self.log_dir,
+                           "verbose": 2 if self.show else 0, "phase": phase, **changes})
+
+
+def _extractor_factory(run: FitRun, cache: FeatureCache,
+                       engine: str) -> Callable[[], FeatureExtractor]:
     made: list[FeatureExtractor] = []
+    c = run.config
 
     def extractor() -> FeatureExtractor:  # built on the first cache miss only
         if not made:
-            tflite = cache.path(backbone_key(weight_fp, config.input_size, config.alpha),
+            tflite = cache.path(backbone_key(run.weight_fp, c.input_size, c.alpha),
                                 suffix=".tflite")
-            made.append(FeatureExtractor(clf.features, engine=engine, tflite_path=tflite))
+            made.append(FeatureExtractor(run.clf.features, engine=engine, tflite_path=tflite))
         return made[0]
 
-    feats, hit = _features(extractor, images, cache_key(**base, kind="clean"), cache,
-                           "backbone features", show)
-    train_idx = np.nonzero(split == "train")[0]
-    val_idx = np.nonzero(split == "val")[0]
-    x_parts, y_parts = [feats[train_idx]], [y[train_idx]]
+    return extractor
+
+
+def _phase1_cached(run: FitRun) -> None:
+    """Phase 1 on cached backbone features: clean ones, plus `augment_views` augmented views."""
+    c = run.config
+    cache = FeatureCache(c.cache_dir or default_cache_dir())
+    base = {"data": run.fingerprint, "weights": run.weight_fp, "size": c.input_size,
+            "alpha": c.alpha}
+    t0 = time.perf_counter()
+    engine = _backbone_engine()
+    extractor = _extractor_factory(run, cache, engine)
+    feats, hit = _features(extractor, run.loaded.images, cache_key(**base, kind="clean"), cache,
+                           "backbone features", run.show)
+    train_idx, val_idx = run.index("train"), run.index("val")
+    x_parts, hits = [feats[train_idx]], [hit]
     train_key = hashlib.sha256(train_idx.tobytes()).hexdigest()[:16]
-    hits = [hit]
-    for view in range(config.augment_views):
-        view_seed = config.seed * 1000 + view
+    for view in range(c.augment_views):
+        view_seed = c.seed * 1000 + view
         key = cache_key(**base, kind="view", train=train_key, view_seed=view_seed)
-        view_feats, hit = _features(extractor, images[train_idx], key, cache,
-                                    f"augmented view {view + 1}/{config.augment_views}", show,
+        view_feats, hit = _features(extractor, run.loaded.images[train_idx], key, cache,
+                                    f"augmented view {view + 1}/{c.augment_views}", run.show,
                                     view_seed=view_seed)
         x_parts.append(view_feats)
-        y_parts.append(y[train_idx])
         hits.append(hit)
     feature_seconds = time.perf_counter() - t0
-    x_train, y_train = np.concatenate(x_parts), np.concatenate(y_parts)
-    if isinstance(cw, np.ndarray):  # per-sample (class x source) weights, repeated per view
-        cw = np.tile(cw[train_idx], len(x_parts))
-    keras.utils.set_random_seed(config.seed)
+    x_train = np.concatenate(x_parts)
+    y_train = np.tile(run.y[train_idx], len(x_parts))
+    weights = run.weights
+    if isinstance(weights, np.ndarray):  # per-sample (class x source) weights, repeated per view
+        weights = np.tile(weights[train_idx], len(x_parts))
+    keras.utils.set_random_seed(c.seed)
     t1 = time.perf_counter()
-    rows = fit_head(clf.head, contract, x_train, y_train, feats[val_idx], y[val_idx],
-                    learning_rate=config.learning_rate, epochs=config.epochs,
-                    batch_size=config.batch_size, patience=config.patience, weights=cw,
-                    log_dir=log_dir, verbose=2 if show else 0, callbacks=callbacks)
-    info = {"path": "cached-features", "feature_seconds": round(feature_seconds, 2),
-            "head_train_seconds": round(time.perf_counter() - t1, 2),
-            "feature_cache_hits": sum(hits), "feature_cache_misses": len(hits) - sum(hits),
-            "feature_cache_dir": str(cache.directory), "head_train_samples": len(x_train),
-            "backbone_engine": engine}
-    return rows, info, feats
+    run.history += fit_head(run.clf.head, run.contract, (x_train, y_train),
+                            (feats[val_idx], run.y[val_idx]),
+                            run.schedule("head", weights=weights, callbacks=run.callbacks))
+    run.phase1 = {"path": "cached-features", "feature_seconds": round(feature_seconds, 2),
+                  "head_train_seconds": round(time.perf_counter() - t1, 2),
+                  "feature_cache_hits": sum(hits), "feature_cache_misses": len(hits) - sum(hits),
+                  "feature_cache_dir": str(cache.directory), "head_train_samples": len(x_train),
+                  "backbone_engine": engine}
+    run.clean_feats = feats
+
+
+def _phase1_images(run: FitRun) -> None:
+    """Phase 1 as the reference recipe: augmented images through the frozen base every epoch."""
+    keras.utils.set_random_seed(run.config.seed)
+    t1 = time.perf_counter()
+    run.history += fit_images(run.clf.model, run.contract, run.images("train"),
+                              run.images("val"),
+                              run.schedule("head", callbacks=run.callbacks))
+    run.phase1 = {"path": "images (reference recipe)",
+                  "image_train_seconds": round(time.perf_counter() - t1, 2)}
+
+
+def _fine_tune(run: FitRun) -> None:
+    """Phase 2: the top `fine_tune_layers` backbone layers (BatchNorm frozen) on images."""
+    c = run.config
+    if c.fine_tune_layers <= 0:
+        return
+    t2 = time.perf_counter()
+    trainable = unfreeze_top(run.clf.backbone, c.fine_tune_layers)
+    keras.utils.set_random_seed(c.seed + 1)
+    run.history += fit_images(run.clf.model, run.contract, run.images("train"),
+                              run.images("val"), run.schedule(
+                                  "fine_tune", learning_rate=c.fine_tune_learning_rate,
+                                  epochs=c.fine_tune_epochs, seed=c.seed + 1))
+    run.clf.backbone.trainable = False
+    run.fine_tune = {"layers": c.fine_tune_layers, "layers_with_trainable_weights": trainable,
+                     "seconds": round(time.perf_counter() - t2, 2)}
+    run.clean_feats = None  # the backbone changed: cached features no longer describe it
 
 
 def fit(config: FitConfig, progress: bool = True,
@@ -197,7 +285,6 @@ def fit(config: FitConfig, progress: bool = True,
     start = time.perf_counter()
     load_start = os.getloadavg()[0]
     dataset = preflight(config)  # every user error that needs no pixels, before any work
-    samples = _limit_samples(dataset.samples, config.limit_per_class, config.seed)
     keras.utils.set_random_seed(config.seed)
     gpus, precision = _gpu_info(config.mixed_precision)
     device = {"gpus": gpus, "precision": precision, "load_average_at_start": round(load_start, 2)}
@@ -205,8 +292,7 @@ def fit(config: FitConfig, progress: bool = True,
     clf = build_classifier(contract0, config.weights, config.alpha)  # WeightsError early
     weight_fp = weights_fingerprint(config.weights, config.seed)
     try:
-        return _fit_with(config, dataset, samples, clf, weight_fp, callbacks, device, start,
-                         show)
+        return _fit_with(config, dataset, clf, weight_fp, callbacks, device, start, show)
     finally:
         if config.mixed_precision:
             keras.mixed_precision.set_global_policy("float32")
@@ -244,7 +330,7 @@ def _split(config: FitConfig, dataset: Dataset, labels: tuple[str, ...], samples
     """The run's split manifest (every source recorded) with its grouping and selection info."""
     manifest = make_manifest(
         dataset.root, dataset.format, labels, samples, grouping.groups, config.seed,
-        config.val_fraction, config.test_fraction,
+        (config.val_fraction, config.test_fraction),
         info={"groups": int(grouping.groups.max()) + 1,
               "near_duplicate_pairs": grouping.near_duplicate_pairs,
               "merged_groups": grouping.merged_groups,
@@ -257,16 +343,16 @@ def _split(config: FitConfig, dataset: Dataset, labels: tuple[str, ...], samples
     return manifest
 
 
-def _fit_with(config: FitConfig, dataset: Dataset, samples: list[Sample], clf: Classifier,
-              weight_fp: str, callbacks: Sequence[keras.callbacks.Callback], device: dict[str, Any],
+def _fit_with(config: FitConfig, dataset: Dataset, clf: Classifier, weight_fp: str,
+              callbacks: Sequence[keras.callbacks.Callback], device: dict[str, Any],
               start: float, show: bool) -> FitResult:
     """Decode, group and split the samples, then train and write the run (see `fit`)."""
     out = Path(config.out).expanduser()
+    samples = _limit_samples(dataset.samples, config.limit_per_class, config.seed)
     size = (config.input_size, config.input_size)
     t_decode = time.perf_counter()
     loaded = _decode(dataset, samples, size, show)
     decode_seconds = time.perf_counter() - t_decode
-    skipped = dataset.skipped + loaded.skipped
     present = sorted({s.label for s in loaded.samples})
     require_two_classes(present, dataset.root)
     labels = tuple(x for x in dataset.labels if x in present)
@@ -274,186 +360,177 @@ def _fit_with(config: FitConfig, dataset: Dataset, samples: list[Sample], clf: C
         keras.utils.set_random_seed(config.seed)
         clf = build_classifier(ModelContract.for_labels(labels, config.input_size),
                                config.weights, config.alpha)
-
     grouping = group_samples(loaded.thumbs, [s.source for s in loaded.samples])
     manifest = _split(config, dataset, labels, loaded.samples, grouping)
-    fingerprint = data_fingerprint(manifest, loaded.digests)
-    manifest.info["data_fingerprint"] = fingerprint
+    manifest.info["data_fingerprint"] = data_fingerprint(manifest, loaded.digests)
     index = {label: i for i, label in enumerate(labels)}
     y = np.array([index[s.label] for s in loaded.samples], dtype=np.int64)
     split = np.array([r["split"] for r in manifest.rows])
-    train_counts = np.bincount(y[split == "train"], minlength=len(labels))
     cw = class_weights(y[split == "train"], len(labels)) if config.class_weighting else None
-    source_w = source_weights(config.source_weights, manifest)
-    imbalance = {
-        "train_counts": dict(zip(labels, train_counts.tolist(), strict=True)),
-        "ratio_largest_to_smallest": round(float(train_counts.max() / max(train_counts.min(), 1)),
-                                           3),
-        "class_weights": ({labels[i]: round(w, 4) for i, w in cw.items()} if cw else None),
-        "source_weights": config.source_weights or None,
-    }
-    train_text = ", ".join(f"{k}: {v}" for k, v in manifest.counts()["train"].items())
-    bars.say(f"{len(loaded.samples)} images of {len(labels)} classes ({train_text} in train); "
-             f"{len(skipped)} skipped; {grouping.merged_groups} near-duplicate groups merged "
-             f"({grouping.samples_in_merged_groups} images)", show)
-
     out.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    run = FitRun(config, dataset, loaded, manifest, clf, y, split,
+                 _sample_weights(cw, source_weights(config.source_weights, manifest), y),
+                 work, out, weight_fp, device, start, show, callbacks, info={
+                     "imbalance": _imbalance(config, labels, y[split == "train"], cw),
+                     "grouping": {"near_duplicate_pairs": grouping.near_duplicate_pairs,
+                                  "merged_groups": grouping.merged_groups,
+                                  "samples_in_merged_groups": grouping.samples_in_merged_groups},
+                     "timing": {"decode_seconds": round(decode_seconds, 2)},
+                     "skipped": dataset.skipped + loaded.skipped})
+    train_text = ", ".join(f"{k}: {v}" for k, v in manifest.counts()["train"].items())
+    bars.say(f"{len(loaded.samples)} images of {len(labels)} classes ({train_text} in train); "
+             f"{len(run.info['skipped'])} skipped; {grouping.merged_groups} near-duplicate "
+             f"groups merged ({grouping.samples_in_merged_groups} images)", show)
     try:
-        result = _train_and_write(config, work, out, clf, labels, dataset, loaded, manifest,
-                                  fingerprint, y, split, _sample_weights(cw, source_w, y),
-                                  imbalance, skipped, grouping_info={
-                                      "near_duplicate_pairs": grouping.near_duplicate_pairs,
-                                      "merged_groups": grouping.merged_groups,
-                                      "samples_in_merged_groups":
-                                          grouping.samples_in_merged_groups},
-                                  timing={"decode_seconds": round(decode_seconds, 2)},
-                                  device=device, start=start, weight_fp=weight_fp,
-                                  callbacks=callbacks, show=show)
+        return _train_and_write(run)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
-    return result
 
 
-def _train_and_write(config: FitConfig, work: Path, out: Path, clf: Classifier,
-                     labels: tuple[str, ...], dataset: Dataset, loaded: Loaded,
-                     manifest: SplitManifest, fingerprint: str, y: np.ndarray, split: np.ndarray,
-                     cw: Weights, imbalance: dict[str, Any], skipped: list,
-                     grouping_info: dict[str, Any], timing: dict[str, Any],
-                     device: dict[str, Any], start: float, weight_fp: str,
-                     callbacks: Sequence[keras.callbacks.Callback], show: bool) -> FitResult:
-    contract = ModelContract.for_labels(labels, config.input_size)
-    write_manifest(manifest, work / "split.json")
-    roots = [str(r.resolve()) for r in config.roots()]
-    write_json(work / "config.json", {**asdict(config), "data": roots[0] if len(roots) == 1
-                                      else roots,
-                                      "out": str(out.resolve())})
-    write_text_atomic(work / "skipped.txt", "".join(f"{s.path}\t{s.reason}\n" for s in skipped))
-    log_dir = work / "tensorboard"
-    images = loaded.images
+def _imbalance(config: FitConfig, labels: tuple[str, ...], y_train: np.ndarray,
+               cw: dict[int, float] | None) -> dict[str, Any]:
+    counts = np.bincount(y_train, minlength=len(labels))
+    return {"train_counts": dict(zip(labels, counts.tolist(), strict=True)),
+            "ratio_largest_to_smallest": round(float(counts.max() / max(counts.min(), 1)), 3),
+            "class_weights": ({labels[i]: round(w, 4) for i, w in cw.items()} if cw else None),
+            "source_weights": config.source_weights or None}
 
+
+def _train_and_write(run: FitRun) -> FitResult:
+    """Inputs of the run, phase 1, the fine-tune, evaluation, model files, reports, publish."""
+    _write_inputs(run)
     t_train = time.perf_counter()
-    clean_feats = None
-    if config.feature_cache:
-        history, phase1, clean_feats = _run_phase1_cached(
-            config, clf, contract, images, y, split, fingerprint, weight_fp, cw, log_dir,
-            callbacks, show)
-    else:
-        keras.utils.set_random_seed(config.seed)
-        t1 = time.perf_counter()
-        history = fit_images(clf.model, contract, (images[split == "train"], y[split == "train"]),
-                             (images[split == "val"], y[split == "val"]),
-                             learning_rate=config.learning_rate, epochs=config.epochs,
-                             batch_size=config.batch_size, patience=config.patience,
-                             weights=cw if not isinstance(cw, np.ndarray) else None,
-                             seed=config.seed, log_dir=log_dir, verbose=2 if show else 0,
-                             phase="head", callbacks=callbacks)
-        phase1 = {"path": "images (reference recipe)",
-                  "image_train_seconds": round(time.perf_counter() - t1, 2)}
-    fine_tune: dict[str, Any] | None = None
-    if config.fine_tune_layers > 0:
-        t2 = time.perf_counter()
-        trainable = unfreeze_top(clf.backbone, config.fine_tune_layers)
-        keras.utils.set_random_seed(config.seed + 1)
-        history += fit_images(clf.model, contract,
-                              (images[split == "train"], y[split == "train"]),
-                              (images[split == "val"], y[split == "val"]),
-                              learning_rate=config.fine_tune_learning_rate,
-                              epochs=config.fine_tune_epochs, batch_size=config.batch_size,
-                              patience=config.patience, seed=config.seed + 1,
-                              weights=cw if not isinstance(cw, np.ndarray) else None,
-                              log_dir=log_dir, verbose=2 if show else 0, phase="fine_tune")
-        clf.backbone.trainable = False
-        fine_tune = {"layers": config.fine_tune_layers, "layers_with_trainable_weights": trainable,
-                     "seconds": round(time.perf_counter() - t2, 2)}
-        clean_feats = None  # the backbone changed: cached features no longer describe it
-    train_seconds = time.perf_counter() - t_train
+    (_phase1_cached if run.config.feature_cache else _phase1_images)(run)
+    _fine_tune(run)
+    run.info["timing"]["train_seconds"] = round(time.perf_counter() - t_train, 2)
+    evaluation = _evaluate(run)
+    contract = _write_model(run, evaluation)
+    _write_reports(run, evaluation)
+    summary = _summary(run, evaluation)
+    write_json(run.work / "summary.json", summary)
+    _publish(run.work, run.out)
+    out = run.out
+    return FitResult(run_dir=out, model_h5=out / "model.h5", model_keras=out / "model.keras",
+                     contract=contract, test_accuracy=evaluation.test["accuracy"],
+                     wall_seconds=summary["timing"]["wall_seconds"], summary=summary)
 
-    test_idx = np.nonzero(split == "test")[0]
-    val_idx = np.nonzero(split == "val")[0]
-    if clean_feats is not None:
-        test_out = predict(clf.head, clean_feats[test_idx])
-        val_out = predict(clf.head, clean_feats[val_idx])
+
+def _write_inputs(run: FitRun) -> None:
+    """split.json, config.json and skipped.txt: what the run was given."""
+    write_manifest(run.manifest, run.work / "split.json")
+    roots = [str(r.resolve()) for r in run.config.roots()]
+    write_json(run.work / "config.json", {**asdict(run.config),
+                                          "data": roots[0] if len(roots) == 1 else roots,
+                                          "out": str(run.out.resolve())})
+    write_text_atomic(run.work / "skipped.txt",
+                      "".join(f"{s.path}\t{s.reason}\n" for s in run.info["skipped"]))
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """The trained model on the run's own test and validation splits."""
+
+    test: dict[str, Any]  # classification report
+    val: dict[str, Any]
+    by_source: dict[str, dict[str, Any]]
+    consistency: dict[str, Any] | None  # full model against the head on cached features
+
+    @property
+    def per_class(self) -> dict[str, dict[str, Any]]:
+        return {k: {m: round(v[m], 4) for m in ("precision", "recall", "f1")}
+                | {"support": v["support"]} for k, v in self.test["per_class"].items()}
+
+
+def _evaluate(run: FitRun) -> Evaluation:
+    test_idx, val_idx = run.index("test"), run.index("val")
+    images = run.loaded.images
+    consistency = None
+    if run.clean_feats is not None:
+        test_out = predict(run.clf.head, run.clean_feats[test_idx])
+        val_out = predict(run.clf.head, run.clean_feats[val_idx])
         check = test_idx[:CONSISTENCY_SAMPLES]
-        full = predict(clf.model, images[check])
+        full = predict(run.clf.model, images[check])
         consistency = {"samples": len(check), "max_abs_diff_full_vs_head":
                        float(np.abs(full - test_out[:len(check)]).max()) if len(check) else 0.0}
     else:
-        test_out = predict(clf.model, images[test_idx])
-        val_out = predict(clf.model, images[val_idx])
-        consistency = None
-    test_pred = contract.probabilities(test_out).argmax(1)
-    val_pred = contract.probabilities(val_out).argmax(1)
-    test_report = classification_report(y[test_idx], test_pred, labels)
-    val_report = classification_report(y[val_idx], val_pred, labels)
-    accuracy = test_report["accuracy"]
-    by_source = per_source(manifest, y, test_idx, test_pred)
+        test_out = predict(run.clf.model, images[test_idx])
+        val_out = predict(run.clf.model, images[val_idx])
+    test_pred = run.contract.probabilities(test_out).argmax(1)
+    val_pred = run.contract.probabilities(val_out).argmax(1)
+    return Evaluation(classification_report(run.y[test_idx], test_pred, run.labels),
+                      classification_report(run.y[val_idx], val_pred, run.labels),
+                      per_source(run.manifest, run.y, test_idx, test_pred), consistency)
 
-    per_class = {k: {m: round(v[m], 4) for m in ("precision", "recall", "f1")} | {
-        "support": v["support"]} for k, v in test_report["per_class"].items()}
-    source = {"split_manifest": "split.json", "data_fingerprint": fingerprint,
-              "data": _data_text(dataset), "format": dataset.format,
-              "weights": config.weights, "weights_fingerprint": weight_fp,
-              "alpha": config.alpha, "seed": config.seed,
-              "phase1": phase1["path"], "augment_views": config.augment_views
-              if config.feature_cache else None, "fine_tune_layers": config.fine_tune_layers}
-    metrics = {"test_accuracy": round(accuracy, 6), "n_test": len(test_idx),
-               "val_accuracy": round(val_report["accuracy"], 6), "n_val": len(val_idx),
-               "n_train": int((split == "train").sum()), "per_class": per_class,
-               "macro_f1": round(test_report["macro"]["f1"], 6)}
-    contract = ModelContract.for_labels(labels, config.input_size, source=source, metrics=metrics)
+
+def _write_model(run: FitRun, ev: Evaluation) -> ModelContract:
+    """model.h5, model.keras and metadata.json, with the contract and its measured metrics."""
+    c = run.config
+    source = {"split_manifest": "split.json", "data_fingerprint": run.fingerprint,
+              "data": _data_text(run.dataset), "format": run.dataset.format,
+              "weights": c.weights, "weights_fingerprint": run.weight_fp,
+              "alpha": c.alpha, "seed": c.seed, "phase1": run.phase1["path"],
+              "augment_views": c.augment_views if c.feature_cache else None,
+              "fine_tune_layers": c.fine_tune_layers}
+    metrics = {"test_accuracy": round(ev.test["accuracy"], 6), "n_test": len(run.index("test")),
+               "val_accuracy": round(ev.val["accuracy"], 6), "n_val": len(run.index("val")),
+               "n_train": len(run.index("train")), "per_class": ev.per_class,
+               "macro_f1": round(ev.test["macro"]["f1"], 6)}
+    contract = ModelContract.for_labels(run.labels, c.input_size, source=source, metrics=metrics)
     with _quiet_absl():  # Keras warns that .h5 is "legacy": the project ships it on purpose
-        model_h5, model_keras = save_keras_model(clf.model, contract, work)
-    write_text_atomic(work / "metadata.json", contract.to_json() + "\n")
+        save_keras_model(run.clf.model, contract, run.work)
+    write_text_atomic(run.work / "metadata.json", contract.to_json() + "\n")
+    return contract
 
-    write_history_csv(work / "history.csv", history)
-    plot_curves(work / "curves.png", history)
-    details = [f"data: {_data_text(dataset)} ({dataset.format}), split: split.json "
-               f"(seed {config.seed})",
-               f"model: MobileNetV2 alpha {config.alpha}, {config.input_size}x{config.input_size}"
-               f", weights {config.weights}, phase 1 on {phase1['path']}"
-               + (f", fine-tuned top {config.fine_tune_layers} layers" if fine_tune else ""),
-               f"train/val/test images: {metrics['n_train']}/{len(val_idx)}/{len(test_idx)}; "
-               f"skipped files: {len(skipped)} (skipped.txt); near-duplicate groups merged: "
-               f"{grouping_info['merged_groups']} ({grouping_info['samples_in_merged_groups']} "
-               f"images)",
+
+def _write_reports(run: FitRun, ev: Evaluation) -> None:
+    """history.csv, curves.png, report.txt, metrics.json, confusion_matrix.png."""
+    c, info = run.config, run.info
+    write_history_csv(run.work / "history.csv", run.history)
+    plot_curves(run.work / "curves.png", run.history)
+    grouping, imbalance = info["grouping"], info["imbalance"]
+    details = [f"data: {_data_text(run.dataset)} ({run.dataset.format}), split: split.json "
+               f"(seed {c.seed})",
+               f"model: MobileNetV2 alpha {c.alpha}, {c.input_size}x{c.input_size}"
+               f", weights {c.weights}, phase 1 on {run.phase1['path']}"
+               + (f", fine-tuned top {c.fine_tune_layers} layers" if run.fine_tune else ""),
+               f"train/val/test images: {len(run.index('train'))}/{len(run.index('val'))}/"
+               f"{len(run.index('test'))}; skipped files: {len(info['skipped'])} (skipped.txt); "
+               f"near-duplicate groups merged: {grouping['merged_groups']} "
+               f"({grouping['samples_in_merged_groups']} images)",
                f"class imbalance (train): {imbalance['train_counts']}, ratio "
                f"{imbalance['ratio_largest_to_smallest']}, class weights "
                f"{imbalance['class_weights']}"]
-    text = report_text("Test set", test_report, details) + "\n" + per_source_text(
-        by_source) + report_text("Validation set", val_report)
-    write_text_atomic(work / "report.txt", text)
-    write_json(work / "metrics.json", {"test": test_report, "val": val_report,
-                                       "per_source": by_source})
-    plot_confusion(work / "confusion_matrix.png", test_report, "test set")
+    text = report_text("Test set", ev.test, details) + "\n" + per_source_text(
+        ev.by_source) + report_text("Validation set", ev.val)
+    write_text_atomic(run.work / "report.txt", text)
+    write_json(run.work / "metrics.json", {"test": ev.test, "val": ev.val,
+                                           "per_source": ev.by_source})
+    plot_confusion(run.work / "confusion_matrix.png", ev.test, "test set")
 
-    wall = time.perf_counter() - start
-    best = _best_row(history)
-    summary = {
-        "run_dir": str(out.resolve()), "model_h5": str(out.resolve() / "model.h5"),
-        "model_keras": str(out.resolve() / "model.keras"), "labels": list(labels),
-        "format": dataset.format, "data": _data_text(dataset),
-        "sources": [s.to_json() for s in dataset.all_sources()], "per_source": by_source,
+
+def _summary(run: FitRun, ev: Evaluation) -> dict[str, Any]:
+    out, info, accuracy = run.out.resolve(), run.info, ev.test["accuracy"]
+    return {
+        "run_dir": str(out), "model_h5": str(out / "model.h5"),
+        "model_keras": str(out / "model.keras"), "labels": list(run.labels),
+        "format": run.dataset.format, "data": _data_text(run.dataset),
+        "sources": [s.to_json() for s in run.dataset.all_sources()],
+        "per_source": ev.by_source,
         "test_accuracy": round(accuracy, 6), "test_accuracy_percent": round(100 * accuracy, 2),
-        "val_accuracy": round(val_report["accuracy"], 6), "per_class": per_class,
-        "counts": manifest.counts(), "skipped": len(skipped),
-        "skipped_by_reason": _reasons(skipped), "grouping": grouping_info,
-        "imbalance": imbalance, "phase1": phase1, "fine_tune": fine_tune,
-        "epochs_run": len(history), "best_epoch": best, "consistency": consistency,
-        "data_fingerprint": fingerprint, "device": device,
-        "notes": {k: v for k, v in dataset.notes.items()},
-        "timing": {**timing, "train_seconds": round(train_seconds, 2),
-                   "wall_seconds": round(wall, 2)},
+        "val_accuracy": round(ev.val["accuracy"], 6), "per_class": ev.per_class,
+        "counts": run.manifest.counts(), "skipped": len(info["skipped"]),
+        "skipped_by_reason": _reasons(info["skipped"]), "grouping": info["grouping"],
+        "imbalance": info["imbalance"], "phase1": run.phase1, "fine_tune": run.fine_tune,
+        "epochs_run": len(run.history), "best_epoch": _best_row(run.history),
+        "consistency": ev.consistency, "data_fingerprint": run.fingerprint,
+        "device": run.device, "notes": dict(run.dataset.notes),
+        "timing": {**info["timing"], "wall_seconds": round(time.perf_counter() - run.start, 2)},
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
                     "load_average_at_end": round(os.getloadavg()[0], 2),
                     "tensorflow": tf.__version__, "keras": keras.__version__},
     }
-    write_json(work / "summary.json", summary)
-    _publish(work, out)
-    return FitResult(run_dir=out, model_h5=out / model_h5.name, model_keras=out / model_keras.name,
-                     contract=contract, test_accuracy=accuracy, wall_seconds=wall,
-                     summary=summary)
 
 
 def _data_text(dataset: Dataset) -> str:

@@ -129,9 +129,11 @@ def assign_splits(labels: list[str], groups: np.ndarray, seed: int, val_fraction
 
 
 def make_manifest(root: Path, fmt: str, labels: tuple[str, ...], samples: list[Sample],
-                  groups: np.ndarray, seed: int, val_fraction: float, test_fraction: float,
+                  groups: np.ndarray, seed: int, fractions: tuple[float, float],
                   info: dict[str, Any] | None = None) -> SplitManifest:
-    """Split `samples` and record it (a multi-source set then sets `sources`)."""
+    """Split `samples` (`fractions`: validation and test shares) and record it (a multi-source
+    set then sets `sources`)."""
+    val_fraction, test_fraction = fractions
     splits = assign_splits([s.label for s in samples], groups, seed, val_fraction, test_fraction)
     rows = [sample_to_row(s, sp, g) for s, sp, g in zip(samples, splits, groups, strict=True)]
     meta = {"val_fraction": val_fraction, "test_fraction": test_fraction, **(info or {})}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -103,26 +104,46 @@ def _callbacks(phase: str, rows: list[dict[str, Any]], has_val: bool, patience: 
     return callbacks, best
 
 
-def fit_head(head: keras.Model, contract: ModelContract, x_train: np.ndarray, y_train: np.ndarray,
-             x_val: np.ndarray | None, y_val: np.ndarray | None, *, learning_rate: float,
-             epochs: int, batch_size: int, patience: int,
-             weights: dict[int, float] | np.ndarray | None,
-             log_dir: Path | None, verbose: int, phase: str = "head",
-             callbacks: Sequence[keras.callbacks.Callback] = ()) -> list[dict[str, Any]]:
-    """Train the head on pooled features (the full model's head: the layers are shared).
+@dataclass(frozen=True)
+class Schedule:
+    """How one training phase runs (phase 1 on features or images, or the fine-tune).
 
-    `weights`: class weights by index, or one weight per training sample (an array).
+    `weights`: class weights by index, or one weight per training sample (an array; features
+    only). `callbacks` are extra Keras callbacks that see each epoch first.
     """
+
+    learning_rate: float
+    epochs: int
+    batch_size: int
+    patience: int
+    weights: dict[int, float] | np.ndarray | None = None
+    seed: int = 0
+    log_dir: Path | None = None
+    verbose: int = 0
+    phase: str = "head"
+    callbacks: Sequence[keras.callbacks.Callback] = ()
+
+
+Pair = tuple[np.ndarray, np.ndarray]
+
+
+def fit_head(head: keras.Model, contract: ModelContract, train: Pair, val: Pair | None,
+             schedule: Schedule) -> list[dict[str, Any]]:
+    """Train the head on pooled features (the full model's head: the layers are shared)."""
     rows: list[dict[str, Any]] = []
-    has_val = x_val is not None and len(x_val) > 0
-    all_callbacks, _ = _callbacks(phase, rows, has_val, patience, log_dir, callbacks)
+    has_val = val is not None and len(val[0]) > 0
+    all_callbacks, _ = _callbacks(schedule.phase, rows, has_val, schedule.patience,
+                                  schedule.log_dir, schedule.callbacks)
     # The head's steps take microseconds: run many per call to skip Python overhead.
-    compile_model(head, contract, learning_rate, steps_per_execution=HEAD_STEPS_PER_EXECUTION)
-    head.fit(x_train, targets(contract, y_train), batch_size=batch_size, epochs=epochs,
-             validation_data=(x_val, targets(contract, y_val)) if has_val else None,
+    compile_model(head, contract, schedule.learning_rate,
+                  steps_per_execution=HEAD_STEPS_PER_EXECUTION)
+    weights = schedule.weights
+    head.fit(train[0], targets(contract, train[1]), batch_size=schedule.batch_size,
+             epochs=schedule.epochs,
+             validation_data=(val[0], targets(contract, val[1])) if has_val and val else None,
              class_weight=weights if isinstance(weights, dict) else None,
              sample_weight=weights if isinstance(weights, np.ndarray) else None,
-             shuffle=True, callbacks=all_callbacks, verbose=verbose)
+             shuffle=True, callbacks=all_callbacks, verbose=schedule.verbose)
     return rows
 
 
@@ -141,21 +162,23 @@ def image_dataset(images: np.ndarray, y: np.ndarray, batch_size: int, seed: int,
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
-def fit_images(model: keras.Model, contract: ModelContract, train: tuple[np.ndarray, np.ndarray],
-               val: tuple[np.ndarray, np.ndarray] | None, *, learning_rate: float, epochs: int,
-               batch_size: int, patience: int, weights: dict[int, float] | None, seed: int,
-               log_dir: Path | None, verbose: int, phase: str,
-               callbacks: Sequence[keras.callbacks.Callback] = ()) -> list[dict[str, Any]]:
-    """Train the full model on augmented images (the reference recipe, and fine-tuning)."""
+def fit_images(model: keras.Model, contract: ModelContract, train: Pair, val: Pair | None,
+               schedule: Schedule) -> list[dict[str, Any]]:
+    """Train the full model on augmented images (the reference recipe, and fine-tuning).
+
+    Per-sample weights (an array) are not used here: only class weights."""
     rows: list[dict[str, Any]] = []
     has_val = val is not None and len(val[0]) > 0
-    all_callbacks, _ = _callbacks(phase, rows, has_val, patience, log_dir, callbacks)
-    compile_model(model, contract, learning_rate)
-    train_ds = image_dataset(train[0], targets(contract, train[1]), batch_size, seed, True)
-    val_ds = (image_dataset(val[0], targets(contract, val[1]), batch_size, seed, False)
-              if has_val and val is not None else None)
-    model.fit(train_ds, validation_data=val_ds, epochs=epochs, class_weight=weights,
-              callbacks=all_callbacks, verbose=verbose)
+    all_callbacks, _ = _callbacks(schedule.phase, rows, has_val, schedule.patience,
+                                  schedule.log_dir, schedule.callbacks)
+    compile_model(model, contract, schedule.learning_rate)
+    train_ds = image_dataset(train[0], targets(contract, train[1]), schedule.batch_size,
+                             schedule.seed, True)
+    val_ds = (image_dataset(val[0], targets(contract, val[1]), schedule.batch_size,
+                            schedule.seed, False) if has_val and val is not None else None)
+    weights = schedule.weights if isinstance(schedule.weights, dict) else None
+    model.fit(train_ds, validation_data=val_ds, epochs=schedule.epochs, class_weight=weights,
+              callbacks=all_callbacks, verbose=schedule.verbose)
     return rows
 
 

@@ -1,20 +1,19 @@
-"""Raise an event when a face stays without a mask for N consecutive frames.
+"""Raise one alert per tracked person who stays without a mask for N frames.
 
-Unmasked faces are followed from frame to frame by box overlap (IoU), so two people are counted
-separately and one person moving slowly keeps their count. A track that is not seen unmasked for
-more than `max_missed` frames ends (its count starts again from zero); each track alerts once.
+Faces are followed by `edge.tracking.Tracker`; a track's streak counts its sightings inside a
+zone with an alert label (its smoothed label, so one misread frame neither starts nor breaks a
+streak). A sighting with another label resets the streak; frames the track is missed or outside
+every zone leave it as it is. When the streak reaches `after_frames` the track alerts, once for
+its life; a face that leaves for longer than the tracker's max-age comes back as a new track.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Sequence
 from typing import Any
 
-import numpy as np
-
-from edge.boxes import Box, iou_matrix
-from edge.pipeline import FaceResult
+from edge.events import ALERT
+from edge.tracking import TrackedFace
 
 
 def unmasked_labels(labels: Sequence[str]) -> tuple[str, ...]:
@@ -24,57 +23,38 @@ def unmasked_labels(labels: Sequence[str]) -> tuple[str, ...]:
                  or "incorrect" in x.lower())
 
 
-@dataclass
-class _Track:
-    box: Box
-    streak: int = 1
-    missed: int = 0
-    alerted: bool = False
+def masked_labels(labels: Sequence[str]) -> tuple[str, ...]:
+    """The labels that count as wearing a mask properly (every label `unmasked_labels` leaves)."""
+    unmasked = set(unmasked_labels(labels))
+    return tuple(x for x in labels if x not in unmasked)
 
 
-class AlertTracker:
-    """Counts consecutive frames per unmasked face; `update` returns the alerts of a frame."""
+class TrackAlerts:
+    """Per-track streaks of alert labels; `update` returns the alerts of a frame."""
 
-    def __init__(self, after_frames: int, labels: Sequence[str], iou_threshold: float = 0.3,
-                 max_missed: int = 2) -> None:
+    def __init__(self, after_frames: int, labels: Sequence[str]) -> None:
         if after_frames < 1:
             raise ValueError("--alert-after needs at least 1 frame")
         self.after_frames = after_frames
         self.labels = frozenset(labels)
-        self.iou_threshold = iou_threshold
-        self.max_missed = max_missed
-        self._tracks: list[_Track] = []
+        self._streaks: dict[int, int] = {}
+        self._alerted: set[int] = set()
 
-    def update(self, frame: int, faces: Sequence[FaceResult]) -> list[dict[str, Any]]:
-        unmasked = [f for f in faces if f.label in self.labels]
-        tracks = self._tracks
-        taken = [False] * len(tracks)
-        new_tracks: list[_Track] = []
+    def update(self, frame: int, faces: Sequence[TrackedFace],
+               alive: Collection[int]) -> list[dict[str, Any]]:
+        """Alerts raised by this frame's faces; `alive` are the ids of the tracker's live tracks
+        (state of ended tracks is dropped)."""
         alerts = []
-        if tracks and unmasked:
-            ious = iou_matrix(np.array([f.box for f in unmasked]),
-                              np.array([t.box for t in tracks]))
-        for i, face in enumerate(unmasked):
-            best = -1
-            if tracks:
-                row = np.where(taken, -1.0, ious[i])
-                j = int(row.argmax())
-                best = j if row[j] >= self.iou_threshold else -1
-            if best >= 0:
-                taken[best] = True
-                track = tracks[best]
-                track.box, track.missed = face.box, 0
-                track.streak += 1
-            else:
-                track = _Track(face.box)
-                new_tracks.append(track)
-            if track.streak >= self.after_frames and not track.alerted:
-                track.alerted = True
-                alerts.append({"event": "alert", "frame": frame, "label": face.label,
-                               "box": [round(v, 1) for v in face.box],
-                               "score": round(face.score, 4), "frames": track.streak})
-        for track, seen in zip(tracks, taken, strict=True):
-            if not seen:
-                track.missed += 1
-        self._tracks = [t for t in tracks if t.missed <= self.max_missed] + new_tracks
+        for face in faces:
+            if not face.in_zone:
+                continue
+            streak = self._streaks.get(face.track, 0) + 1 if face.label in self.labels else 0
+            self._streaks[face.track] = streak
+            if streak >= self.after_frames and face.track not in self._alerted:
+                self._alerted.add(face.track)
+                alerts.append({"event": ALERT, "frame": frame, "track": face.track,
+                               "label": face.label, "score": round(face.score, 4),
+                               "box": [round(v, 1) for v in face.box], "frames": streak})
+        self._streaks = {k: v for k, v in self._streaks.items() if k in alive}
+        self._alerted &= set(alive)
         return alerts

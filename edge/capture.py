@@ -41,6 +41,7 @@ class CapturedFrame:
     rgb: np.ndarray
     time: float  # wall-clock time of capture (time.time())
     capture_ms: float  # reading + decoding + colour conversion
+    name: str | None = None  # the file the frame came from (image folders; `frame_name`)
 
 
 @dataclass
@@ -113,7 +114,8 @@ class FrameGrabber(HandoffThread[CapturedFrame]):
                         break
                     continue
                 captured = CapturedFrame(self._index, rgb, time.time(),
-                                         (time.perf_counter() - start) * 1000.0)
+                                         (time.perf_counter() - start) * 1000.0,
+                                         getattr(self.source, "frame_name", None))
                 self._index += 1
                 self._put(captured)
         except Exception as exc:  # a broken driver must not kill the loop silently

@@ -11,19 +11,18 @@ Exit codes: 0 done (also when stopped by SIGINT/SIGTERM: the run ends cleanly wi
 from __future__ import annotations
 
 import json
-import signal
 import sys
-import threading
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
+
+from edge.runner import DETECTOR_NAMES, RunError, Runner, RunOptions, parse_size
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Face-mask detection on a device: camera/video -> faces -> mask or not.")
 
-DETECTOR_NAMES = ("yunet", "blazeface-short", "blazeface-full", "none")
-RUNTIME_NAMES = ("auto", "litert", "tflite_runtime", "tensorflow")
+DEFAULTS = RunOptions()  # `edge run`'s defaults, defined once in edge/runner.py
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:
@@ -45,12 +44,9 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 
 def _size(text: str, option: str) -> tuple[int, int]:
     try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise fail(f"{option} wants WIDTHxHEIGHT, e.g. 640x480, not {text!r}") from None
-    if w < 16 or h < 16:
-        raise fail(f"{option} {text} is too small")
-    return w, h
+        return parse_size(text, option)
+    except RunError as exc:
+        raise fail(str(exc)) from None
 
 
 def _check_choice(value: str, choices: tuple[str, ...], option: str) -> None:
@@ -62,171 +58,132 @@ def _check_choice(value: str, choices: tuple[str, ...], option: str) -> None:
 def run(
     camera: Annotated[int | None, typer.Option(
         "--camera", help="Camera index (picamera2 when it sees the camera, else OpenCV V4L2).",
-        show_default=False)] = None,
+        show_default=False)] = DEFAULTS.camera,
     source: Annotated[str | None, typer.Option(
         "--source", help="Video file, image, folder of images, or stream URL (rtsp://, http://).",
-        show_default=False)] = None,
+        show_default=False)] = DEFAULTS.source,
     model: Annotated[Path | None, typer.Option(
         help="Classifier .tflite (default: $MASKEDGE_MODEL or models/face_mask_2c_int8.tflite).",
-        show_default=False)] = None,
+        show_default=False)] = DEFAULTS.model,
     detector: Annotated[str, typer.Option(
         help="yunet | blazeface-short | blazeface-full | none (whole frame is one face).")
-    ] = "yunet",
+    ] = DEFAULTS.detector,
     detector_model: Annotated[Path | None, typer.Option(
         help="Detector model file (default: downloaded once, sha256-checked, cached).",
-        show_default=False)] = None,
+        show_default=False)] = DEFAULTS.detector_model,
     detector_threshold: Annotated[float | None, typer.Option(
         help="Minimum detector score (default: YuNet 0.6, BlazeFace 0.5).",
-        show_default=False)] = None,
+        show_default=False)] = DEFAULTS.detector_threshold,
     detect_width: Annotated[int | None, typer.Option(
-        help="YuNet's ONNX file (--detector-model X.onnx) sees frames scaled to this width; "
-             "0 = as they are. Default 640; the shipped .tflite YuNet has 640x480 built in.",
-        show_default=False)] = None,
+        help="YuNet sees each frame scaled, up or down, to this width (default 640; 0 = as "
+             "it is, for large frames with distant faces).",
+        show_default=False)] = DEFAULTS.detect_width,
     calibrate_boxes: Annotated[bool, typer.Option(
         help="Map YuNet's boxes onto the annotation convention (fitted on held-in photos).")
-    ] = True,
+    ] = DEFAULTS.calibrate_boxes,
     threads: Annotated[int | None, typer.Option(
-        help="Inference threads (interpreter and OpenCV).", show_default=False)] = None,
+        help="Inference threads (interpreter and OpenCV).", show_default=False)] = DEFAULTS.threads,
     runtime: Annotated[str, typer.Option(
         help="TFLite runtime: auto (litert, then tflite_runtime, then tensorflow.lite), "
-             "litert, tflite_runtime, tensorflow.")] = "auto",
-    camera_size: Annotated[str, typer.Option(help="Camera capture size.")] = "640x480",
-    camera_backend: Annotated[str, typer.Option(help="auto | opencv | picamera2.")] = "auto",
+             "litert, tflite_runtime, tensorflow.")] = DEFAULTS.runtime,
+    camera_size: Annotated[str, typer.Option(help="Camera capture size.")
+                           ] = DEFAULTS.camera_size,
+    camera_backend: Annotated[str, typer.Option(help="auto | opencv | picamera2.")
+                              ] = DEFAULTS.camera_backend,
     realtime: Annotated[bool, typer.Option(
         "--realtime", help="Play files at their frame rate and drop frames like a camera.")
-    ] = False,
-    loop: Annotated[bool, typer.Option("--loop", help="Repeat a file or folder forever.")] = False,
+    ] = DEFAULTS.realtime,
+    loop: Annotated[bool, typer.Option("--loop", help="Repeat a file or folder forever.")
+                    ] = DEFAULTS.loop,
     save: Annotated[Path | None, typer.Option(
-        help="Write the annotated video here (.mp4, .avi).", show_default=False)] = None,
+        help="Write the annotated video here (.mp4, .avi).", show_default=False)] = DEFAULTS.save,
     save_fps: Annotated[float | None, typer.Option(
         help="Frame rate of the saved video (default: the source's, else 15).",
-        show_default=False)] = None,
+        show_default=False)] = DEFAULTS.save_fps,
     json_out: Annotated[str | None, typer.Option(
         "--json", help="Write one JSON line per frame and per alert here ('-' = stdout).",
-        show_default=False)] = None,
+        show_default=False)] = DEFAULTS.json_out,
     show: Annotated[bool, typer.Option(
-        "--show", help="Show a window (needs an OpenCV with GUI).")] = False,
+        "--show", help="Show a window (needs an OpenCV with GUI).")] = DEFAULTS.show,
     serve: Annotated[str | None, typer.Option(
-        help="Serve an MJPEG page at HOST:PORT (PORT alone binds 127.0.0.1; port 0 picks "
-             "a free one).", show_default=False)] = None,
+        help="Serve the live dashboard (stream, counts, alerts) at HOST:PORT (PORT alone binds "
+             "127.0.0.1; port 0 picks a free one; beyond loopback it needs --serve-auth).",
+        show_default=False)] = DEFAULTS.serve,
+    serve_auth: Annotated[str | None, typer.Option(
+        metavar="USER:PASSWORD|token:TOKEN", envvar="MASKEDGE_SERVE_AUTH", show_envvar=True,
+        help="Credentials for --serve (HTTP Basic, or a bearer token); better from the "
+             "environment variable, out of shell history.", show_default=False)
+    ] = DEFAULTS.serve_auth,
+    serve_insecure: Annotated[bool, typer.Option(
+        "--serve-insecure", help="Serve beyond loopback without authentication.")
+    ] = DEFAULTS.serve_insecure,
+    mqtt: Annotated[str | None, typer.Option(
+        metavar="mqtt://[USER:PASS@]HOST[:PORT][/PREFIX]", envvar="MASKEDGE_MQTT",
+        show_envvar=True, help="Publish alerts, stats and status to this broker, with Home "
+        "Assistant discovery (needs the 'mqtt' extra).", show_default=False)] = DEFAULTS.mqtt,
+    device_name: Annotated[str | None, typer.Option(
+        help="Device name in MQTT topics and Home Assistant (default: the host name).",
+        show_default=False)] = DEFAULTS.device_name,
+    webhook: Annotated[str | None, typer.Option(
+        metavar="URL", envvar="MASKEDGE_WEBHOOK", show_envvar=True,
+        help="POST each alert as JSON to this http(s) URL (timeout, retries, backoff).",
+        show_default=False)] = DEFAULTS.webhook,
+    snapshots: Annotated[Path | None, typer.Option(
+        metavar="DIR", help="Save a JPEG of the face and of the frame for each alert here.",
+        show_default=False)] = DEFAULTS.snapshots,
+    snapshots_keep: Annotated[int | None, typer.Option(
+        metavar="N", help="Keep only the newest N alerts' snapshots.", show_default=False)
+    ] = DEFAULTS.snapshots_keep,
+    rtsp_transport: Annotated[str, typer.Option(
+        help="auto | tcp | udp: how an rtsp:// stream's packets travel (tcp for lossy "
+             "networks).")] = DEFAULTS.rtsp_transport,
     max_frames: Annotated[int | None, typer.Option(
-        help="Stop after this many processed frames.", show_default=False)] = None,
+        help="Stop after this many processed frames.", show_default=False)] = DEFAULTS.max_frames,
     alert_after: Annotated[int | None, typer.Option(
         help="Raise an alert event when a face stays unmasked for N frames.",
-        show_default=False)] = None,
+        show_default=False)] = DEFAULTS.alert_after,
     alert_label: Annotated[list[str] | None, typer.Option(
         help="Label that counts as unmasked (repeatable; default: without_* and *incorrect*).",
         show_default=False)] = None,
+    stats_every: Annotated[float, typer.Option(
+        metavar="SECONDS",
+        help="Give a stats event (people per class, compliance) every SECONDS and at the end "
+             "(0 = none).")] = DEFAULTS.stats_every,
+    zone: Annotated[list[str] | None, typer.Option(
+        metavar="X1,Y1,X2,Y2",
+        help="Only faces centred inside count in stats and alerts (repeatable; pixels, or "
+             "fractions of the frame when all four are <= 1).",
+        show_default=False)] = None,
+    blur_faces: Annotated[bool, typer.Option(
+        "--blur-faces", help="Blur faces in the annotated output (video, page, window).")
+    ] = DEFAULTS.blur_faces,
     detect_ahead: Annotated[bool, typer.Option(
         "--detect-ahead", help="Detect the next frame on a thread while classifying this one "
-        "(uses a second core; one frame more latency).")] = False,
+        "(uses a second core; one frame more latency).")] = DEFAULTS.detect_ahead,
     reconnect_attempts: Annotated[int, typer.Option(
-        help="Reopen attempts (with backoff) when a camera or stream is lost.")] = 10,
+        help="Reopen attempts (with backoff) when a camera or stream is lost.")
+    ] = DEFAULTS.reconnect_attempts,
     json_summary: Annotated[bool, typer.Option(
-        "--json-summary", help="Print the end-of-run summary as JSON.")] = False,
+        "--json-summary", help="Print the end-of-run summary as JSON.")] = DEFAULTS.json_summary,
     quiet: Annotated[bool, typer.Option(
-        "--quiet", help="No status or alert lines on stderr while running.")] = False,
+        "--quiet", help="No status or alert lines on stderr while running.")] = DEFAULTS.quiet,
 ) -> None:
-    """Detect faces and classify mask / no mask on every frame, with the chosen outputs."""
-    if (camera is None) == (source is None):
-        raise fail("give exactly one of --camera N or --source FILE|DIR|URL")
-    _check_choice(detector, DETECTOR_NAMES, "--detector")
-    _check_choice(runtime, RUNTIME_NAMES, "--runtime")
-    for name, value in (("--threads", threads), ("--max-frames", max_frames),
-                        ("--alert-after", alert_after)):
-        if value is not None and value < 1:
-            raise fail(f"{name} must be at least 1")
-    if detect_width is not None and detect_width < 0:
-        raise fail("--detect-width must be 0 (full size) or positive")
-    size = _size(camera_size, "--camera-size")
-
-    from edge.alerts import unmasked_labels
-    from edge.capture import Backoff, FrameGrabber
-    from edge.loop import LoopOptions, run_loop
-    from edge.outputs import Sink
-    from edge.pipeline import Pipeline, PipelineOptions
-    from edge.sources import camera_source, file_source
-
-    sinks: list[Sink] = []
+    """Detect faces, follow them and classify mask / no mask on every frame, with the chosen
+    outputs (the run itself is assembled by edge/runner.py)."""
+    given = dict(locals())
     try:
-        pipeline = Pipeline(PipelineOptions(
-            model=model, detector=detector, detector_model=detector_model,
-            detector_threshold=detector_threshold, detect_width=detect_width, threads=threads,
-            runtime=runtime, calibrate_boxes=calibrate_boxes))
-        labels = tuple(alert_label) if alert_label else unmasked_labels(pipeline.labels)
-        if alert_after and not labels:
-            raise fail(f"--alert-after: none of the model's labels {list(pipeline.labels)} "
-                       "means unmasked; name one with --alert-label")
-        unknown = set(labels) - set(pipeline.labels)
-        if alert_after and unknown:
-            raise fail(f"--alert-label {sorted(unknown)} not in the model's labels "
-                       f"{list(pipeline.labels)}")
-        frames = (camera_source(camera, size, camera_backend) if camera is not None
-                  else file_source(str(source), realtime=realtime, loop=loop))
-        grabber = FrameGrabber(frames, backoff=Backoff(attempts=reconnect_attempts)).start()
-        try:
-            _open_sinks(sinks, show=show, json_out=json_out, save=save,
-                        save_fps=save_fps or frames.fps or 15.0, serve=serve,
-                        title=frames.description)
-        except BaseException:
-            grabber.stop()
-            raise
-    except (*_user_errors(), KeyboardInterrupt) as exc:
-        for sink in sinks:
-            sink.close(ok=False)
-        if isinstance(exc, KeyboardInterrupt):
-            raise fail("interrupted while starting", 130) from None
+        runner = Runner(RunOptions(**{**given, "alert_label": tuple(alert_label or ()),
+                                      "zone": tuple(zone or ())}),
+                        notice=lambda line: typer.echo(line, err=True))
+        runner.open()
+    except KeyboardInterrupt:
+        raise fail("interrupted while starting", 130) from None
+    except _user_errors() as exc:
         raise fail(str(exc)) from None
-
-    stop = threading.Event()
-    received: list[str] = []
-
-    def on_signal(signum: int, _frame: Any) -> None:
-        received.append(signal.Signals(signum).name)
-        stop.set()
-
-    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-    ok = False
-    try:
-        summary = run_loop(
-            pipeline, grabber, sinks,
-            LoopOptions(max_frames, alert_after, labels, status_every=5.0,
-                        detect_ahead=detect_ahead), stop,
-            status=None if quiet else (lambda line: typer.echo(line, err=True)))
-        ok = True
-    finally:
-        grabber.stop()
-        for sink in sinks:
-            sink.close(ok=ok)
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    if received:
-        summary.stopped_by = f"signal {received[0]}"
-    stream = sys.stderr if json_out == "-" else sys.stdout
-    print(json.dumps(summary.to_json()) if json_summary else summary.format(), file=stream,
-          flush=True)
+    summary = runner.run()
+    runner.report(summary)
     if summary.error:
         raise typer.Exit(1)
-
-
-def _open_sinks(sinks: list[Any], *, show: bool, json_out: str | None, save: Path | None,
-                save_fps: float, serve: str | None, title: str) -> None:
-    """Open the requested outputs into `sinks` (the caller closes them on failure)."""
-    from edge.outputs import JsonLinesSink, MjpegServer, VideoSink, WindowSink, parse_address
-
-    if show:
-        sinks.append(WindowSink())
-    if json_out:
-        sinks.append(JsonLinesSink(json_out))
-    if save:
-        sinks.append(VideoSink(save, save_fps))
-    if serve:
-        host, port = parse_address(serve)
-        server = MjpegServer(host, port, source=title)
-        sinks.append(server)
-        public = host not in ("127.0.0.1", "localhost", "::1")
-        typer.echo(f"serving {server.url}{' (visible to the network)' if public else ''}",
-                   err=True)
 
 
 @app.command()

@@ -1,12 +1,16 @@
-"""The frame loop: newest frame -> pipeline -> drawing -> outputs, timed per stage, until stopped.
+"""The frame loop: newest frame -> pipeline -> tracks -> drawing -> outputs, timed, until stopped.
 
 `run_loop` takes a started `FrameGrabber` (edge/capture.py), a `Pipeline` and output sinks
-(edge/outputs.py). It stops at the end of a file, after `max_frames`, when `stop` is set (the CLI
-sets it on SIGINT/SIGTERM), when a window asks to quit, or when a lost camera cannot be reopened;
-then it returns a `RunSummary`: frames, dropped and unreadable frames, FPS, faces per class, mean
-milliseconds per stage. Closing the sinks is the caller's job, so they are closed on every path.
-With `detect_ahead`, detection of the next frame overlaps classification of this one
-(edge/detect_ahead.py).
+(edge/outputs.py). Each frame's faces get track ids and smoothed labels (edge/tracking.py), are
+marked inside or outside the zones (edge/zones.py), counted as people (edge/stats.py) and checked
+for alerts (edge/alerts.py); alerts go through the alert hooks, then to every sink, and `stats`
+events go to every sink every `stats_every` seconds and once at the end (shapes:
+edge/events.py). The run stops at the end of a file, after `max_frames`, when `stop` is set (the
+runner sets it on SIGINT/SIGTERM), when a window asks to quit, or when a lost camera cannot be
+reopened; then `run_loop` returns a `RunSummary`: frames, dropped and unreadable frames, FPS,
+faces and people per class, compliance, alerts, mean milliseconds per stage. Closing the sinks
+is the caller's job (edge/runner.py), so they are closed on every path. With `detect_ahead`,
+detection of the next frame overlaps classification of this one (edge/detect_ahead.py).
 """
 
 from __future__ import annotations
@@ -18,24 +22,35 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from edge.alerts import AlertTracker
+import numpy as np
+
+from edge.alerts import TrackAlerts
 from edge.capture import CapturedFrame, FrameGrabber
 from edge.detect_ahead import DetectAhead
 from edge.draw import annotate
+from edge.events import AlertHook
 from edge.outputs import Sink
 from edge.pipeline import FrameResult, Pipeline
+from edge.stats import PeopleCounter
+from edge.tracking import TrackedFace, Tracker, TrackerOptions
+from edge.zones import PixelBox, Zone, in_zones, pixel_zones
 
-STAGES = ("capture", "wait", "detect", "classify", "draw", "output")
+STAGES = ("capture", "wait", "detect", "classify", "track", "draw", "output")
+Status = Callable[[str], None]
 
 
 @dataclass(frozen=True)
 class LoopOptions:
     max_frames: int | None = None
-    alert_after: int | None = None  # frames a face must stay unmasked to raise an alert
+    alert_after: int | None = None  # frames a tracked face must stay unmasked to raise an alert
     alert_labels: tuple[str, ...] = ()  # labels that count as unmasked
     status_every: float = 0.0  # seconds between status lines (0: none)
     #: Detect the next frame on a thread while classifying this one (edge/detect_ahead.py).
     detect_ahead: bool = False
+    stats_every: float = 0.0  # seconds between `stats` events (0: none, not even at the end)
+    zones: tuple[Zone, ...] = ()  # faces count only inside these (none: everywhere)
+    blur_faces: bool = False  # blur faces in the annotated frames
+    tracking: TrackerOptions = field(default_factory=TrackerOptions)
 
 
 @dataclass
@@ -48,17 +63,22 @@ class RunSummary:
     reconnects: int = 0
     seconds: float = 0.0
     fps: float = 0.0
-    faces: dict[str, int] = field(default_factory=dict)
+    faces: dict[str, int] = field(default_factory=dict)  # face sightings in zones, smoothed label
+    people: dict[str, int] = field(default_factory=dict)  # distinct tracks per majority label
+    compliance: float | None = None  # share of people with a mask (None: nobody counted)
     alerts: int = 0
     timings_ms: dict[str, float] = field(default_factory=dict)  # mean per processed frame
     stopped_by: str = ""
     error: str | None = None
+    outputs: dict[str, dict[str, Any]] = field(default_factory=dict)  # MQTT, webhook, snapshots
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
     def format(self) -> str:
         faces = ", ".join(f"{k} {v}" for k, v in self.faces.items()) or "none"
+        people = ", ".join(f"{k} {v}" for k, v in self.people.items()) or "none"
+        compliance = "-" if self.compliance is None else f"{self.compliance:.0%}"
         stages = "  ".join(f"{k} {v:.1f}" for k, v in self.timings_ms.items())
         lines = [
             f"source      {self.source}",
@@ -67,20 +87,27 @@ class RunSummary:
             f"(captured {self.captured}, dropped {self.dropped}, unreadable {self.unreadable}, "
             f"reconnects {self.reconnects})",
             f"faces       {faces}",
+            f"people      {people} (compliance {compliance})",
             f"alerts      {self.alerts}",
             f"ms/frame    {stages}",
         ]
+        for name, counters in self.outputs.items():
+            lines.append(f"{name:<11} " + ", ".join(f"{k} {v}" for k, v in counters.items()
+                                                    if not isinstance(v, dict | list)))
         if self.error:
             lines.append(f"error       {self.error}")
         return "\n".join(lines)
 
 
-def frame_record(index: int, captured_at: float, result: FrameResult, fps: float,
-                 timings: dict[str, float]) -> dict[str, Any]:
-    """The JSON-lines object of one frame."""
-    return {"frame": index, "time": round(captured_at, 3),
-            "faces": [f.to_json() for f in result.faces], "fps": round(fps, 2),
-            "timings_ms": {k: round(v, 2) for k, v in timings.items()}}
+def frame_record(index: int, captured_at: float, faces: Sequence[TrackedFace], fps: float,
+                 timings: dict[str, float], source: str | None = None) -> dict[str, Any]:
+    """The JSON-lines object of one frame (edge/events.py); `source` names the frame's file."""
+    record: dict[str, Any] = {"frame": index, "time": round(captured_at, 3)}
+    if source is not None:
+        record["source"] = source
+    record.update({"faces": [f.to_json() for f in faces], "fps": round(fps, 2),
+                   "timings_ms": {k: round(v, 2) for k, v in timings.items()}})
+    return record
 
 
 class _Feed:
@@ -121,81 +148,159 @@ class _Feed:
             self.ahead.stop()
 
 
+class _FrameLoop:
+    """The state of one run between frames: tracks, counts, alerts, timings, FPS, clocks."""
+
+    def __init__(self, pipeline: Pipeline, grabber: FrameGrabber, sinks: Sequence[Sink],
+                 options: LoopOptions, hooks: Sequence[AlertHook],
+                 status: Status | None) -> None:
+        self.sinks, self.options, self.hooks, self.status = sinks, options, hooks, status
+        self.grabber = grabber
+        self.summary = RunSummary(source=grabber.source.description)
+        self.faces: Counter[str] = Counter(dict.fromkeys(pipeline.labels, 0))
+        self.totals: dict[str, float] = dict.fromkeys(STAGES, 0.0)
+        self.tracker = Tracker(pipeline.labels, options.tracking)
+        self.people = PeopleCounter(self.tracker)
+        self.alerts = (TrackAlerts(options.alert_after, options.alert_labels)
+                       if options.alert_after else None)
+        self.drawing = any(getattr(x, "needs_image", False) for x in (*sinks, *hooks))
+        self.fps = 0.0
+        self.start = self.last_done = time.perf_counter()
+        self.next_status = self.start + options.status_every
+        self.next_stats = self.start + options.stats_every
+        self.last: tuple[int, float, list[TrackedFace]] = (-1, time.time(), [])
+        self._zones: tuple[tuple[int, int], list[PixelBox]] | None = None
+
+    def stop_reason(self, stop: threading.Event) -> str | None:
+        """Why the loop should stop before the next frame, or None to go on."""
+        if stop.is_set():
+            return "signal"
+        if self.options.max_frames is not None and self.summary.frames >= self.options.max_frames:
+            return "max frames"
+        if any(getattr(s, "quit_requested", False) for s in self.sinks):
+            return "window closed"
+        return None
+
+    def zones(self, rgb: np.ndarray) -> list[PixelBox]:
+        """The zones in pixels of this frame's size (computed again only when it changes)."""
+        size = (rgb.shape[1], rgb.shape[0])
+        if self._zones is None or self._zones[0] != size:
+            self._zones = size, pixel_zones(self.options.zones, *size)
+        return self._zones[1]
+
+    def step(self, captured: CapturedFrame, result: FrameResult, wait_ms: float) -> None:
+        """Track, draw and output one frame, then update counts, FPS, status and stats."""
+        timings = {"capture": captured.capture_ms, "wait": wait_ms, **result.timings_ms}
+        clock = time.perf_counter()
+        zones = self.zones(captured.rgb)
+        tracked = self.tracker.update(result.faces, in_zones([f.box for f in result.faces], zones))
+        self.people.update()
+        timings["track"] = (time.perf_counter() - clock) * 1000.0
+        clock = time.perf_counter()
+        annotated = (annotate(captured.rgb, tracked, self.fps, zones=zones,
+                              blur=self.options.blur_faces) if self.drawing else None)
+        timings["draw"] = (time.perf_counter() - clock) * 1000.0
+        clock = time.perf_counter()
+        record = frame_record(captured.index, captured.time, tracked, self.fps, timings,
+                              captured.name)
+        for sink in self.sinks:
+            sink.write(record, annotated)
+        self._alert(captured, tracked, annotated)
+        done = time.perf_counter()
+        timings["output"] = (done - clock) * 1000.0
+        self._count(captured, tracked, timings, done)
+
+    def _alert(self, captured: CapturedFrame, tracked: list[TrackedFace],
+               annotated: np.ndarray | None) -> None:
+        """Raise this frame's alerts: hooks first (they may add fields), then every sink."""
+        if self.alerts is None:
+            return
+        alive = {t.id for t in self.tracker.tracks}
+        for alert in self.alerts.update(captured.index, tracked, alive):
+            alert["time"] = round(captured.time, 3)
+            if captured.name is not None:
+                alert["source"] = captured.name
+            for hook in self.hooks:
+                hook.on_alert(alert, captured.rgb, annotated)
+            self.summary.alerts += 1
+            if self.status is not None:
+                self.status(f"alert: frame {alert['frame']}: track {alert['track']} "
+                            f"{alert['label']} for {alert['frames']} frames at {alert['box']}")
+            for sink in self.sinks:
+                sink.event(alert)
+
+    def _count(self, captured: CapturedFrame, tracked: list[TrackedFace],
+               timings: dict[str, float], done: float) -> None:
+        for key in STAGES:
+            self.totals[key] += timings.get(key, 0.0)
+        self.faces.update(f.label for f in tracked if f.in_zone)
+        if self.summary.frames:
+            instant = 1.0 / max(done - self.last_done, 1e-6)
+            self.fps = instant if self.fps == 0.0 else 0.9 * self.fps + 0.1 * instant
+        self.summary.frames += 1
+        self.last_done = done
+        self.last = (captured.index, captured.time, tracked)
+        options = self.options
+        if self.status is not None and options.status_every > 0 and done >= self.next_status:
+            self.next_status = done + options.status_every
+            self.status(f"frame {captured.index}: {self.fps:.1f} FPS, people "
+                        + ", ".join(f"{k} {v}" for k, v in self.people.people().items()))
+        if options.stats_every > 0 and done >= self.next_stats:
+            self.next_stats = done + options.stats_every
+            self.emit_stats()
+
+    def emit_stats(self, at: float | None = None) -> None:
+        """Give every sink a `stats` event about the last frame (at `at`, default its time)."""
+        frame, captured_at, tracked = self.last
+        event = self.people.event(frame, captured_at if at is None else at, tracked, self.fps)
+        for sink in self.sinks:
+            sink.event(event)
+
+    def finish(self, stopped_by: str, error: str | None) -> RunSummary:
+        """The final `stats` event (when they are on) and the summary."""
+        if self.options.stats_every > 0:
+            self.emit_stats(at=time.time())
+        summary = self.summary
+        summary.seconds = time.perf_counter() - self.start
+        summary.fps = summary.frames / summary.seconds if summary.seconds > 0 else 0.0
+        stats = self.grabber.stats
+        summary.captured, summary.dropped = stats.captured, stats.dropped
+        summary.unreadable, summary.reconnects = stats.unreadable, stats.reconnects
+        summary.faces = dict(self.faces)
+        summary.people = self.people.people()
+        summary.compliance = self.people.compliance(summary.people)
+        summary.timings_ms = {k: round(v / max(summary.frames, 1), 2)
+                              for k, v in self.totals.items()}
+        summary.stopped_by, summary.error = stopped_by, error
+        return summary
+
+
+def _drive(state: _FrameLoop, feed: _Feed, grabber: FrameGrabber,
+           stop: threading.Event) -> str:
+    """Step frames until something stops the run; why it stopped."""
+    while True:
+        reason = state.stop_reason(stop)
+        if reason is not None:
+            return reason
+        item = feed.next()
+        if item is not None:
+            state.step(*item)
+        elif feed.ended:
+            if not feed.error:
+                return "end of stream"
+            return "source lost" if grabber.error else "error"
+
+
 def run_loop(pipeline: Pipeline, grabber: FrameGrabber, sinks: Sequence[Sink],
              options: LoopOptions | None = None, stop: threading.Event | None = None,
-             status: Callable[[str], None] | None = None) -> RunSummary:
-    """Process frames from a started grabber until something stops the run (module docstring)."""
+             status: Status | None = None, hooks: Sequence[AlertHook] = ()) -> RunSummary:
+    """Process frames from a started grabber until something stops the run (module docstring).
+    `hooks` see each alert (with the frame) before the sinks do."""
     options = options or LoopOptions()
-    stop = stop or threading.Event()
-    summary = RunSummary(source=grabber.source.description)
-    faces: Counter[str] = Counter({label: 0 for label in pipeline.labels})
-    totals: dict[str, float] = dict.fromkeys(STAGES, 0.0)
-    alerts = (AlertTracker(options.alert_after, options.alert_labels)
-              if options.alert_after else None)
-    drawing = any(s.needs_image for s in sinks)
-    fps = 0.0
-    last_done: float | None = None
-    start = time.perf_counter()
-    next_status = start + options.status_every
+    state = _FrameLoop(pipeline, grabber, sinks, options, hooks, status)
     feed = _Feed(pipeline, grabber, options.detect_ahead)
     try:
-        while True:
-            if stop.is_set():
-                stopped_by = "signal"
-                break
-            if options.max_frames is not None and summary.frames >= options.max_frames:
-                stopped_by = "max frames"
-                break
-            if any(getattr(s, "quit_requested", False) for s in sinks):
-                stopped_by = "window closed"
-                break
-            item = feed.next()
-            if item is None:
-                if feed.ended:
-                    stopped_by = "end of stream" if not feed.error else (
-                        "source lost" if grabber.error else "error")
-                    summary.error = feed.error
-                    break
-                continue
-            captured, result, wait_ms = item
-            timings = {"capture": captured.capture_ms, "wait": wait_ms, **result.timings_ms}
-            drawn = time.perf_counter()
-            annotated = annotate(captured.rgb, result, fps) if drawing else None
-            timings["draw"] = (time.perf_counter() - drawn) * 1000.0
-            record = frame_record(captured.index, captured.time, result, fps, timings)
-            out_start = time.perf_counter()
-            for sink in sinks:
-                sink.write(record, annotated)
-            for event in alerts.update(captured.index, result.faces) if alerts else []:
-                event["time"] = record["time"]
-                summary.alerts += 1
-                if status is not None:
-                    status(f"alert: frame {event['frame']}: {event['label']} for "
-                           f"{event['frames']} frames at {event['box']}")
-                for sink in sinks:
-                    sink.event(event)
-            done = time.perf_counter()
-            timings["output"] = (done - out_start) * 1000.0
-            for key in STAGES:
-                totals[key] += timings.get(key, 0.0)
-            faces.update(f.label for f in result.faces)
-            summary.frames += 1
-            if last_done is not None:
-                instant = 1.0 / max(done - last_done, 1e-6)
-                fps = instant if fps == 0.0 else 0.9 * fps + 0.1 * instant
-            last_done = done
-            if status is not None and options.status_every > 0 and done >= next_status:
-                next_status = done + options.status_every
-                status(f"frame {captured.index}: {fps:.1f} FPS, "
-                       + ", ".join(f"{k} {v}" for k, v in faces.items()))
+        stopped_by = _drive(state, feed, grabber, stop or threading.Event())
     finally:
         feed.close()
-    summary.seconds = time.perf_counter() - start
-    summary.fps = summary.frames / summary.seconds if summary.seconds > 0 else 0.0
-    stats = grabber.stats
-    summary.captured, summary.dropped = stats.captured, stats.dropped
-    summary.unreadable, summary.reconnects = stats.unreadable, stats.reconnects
-    summary.faces = dict(faces)
-    summary.timings_ms = {k: round(v / max(summary.frames, 1), 2) for k, v in totals.items()}
-    summary.stopped_by = stopped_by
-    return summary
+    return state.finish(stopped_by, feed.error)

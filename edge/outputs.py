@@ -1,12 +1,12 @@
-"""Where the frame loop's results go: JSON lines, an annotated video, an MJPEG page, a window.
+"""Where the frame loop's results go: JSON lines, an annotated video, a live page, a window.
 
 Every output is a sink with `write(record, annotated)`, `event(record)` and `close(ok)`:
 
 - `JsonLinesSink`: one JSON object per frame and per event; to a file (written beside the target
   and renamed into place on close, so it is never partial) or to stdout (`-`) for live consumers.
 - `VideoSink`: the annotated frames as a video file, also renamed into place on close.
-- `MjpegServer`: an HTTP page with the annotated stream (`/`, `/stream.mjpg`, `/frame.jpg`) served
-  from a thread; JPEGs are encoded by the serving threads, and only when someone watches.
+- `edge.dashboard.DashboardServer`: the live dashboard (stream, counts, alerts) over HTTP, with
+  authentication beyond loopback; it lives in its own module.
 - `WindowSink`: an OpenCV window, when the OpenCV build has a GUI and there is a display.
 """
 
@@ -16,8 +16,6 @@ import contextlib
 import json
 import os
 import sys
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Protocol, TextIO
 
@@ -176,138 +174,6 @@ def parse_address(text: str) -> tuple[str, int]:
     if not 0 <= number <= 65535:
         raise ValueError(f"bad port {number} in {text!r}")
     return host, number
-
-
-PAGE = """<!doctype html>
-<html><head><meta charset="utf-8"><title>maskedge</title>
-<style>body{{margin:0;background:#111;color:#ddd;font-family:sans-serif;text-align:center}}
-img{{max-width:100%;height:auto}}</style></head>
-<body><h3>maskedge &mdash; {source}</h3><img src="/stream.mjpg" alt="live stream"></body></html>
-"""
-BOUNDARY = "maskedgeframe"
-
-
-class MjpegServer:
-    """The annotated stream as an MJPEG page, served by http.server on its own threads."""
-
-    needs_image = True
-
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, source: str = "camera",
-                 quality: int = 80) -> None:
-        self.quality = quality
-        self._cond = threading.Condition()
-        self._frame: np.ndarray | None = None
-        self._seq = 0
-        self._jpeg: bytes | None = None
-        self._jpeg_seq = -1
-        self._encode_lock = threading.Lock()
-        self._closing = False
-        page = PAGE.format(source=source).encode()
-        server_ref = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-            def do_GET(self) -> None:
-                path = self.path.split("?", 1)[0]
-                if path in ("/", "/index.html"):
-                    self._send(200, "text/html; charset=utf-8", page)
-                elif path == "/frame.jpg":
-                    _, jpeg = server_ref.wait_jpeg(-1, timeout=5.0)
-                    if jpeg is None:
-                        self._send(503, "text/plain", b"no frame yet\n")
-                    else:
-                        self._send(200, "image/jpeg", jpeg)
-                elif path == "/stream.mjpg":
-                    self._stream()
-                else:
-                    self._send(404, "text/plain", b"not found\n")
-
-            def _send(self, status: int, kind: str, body: bytes) -> None:
-                self.send_response(status)
-                self.send_header("Content-Type", kind)
-                self.send_header("Content-Length", str(len(body)))
-                self.send_header("Cache-Control", "no-store")
-                self.end_headers()
-                self.wfile.write(body)
-
-            def _stream(self) -> None:
-                self.send_response(200)
-                self.send_header("Content-Type",
-                                 f"multipart/x-mixed-replace; boundary={BOUNDARY}")
-                self.send_header("Cache-Control", "no-store")
-                self.end_headers()
-                seen = -1
-                try:
-                    while not server_ref.closing:
-                        seq, jpeg = server_ref.wait_jpeg(seen, timeout=1.0)
-                        if jpeg is None:
-                            continue
-                        seen = seq
-                        self.wfile.write(
-                            f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\n"
-                            f"Content-Length: {len(jpeg)}\r\n\r\n".encode() + jpeg + b"\r\n")
-                        self.wfile.flush()
-                except (BrokenPipeError, ConnectionResetError):
-                    pass
-
-        try:
-            self._httpd = ThreadingHTTPServer((host, port), Handler)
-        except OSError as exc:
-            raise OutputError(f"cannot serve on {host}:{port}: {exc.strerror or exc}") from None
-        self._httpd.daemon_threads = True
-        self.host, self.port = host, int(self._httpd.server_address[1])
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="mjpeg",
-                                        daemon=True)
-        self._thread.start()
-
-    @property
-    def url(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}/"
-
-    @property
-    def closing(self) -> bool:
-        return self._closing
-
-    def publish(self, bgr: np.ndarray) -> None:
-        """Make `bgr` the current frame (not copied: the caller must not change it later)."""
-        with self._cond:
-            self._frame = bgr
-            self._seq += 1
-            self._cond.notify_all()
-
-    def wait_jpeg(self, after: int, timeout: float) -> tuple[int, bytes | None]:
-        """The JPEG of the first frame newer than sequence number `after` (None on timeout)."""
-        with self._cond:
-            if self._seq <= after or self._frame is None:
-                self._cond.wait_for(lambda: (self._seq > after and self._frame is not None)
-                                    or self._closing, timeout)
-            if self._seq <= after or self._frame is None:
-                return after, None
-            frame, seq = self._frame, self._seq
-        with self._encode_lock:
-            if self._jpeg_seq != seq:
-                ok, buf = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, self.quality])
-                if not ok:
-                    return after, None
-                self._jpeg, self._jpeg_seq = buf.tobytes(), seq
-            return seq, self._jpeg
-
-    def write(self, record: dict[str, Any], annotated: np.ndarray | None) -> None:
-        if annotated is not None:
-            self.publish(annotated)
-
-    def event(self, record: dict[str, Any]) -> None:
-        pass
-
-    def close(self, ok: bool = True) -> None:
-        with self._cond:
-            self._closing = True
-            self._cond.notify_all()
-        self._httpd.shutdown()
-        self._httpd.server_close()
 
 
 def gui_problem() -> str | None:

@@ -8,6 +8,9 @@ a frame or raises one of:
 - `StreamEnded`: a file or folder has no more frames.
 
 `open` raises `SourceError` with one clear line when the source cannot be opened at all.
+A source that reads files (`ImageFolderSource`) names the file of the frame it just returned in
+`frame_name`; the capture thread copies it into the frame, and the JSON lines carry it as
+`"source"`. Sources without it (cameras, videos, streams) leave it out.
 Cameras go through `cv2.VideoCapture` (V4L2) or, on Raspberry Pi OS's libcamera stack where V4L2
 capture may not open the camera, through `picamera2` when it is installed.
 """
@@ -16,6 +19,8 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import os
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -172,6 +177,7 @@ class ImageFolderSource:
         self.loop = loop
         self.fps: float | None = fps
         self.description = f"images in {path}" if path.is_dir() else f"image {path}"
+        self.frame_name: str | None = None  # file name of the frame `read` returned last
         self._files: list[Path] = []
         self._next = 0
         self._pacer = Pacer(fps if realtime else None)
@@ -201,6 +207,7 @@ class ImageFolderSource:
         bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if bgr is None:
             raise UnreadableFrame(f"cannot decode {path.name}")
+        self.frame_name = path.name
         return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
     def close(self) -> None:
@@ -288,10 +295,45 @@ def is_url(text: str) -> bool:
     return "://" in text
 
 
-def file_source(path_or_url: str, *, realtime: bool = False, loop: bool = False) -> FrameSource:
-    """A video file, an image, a folder of images, or a stream URL (rtsp://, http://...)."""
+FFMPEG_OPTIONS_ENV = "OPENCV_FFMPEG_CAPTURE_OPTIONS"
+_ffmpeg_env_lock = threading.Lock()
+
+
+def ffmpeg_capture(options: str) -> CaptureFactory:
+    """A capture factory opening with FFmpeg under these capture options ("key;value|...").
+
+    OpenCV reads them from an environment variable when a capture opens; the variable is set
+    only around the open (and restored), under a lock, so other captures are not affected."""
+
+    def factory(target: Any) -> Any:
+        with _ffmpeg_env_lock:
+            previous = os.environ.get(FFMPEG_OPTIONS_ENV)
+            os.environ[FFMPEG_OPTIONS_ENV] = options
+            try:
+                return cv2.VideoCapture(target, cv2.CAP_FFMPEG)
+            finally:
+                if previous is None:
+                    os.environ.pop(FFMPEG_OPTIONS_ENV, None)
+                else:
+                    os.environ[FFMPEG_OPTIONS_ENV] = previous
+
+    return factory
+
+
+def file_source(path_or_url: str, *, realtime: bool = False, loop: bool = False,
+                rtsp_transport: str = "auto") -> FrameSource:
+    """A video file, an image, a folder of images, or a stream URL (rtsp://, http://...).
+
+    `rtsp_transport` "tcp" (or "udp") makes FFmpeg carry an RTSP stream's packets over TCP,
+    interleaved in the RTSP connection: no losses on lossy networks, a little more latency."""
     if is_url(path_or_url):
-        return OpenCVSource(path_or_url, live=True, description=f"stream {path_or_url}")
+        from edge.redact import redact_url
+
+        factory: CaptureFactory = cv2.VideoCapture
+        if rtsp_transport != "auto" and path_or_url.lower().startswith("rtsp"):
+            factory = ffmpeg_capture(f"rtsp_transport;{rtsp_transport}")
+        return OpenCVSource(path_or_url, live=True, description=f"stream {redact_url(path_or_url)}",
+                            capture_factory=factory)
     path = Path(path_or_url)
     if not path.exists():
         raise SourceError(f"no such file or folder: {path}")

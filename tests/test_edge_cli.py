@@ -20,8 +20,9 @@ from typer.testing import CliRunner
 
 from edge.boxes import iou_matrix
 from edge.cli import app
+from edge.dashboard import BOUNDARY
 from edge.evaluate import load_voc
-from edge.outputs import BOUNDARY, fit_transform
+from edge.outputs import fit_transform
 
 MODEL = Path(os.environ.get("MASKEDGE_MODEL") or ROOT / "models" / "face_mask_2c_int8.tflite")
 YUNET = str(DETECTORS / "face_detection_yunet_2023mar.onnx")
@@ -60,7 +61,10 @@ def test_video_of_voc_photos_end_to_end(voc_video: Path, tmp_path: Path) -> None
     assert summary["frames"] == PHOTOS and summary["dropped"] == 0
     assert summary["stopped_by"] == "end of stream" and summary["fps"] > 0
     assert set(summary["faces"]) == {"with_mask", "without_mask"}
-    assert set(summary["timings_ms"]) >= {"capture", "detect", "classify", "draw", "output"}
+    assert set(summary["people"]) == {"with_mask", "without_mask"}
+    assert summary["compliance"] is None or 0 <= summary["compliance"] <= 1
+    assert set(summary["timings_ms"]) >= {"capture", "detect", "classify", "track", "draw",
+                                          "output"}
 
     cap = cv2.VideoCapture(str(annotated))
     frames = 0
@@ -71,6 +75,8 @@ def test_video_of_voc_photos_end_to_end(voc_video: Path, tmp_path: Path) -> None
     records = [json.loads(line) for line in events.read_text().splitlines()]
     assert [r["frame"] for r in records] == list(range(PHOTOS))
     assert all(set(r) == {"frame", "time", "faces", "fps", "timings_ms"} for r in records)
+    assert all(set(f) == {"box", "track", "label", "score", "raw_label", "raw_score",
+                          "detector_score", "in_zone"} for r in records for f in r["faces"])
     # Faces in the video match the photos' annotations, moved into the 640x480 frame.
     found = labelled = total = 0
     for item, record in zip(load_voc(DATA_VOC, limit=PHOTOS), records, strict=True):
@@ -175,6 +181,8 @@ def test_alert_after_n_frames_and_unreadable_frames_in_the_summary(tmp_path: Pat
     alerts = [x for x in lines if x.get("event") == "alert"]
     assert alerts and all(a["label"] == "without_mask" and a["frames"] == 3 for a in alerts)
     assert alerts[0]["frame"] == 3  # third readable frame: index 3, after frame1b (broken)
+    assert len({a["track"] for a in alerts}) == len(alerts)  # one per tracked person
+    assert all(a["source"] == "frame2.jpg" for a in alerts)
     assert "unreadable 1" in result.output and f"alerts      {len(alerts)}" in result.output
 
 

@@ -1,4 +1,4 @@
-"""Outputs of the frame loop: JSON lines, video file, MJPEG page over loopback, window."""
+"""Outputs of the frame loop: JSON lines, video file, window (live page: test_edge_dashboard)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,6 @@ import json
 import os
 import stat
 import threading
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import cv2
@@ -16,9 +13,7 @@ import numpy as np
 import pytest
 
 from edge.outputs import (
-    BOUNDARY,
     JsonLinesSink,
-    MjpegServer,
     OutputError,
     VideoSink,
     WindowSink,
@@ -91,54 +86,6 @@ def test_parse_address() -> None:
     assert parse_address("[::1]:8000") == ("::1", 8000)
     with pytest.raises(ValueError, match="HOST:PORT"):
         parse_address("localhost:http")
-
-
-def read_multipart_frame(stream) -> bytes:
-    assert stream.readline().strip() == f"--{BOUNDARY}".encode()
-    headers = {}
-    while (line := stream.readline().strip()):
-        key, value = line.decode().split(":", 1)
-        headers[key.lower()] = value.strip()
-    assert headers["content-type"] == "image/jpeg"
-    body = stream.read(int(headers["content-length"]))
-    stream.readline()
-    return body
-
-
-def test_mjpeg_page_frame_and_stream_over_loopback() -> None:
-    server = MjpegServer("127.0.0.1", 0, source="test")
-    stop = threading.Event()
-
-    def publish() -> None:
-        i = 0
-        while not stop.is_set():
-            server.publish(frame(i % 250, (160, 120)))
-            i += 1
-            time.sleep(0.01)
-
-    publisher = threading.Thread(target=publish, daemon=True)
-    publisher.start()
-    try:
-        assert server.url.startswith("http://127.0.0.1:") and server.port > 0
-        with urllib.request.urlopen(server.url, timeout=5) as page:
-            html = page.read().decode()
-        assert '<img src="/stream.mjpg"' in html
-        with urllib.request.urlopen(server.url + "frame.jpg", timeout=5) as single:
-            assert single.headers["Content-Type"] == "image/jpeg"
-            jpeg = single.read()
-        assert cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR).shape == (120, 160, 3)
-        with urllib.request.urlopen(server.url + "stream.mjpg", timeout=5) as stream:
-            assert stream.headers["Content-Type"].startswith("multipart/x-mixed-replace")
-            first, second = read_multipart_frame(stream), read_multipart_frame(stream)
-        for body in (first, second):
-            assert cv2.imdecode(np.frombuffer(body, np.uint8), cv2.IMREAD_COLOR) is not None
-        assert first != second  # the stream moves on with new frames
-        with pytest.raises(urllib.error.HTTPError):
-            urllib.request.urlopen(server.url + "nothing", timeout=5)
-    finally:
-        stop.set()
-        publisher.join()
-        server.close()
 
 
 def test_show_without_gui_is_a_clear_error() -> None:

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 from conftest import DATA_VOC, DETECTORS, ROOT
 
-from edge.alerts import AlertTracker, unmasked_labels
 from edge.boxes import iou_matrix
 from edge.draw import GREEN, RED, annotate, label_colour
 from edge.evaluate import evaluate, load_voc, match, read_rgb
@@ -91,25 +90,6 @@ def test_greedy_matching_takes_best_scores_first() -> None:
 
 def face(label: str, box: tuple[float, float, float, float], score: float = 0.9) -> FaceResult:
     return FaceResult(box, label, score, (1 - score, score), 0.9)
-
-
-def test_alert_after_n_frames_per_unmasked_face() -> None:
-    assert unmasked_labels(["with_mask", "without_mask", "mask_weared_incorrect"]) == (
-        "without_mask", "mask_weared_incorrect")
-    tracker = AlertTracker(3, ["without_mask"])
-    a, b = (10, 10, 50, 50), (200, 10, 240, 50)
-    events = [tracker.update(i, [face("without_mask", a), face("with_mask", b)])
-              for i in range(5)]
-    assert [len(e) for e in events] == [0, 0, 1, 0, 0]  # once, at the third frame
-    assert events[2][0]["event"] == "alert" and events[2][0]["frames"] == 3
-    # A second unmasked person is tracked separately; a long absence resets the count.
-    tracker = AlertTracker(2, ["without_mask"], max_missed=1)
-    assert tracker.update(0, [face("without_mask", a)]) == []
-    assert tracker.update(1, []) == []
-    assert tracker.update(2, []) == []
-    assert tracker.update(3, [face("without_mask", a), face("without_mask", b)]) == []
-    assert len(tracker.update(4, [face("without_mask", (12, 11, 52, 51)),
-                                  face("without_mask", b)])) == 2
 
 
 def test_drawing_boxes_labels_and_fps() -> None:

@@ -239,9 +239,9 @@ def test_realtime_pacing_and_loop(tmp_path: Path) -> None:
 
 
 def test_stream_url_source_reads_mjpeg_and_notices_when_the_stream_dies() -> None:
-    from edge.outputs import MjpegServer
+    from edge.dashboard import DashboardServer
 
-    server = MjpegServer("127.0.0.1", 0)
+    server = DashboardServer("127.0.0.1", 0)
     stop = threading.Event()
 
     def publish() -> None:

@@ -6,10 +6,14 @@ from each box's landmarks to the annotated box) on the photos of face-mask-ilc-d
 the held-out list (`benchmarks/holdout/face-mask-ilc-dev-test.txt`), from detections of the shipped
 `.tflite` YuNet at a low threshold matched to annotations at IoU >= 0.3, and writes
 `models/yunet_calibration.json`. Reported results use the held-out photos and face-mask-voc only.
+
+`--model X.tflite --out X.json`: the same for a YuNet fine-tuned by `trainer fit-detector`, fitted
+on the photos in neither the held-out nor the validation list (its threshold is chosen on those).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from datetime import UTC, datetime
@@ -17,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.holdout_split import ILC_TEST_LIST
+from benchmarks.holdout_split import ILC_TEST_LIST, ILC_VAL_LIST
 from edge.assets import YUNET_CALIBRATION, project_models_dir
 from edge.boxes import iou_matrix
 from edge.detectors import DetectorOptions, create_detector
@@ -30,11 +34,13 @@ MATCH_IOU = 0.3
 FIT_THRESHOLD = 0.3
 
 
-def matched_pairs(root: Path) -> list[tuple[RawFaces, np.ndarray]]:
+def matched_pairs(root: Path, model: Path | None = None,
+                  exclude: set[str] | None = None) -> list[tuple[RawFaces, np.ndarray]]:
     """(detections, their annotated boxes) for every detection overlapping an annotation."""
-    detector = create_detector(DetectorOptions(score_threshold=FIT_THRESHOLD, calibrate=False))
+    detector = create_detector(DetectorOptions(model=model, score_threshold=FIT_THRESHOLD,
+                                               calibrate=False))
     pairs = []
-    for item in load_voc(root, exclude=read_name_list(ILC_TEST_LIST)):
+    for item in load_voc(root, exclude=exclude or read_name_list(ILC_TEST_LIST)):
         rgb = read_rgb(item.path)
         if rgb is None or not item.annotations:
             continue
@@ -53,12 +59,21 @@ def matched_pairs(root: Path) -> list[tuple[RawFaces, np.ndarray]]:
 
 
 def main(argv: list[str]) -> None:
-    root = Path(argv[0]) if argv else Path("../shared/datasets/face-mask-ilc-dev")
-    pairs = matched_pairs(root)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("data", nargs="?", type=Path,
+                        default=Path("../shared/datasets/face-mask-ilc-dev"))
+    parser.add_argument("--model", type=Path, help="a fine-tuned YuNet .tflite")
+    parser.add_argument("--out", type=Path, help="where to write (with --model)")
+    args = parser.parse_args(argv)
+    root, out = args.data, args.out or project_models_dir() / YUNET_CALIBRATION
+    exclude = read_name_list(ILC_TEST_LIST)
+    if args.model is not None:
+        exclude |= read_name_list(ILC_VAL_LIST)
+    pairs = matched_pairs(root, args.model, exclude)
     n = sum(len(p[0].scores) for p in pairs)
-    calibration = fit_calibration(pairs, fitted_on=f"{root.name} minus held-out photos, {n} "
+    which = "held-out and validation" if args.model else "held-out"
+    calibration = fit_calibration(pairs, fitted_on=f"{root.name} minus {which} photos, {n} "
                                   f"detections matched at IoU >= {MATCH_IOU}")
-    out = project_models_dir() / YUNET_CALIBRATION
     data = {"schema": "maskedge-yunet-calibration/1",
             "made": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "command": "python -m benchmarks.detector_calibration",

@@ -13,7 +13,8 @@ from typing import Any
 
 from benchmarks.targets import check_targets
 
-SECTION_ORDER = ("sizes", "latency", "accuracy", "roofline", "endtoend", "detector", "training")
+SECTION_ORDER = ("sizes", "latency", "accuracy", "roofline", "endtoend", "detector", "training",
+                 "integrations", "scaling")
 SECTION_TITLES = {
     "latency": "Classifier latency per image (batch of one)",
     "accuracy": "Accuracy on the trainer's leak-free test split",
@@ -21,7 +22,9 @@ SECTION_TITLES = {
     "endtoend": "End to end on face-mask-voc",
     "detector": "Detector: faces found per class and size, and the cost",
     "training": "Training: cached features vs the reference recipe",
+    "scaling": "Training at scale: memory and time against data size, strategies",
     "roofline": "Roofline: distance to the CPU's nominal peak",
+    "integrations": "Integrations: what tracking, MQTT, snapshots and the dashboard cost",
 }
 
 
@@ -328,11 +331,83 @@ def render_detector(r: dict[str, Any], ctx: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _did(row: dict[str, Any]) -> str:
+    """What a row's outputs did, from their counters (MQTT, webhook, snapshots, viewer)."""
+    outputs = row.get("outputs") or {}
+    done = []
+    if "mqtt" in outputs:
+        done.append(f"MQTT published {outputs['mqtt'].get('published')}, dropped "
+                    f"{outputs['mqtt'].get('dropped')}")
+    if "webhook" in outputs:
+        done.append(f"webhook sent {outputs['webhook'].get('sent')}")
+    if "snapshots" in outputs:
+        done.append(f"snapshots of {outputs['snapshots'].get('written')} alerts")
+    if row.get("viewer_frames") is not None:
+        done.append(f"viewer got {row['viewer_frames']} frames")
+    return "; ".join(done) or "-"
+
+
+def _spread(values: list[float] | None) -> str:
+    """' (min-max)' of a row's rounds, when it ran more than once."""
+    return f" ({fmt(min(values), 1)}-{fmt(max(values), 1)})" if values and len(values) > 1 else ""
+
+
+def render_integrations(r: dict[str, Any], ctx: dict[str, Any]) -> list[str]:
+    video = r.get("video") or {}
+    lines = [f"`{short(video.get('path'))}` ({video.get('size', '640x480')}), the first "
+             f"{r.get('frames_per_row', '?')} frames, shipped detector and int8 classifier, "
+             f"{r.get('threads')} thread(s); each row is a whole `edge run` in a fresh process "
+             "(the first: `Pipeline.process` alone), rows interleaved over "
+             f"{r.get('rounds', 1)} round(s), medians shown (FPS of every round in brackets). "
+             f"FPS after {r.get('warmup_frames')} warm-up frames; stage columns are ms per frame, "
+             "the run summary's `timings_ms`. From the third row on, alerts "
+             f"(`--alert-after {r.get('alert_after')}`) and stats (every "
+             f"{fmt(r.get('stats_every_s'), 0)} s) are on. CPU ms: CPU time of the whole "
+             "process (all threads) per frame, steadier than FPS on a busy machine; "
+             "`+CPU ms`: over the loop row's, the cost of what the row adds; differences "
+             "smaller than a row's round-to-round spread are noise."]
+    load = r.get("load_average")
+    if load:
+        lines[-1] += (f" Load average (1 min) {fmt(load[0], 1)} at the start and "
+                      f"{fmt(load[1], 1)} at the end, on {r.get('logical_cpus', '?')} logical "
+                      "CPUs.")
+    lines.append("")
+    rows = r.get("rows") or []
+    loop = next((x for x in rows if x.get("features") == [] and x.get("status") == "ok"), None)
+    base_ms = loop.get("cpu_ms") if loop else None
+    cells = []
+    for row in rows:
+        if row.get("status") != "ok":
+            cells.append([row.get("row"), f"**{row.get('status')}**: {row.get('error')}",
+                          *[""] * 10])
+            continue
+        ms, stages, cpu = 1000.0 / row["fps"], row.get("stages_ms") or {}, row.get("cpu_ms")
+        extra = ("-" if base_ms is None or cpu is None or not row.get("features")
+                 or "bare" in row["features"] else f"{cpu - base_ms:+.1f}")
+        spread = ", ".join(fmt(f, 1) for f in row.get("fps_rounds", []))
+        cells.append([row["row"], fmt(row["fps"], 1) + (f" ({spread})" if spread else ""),
+                      fmt(ms, 1), fmt(cpu, 1) + _spread(row.get("cpu_ms_rounds")), extra,
+                      *(fmt(stages.get(k), 2 if k in ("track", "draw", "output") else 1)
+                        for k in ("detect", "classify", "track", "draw", "output")),
+                      fmt(row.get("alerts")), _did(row)])
+    lines += table(["row", "FPS", "ms / frame", "CPU ms / frame", "+CPU ms", "detect",
+                    "classify", "track", "draw", "output", "alerts", "outputs did"], cells)
+    return lines
+
+
 RENDERERS: dict[str, Callable[[dict[str, Any], dict[str, Any]], list[str]]] = {
     "latency": render_latency, "accuracy": render_accuracy, "sizes": render_sizes,
     "endtoend": render_endtoend, "training": render_training, "roofline": render_roofline,
-    "detector": render_detector,
+    "detector": render_detector, "integrations": render_integrations,
+    "scaling": lambda r, ctx: _render_scaling(r, ctx),
 }
+
+
+def _render_scaling(r: dict[str, Any], ctx: dict[str, Any]) -> list[str]:
+    """Section `scaling` renders itself (benchmarks/scaling.py, issue 11)."""
+    from benchmarks.scaling import render
+
+    return render(r, ctx)
 
 
 # ----------------------------------------------------------------------------- whole report

@@ -25,7 +25,17 @@ import typer
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before anything imports TensorFlow
 
-from benchmarks import accuracy, detection, endtoend, latency, roofline, sizes, training
+from benchmarks import (
+    accuracy,
+    detection,
+    endtoend,
+    integrations,
+    latency,
+    roofline,
+    scaling,
+    sizes,
+    training,
+)
 from benchmarks.config import FULL_OUT, FULL_REPORT, BenchConfig, make_config
 from benchmarks.context import SectionContext
 from benchmarks.machine import machine_info
@@ -37,7 +47,7 @@ from edge.fileio import write_text_atomic
 
 #: Every section in the order it runs (sizes first: it trains the models the others reuse).
 SECTIONS = {m.NAME: m for m in (sizes, latency, accuracy, roofline, endtoend, detection,
-                                 training)}
+                                 training, integrations, scaling)}
 
 app = typer.Typer(add_completion=False, no_args_is_help=False,
                   help="Measure every maskedge variant on this machine and write "

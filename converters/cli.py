@@ -11,6 +11,7 @@ happen inside the export command, so `convert --help` and `convert inspect` stay
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 from enum import StrEnum
@@ -76,6 +77,30 @@ def _unexpected(exc: Exception) -> typer.Exit:
                  f"traceback)", 1)
 
 
+def _precheck(model: Path, out: Path | None, out_dir: Path | None, split: Path | None,
+              representative: Path | None, seed: int, max_drop: float) -> None:
+    """Paths and numbers checked before TensorFlow loads (ConvertError: one line)."""
+    if not model.expanduser().exists():
+        raise ConvertError(f"model file not found: {model}")
+    for option, path, folder in (("--split", split, False),
+                                 ("--representative", representative, True)):
+        path = path.expanduser() if path is not None else None
+        if path is not None and not (path.is_dir() if folder else path.is_file()):
+            raise ConvertError(f"{option} {path} is not a {'folder' if folder else 'file'}")
+    if out_dir is not None and out_dir.expanduser().exists() and not out_dir.expanduser().is_dir():
+        raise ConvertError(f"--out-dir {out_dir} is not a folder")
+    if out is not None and not out.expanduser().is_dir():
+        ancestor = out.expanduser().parent
+        while not ancestor.exists() and ancestor != ancestor.parent:
+            ancestor = ancestor.parent
+        if out.suffix != ".tflite" or not ancestor.is_dir():
+            raise ConvertError(f"--out {out}: expected a .tflite file in a folder")
+    if seed < 0:
+        raise ConvertError("--seed must be >= 0")
+    if not math.isfinite(max_drop):  # a negative drop demands a gain (the tests' forced refusal)
+        raise ConvertError(f"--max-drop must be a finite number of points, not {max_drop}")
+
+
 @app.command("export")
 def export_command(
     model: Path = typer.Argument(..., metavar="MODEL",
@@ -139,6 +164,7 @@ def export_command(
             raise ConvertError("--representative applies to int8 only (nothing else calibrates)")
         if out is not None and out_dir is not None:
             raise ConvertError("use --out (one file) or --out-dir (a folder), not both")
+        _precheck(model, out, out_dir, split, representative, seed, max_drop)
         request = ConvertRequest(
             model=model, formats=formats, out=out, out_dir=out_dir, split=split,
             representative=representative, samples=samples, seed=seed,

@@ -15,6 +15,7 @@ import numpy as np
 
 from converters.errors import ConvertError
 from converters.quiet import quiet_output
+from edge.classifier import check_tensors
 from edge.contract import ContractError
 from edge.runtime import RuntimeUnavailable, load_interpreter
 from edge.tflite_metadata import read_contract
@@ -34,6 +35,11 @@ def describe(path: str | Path) -> dict[str, Any]:
         with quiet_output():  # LiteRT announces its XNNPACK delegate on stderr
             loaded = load_interpreter(path)
     except RuntimeUnavailable as exc:
+        raise ConvertError(str(exc)) from None
+    try:
+        check_tensors(contract, loaded.interpreter.get_input_details()[0],
+                      loaded.interpreter.get_output_details()[0], path)
+    except ContractError as exc:
         raise ConvertError(str(exc)) from None
     tensors = {}
     for name, details in (("inputs", loaded.interpreter.get_input_details()),

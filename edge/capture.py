@@ -8,12 +8,15 @@
   decoding the next one overlaps with processing this one.
 
 Unreadable frames are skipped and counted. A lost live source is reopened with exponential
-backoff; when the attempts run out the grabber finishes with an error message.
+backoff; when the attempts run out the grabber finishes with an error message. A `notice` callback
+hears, in one line each, that the source was lost, that it came back, and why the first
+unreadable frame was skipped (the others are only counted).
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Self
 
@@ -56,8 +59,10 @@ class FrameGrabber(HandoffThread[CapturedFrame]):
     """Reads frames on a thread; `next()` returns the newest one (see module docstring)."""
 
     def __init__(self, source: FrameSource, drop: bool | None = None,
-                 backoff: Backoff | None = None) -> None:
+                 backoff: Backoff | None = None,
+                 notice: Callable[[str], None] | None = None) -> None:
         self.source = source
+        self.notice = notice or (lambda line: None)
         self.drop = source.live if drop is None else drop
         self.backoff = backoff or Backoff()
         self.stats = CaptureStats()
@@ -88,6 +93,7 @@ class FrameGrabber(HandoffThread[CapturedFrame]):
             except SourceError:
                 continue
             self.stats.reconnects += 1
+            self.notice(f"{self.source.description} is back: reopened")
             return True
         return False
 
@@ -100,13 +106,16 @@ class FrameGrabber(HandoffThread[CapturedFrame]):
                 start = time.perf_counter()
                 try:
                     rgb = self.source.read()
-                except UnreadableFrame:
+                except UnreadableFrame as why:
                     self.stats.unreadable += 1
                     self._index += 1
+                    if self.stats.unreadable == 1:
+                        self.notice(f"skipped an unreadable frame: {why} (more are only counted)")
                     continue
                 except StreamEnded:
                     break
                 except SourceLost as lost:
+                    self.notice(f"{lost}; reopening it (up to {self.backoff.attempts} attempts)")
                     if not self._reopen():
                         if not self._stop.is_set():
                             self.error = (f"{lost}; could not reopen it after "

@@ -15,9 +15,26 @@ from typing import Any
 
 import numpy as np
 
-from edge.contract import ModelContract
+from edge.contract import ContractError, ModelContract
 from edge.runtime import BatchRunner, load_interpreter
 from edge.tflite_metadata import read_contract
+
+
+def check_tensors(contract: ModelContract, inp: dict[str, Any], out: dict[str, Any],
+                  path: str | Path) -> None:
+    """ContractError unless the model's input (N, H, W, 3) and output (N, units) tensors are the
+    ones its embedded contract describes (a file whose metadata lies is refused, not run)."""
+    shape = [int(v) for v in inp["shape"]]
+    want = [*contract.input_size, 3]
+    if len(shape) != 4 or shape[1:] != want:
+        raise ContractError(f"{path}: input tensor {shape[1:]} does not match its metadata "
+                            f"(input size {want[0]}x{want[1]}, RGB): refused")
+    units = 1 if contract.output == "sigmoid" else contract.num_classes
+    out_shape = [int(v) for v in out["shape"]]
+    if len(out_shape) != 2 or out_shape[1] != units:
+        raise ContractError(f"{path}: output tensor {out_shape[1:]} does not match its metadata "
+                            f"({units} {contract.output} unit(s) for {list(contract.labels)}): "
+                            "refused")
 
 
 @dataclass(frozen=True)
@@ -39,6 +56,7 @@ class MaskClassifier:
         self.runtime = loaded.runtime
         self._run = BatchRunner(loaded.interpreter)
         inp, out = self._run.input_detail, self._run.output_detail
+        check_tensors(self.contract, inp, out, options.model)
         self.input_dtype = np.dtype(inp["dtype"])
         self._in_scale, self._in_zero = inp["quantization"]
         self._out_dtype = np.dtype(out["dtype"])

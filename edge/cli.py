@@ -11,6 +11,7 @@ Exit codes: 0 done (also when stopped by SIGINT/SIGTERM: the run ends cleanly wi
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -52,6 +53,37 @@ def _size(text: str, option: str) -> tuple[int, int]:
 def _check_choice(value: str, choices: tuple[str, ...], option: str) -> None:
     if value not in choices:
         raise fail(f"{option} must be one of {', '.join(choices)}, not {value!r}")
+
+
+def _at_least(option: str, value: int | None, least: int) -> None:
+    if value is not None and value < least:
+        raise fail(f"{option} must be at least {least}")
+
+
+def _writable(path: Path, what: str) -> None:
+    """Fail unless `path` can be created: its nearest existing ancestor must be a folder."""
+    ancestor = path.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise fail(f"cannot write {what} {path}: {ancestor} is not a folder")
+
+
+def _check_evaluate(widths: list[int] | None, thresholds: list[float] | None,
+                    threads: int | None, limit: int | None, detector_dir: Path | None,
+                    json_out: str | None) -> None:
+    """`edge evaluate`'s numbers and paths, before anything is loaded."""
+    if any(w < 0 for w in widths or ()):
+        raise fail("--detect-width must be 0 (as it is) or positive")
+    for value in thresholds or ():
+        if not 0.0 <= value <= 1.0:  # also NaN
+            raise fail(f"--detector-threshold must lie in [0, 1], not {value}")
+    _at_least("--threads", threads, 1)
+    _at_least("--limit", limit, 1)
+    if detector_dir is not None and not detector_dir.is_dir():
+        raise fail(f"--detector-dir {detector_dir} is not a folder")
+    if json_out not in (None, "-"):
+        _writable(Path(json_out), "--json")
 
 
 @app.command()
@@ -229,8 +261,7 @@ def evaluate(
         _check_choice(name, DETECTOR_NAMES, "--detector")
     if detector_model is not None and len(names) > 1:
         raise fail("--detector-model goes with one --detector; use --detector-dir for several")
-    if any(w < 0 for w in detect_width or ()):
-        raise fail("--detect-width must be 0 (as it is) or positive")
+    _check_evaluate(detect_width, detector_threshold, threads, limit, detector_dir, json_out)
     from edge.evaluate import Setting, compare, format_evaluation
     from edge.fileio import write_text_atomic
     from edge.labelmap import LabelMap, LabelMapError
@@ -255,7 +286,10 @@ def evaluate(
         return
     typer.echo(format_evaluation(reports))
     if json_out:
-        write_text_atomic(Path(json_out), text)
+        try:
+            write_text_atomic(Path(json_out), text)
+        except OSError as exc:
+            raise fail(f"cannot write {json_out}: {exc.strerror or exc}") from None
 
 
 @app.command("make-video")
@@ -270,8 +304,10 @@ def make_video_command(
 ) -> None:
     """Make a video from photos (each fitted into the frame) to test the pipeline end to end."""
     frame_size = _size(size, "--size")
-    if hold < 1 or fps <= 0:
+    if hold < 1 or not 0 < fps < math.inf:
         raise fail("--hold must be at least 1 and --fps positive")
+    _at_least("--limit", limit, 1)
+    _writable(out, "OUT")
     if not photos.is_dir():
         raise fail(f"not a folder: {photos}")
     from edge.outputs import OutputError
@@ -309,6 +345,8 @@ def info(
                    f"{contract.input_size[0]}x{contract.input_size[1]}, "
                    f"{contract.quantization}")
     except _user_errors() as exc:
+        if model is not None:  # the model asked about is unreadable: exit 2
+            raise fail(str(exc)) from None
         typer.echo(f"model       {exc}")
     for name, (_, text) in DETECTORS.items():
         typer.echo(f"detector    {name:<16} {text}")

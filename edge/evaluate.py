@@ -26,6 +26,7 @@ import numpy as np
 
 from edge.boxes import iou_matrix
 from edge.imageops import crop_face
+from edge.imagesize import read_bgr
 from edge.metrics import classification_report
 from edge.pipeline import FaceResult, Pipeline, PipelineOptions
 from edge.voc import AnnotatedImage, Annotation, DatasetError, load_voc  # noqa: F401 (re-exported)
@@ -36,7 +37,7 @@ MASKED = "with_mask"
 
 
 def read_rgb(path: Path) -> np.ndarray | None:
-    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    bgr = read_bgr(path)  # None: unreadable, or too large to decode
     return None if bgr is None else cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 

@@ -8,13 +8,20 @@ Every output is a sink with `write(record, annotated)`, `event(record)` and `clo
 - `edge.dashboard.DashboardServer`: the live dashboard (stream, counts, alerts) over HTTP, with
   authentication beyond loopback; it lives in its own module.
 - `WindowSink`: an OpenCV window, when the OpenCV build has a GUI and there is a display.
+
+A full disk does not stop the run: the JSON lines keep every complete line written before the
+failure, the video is finished when free space falls below `VIDEO_DISK_RESERVE` (so what was
+recorded plays); either says so once (a warning line) and counts what it could not write in the
+run summary (`summary()`, None while nothing went wrong).
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
+import shutil
 import sys
 from pathlib import Path
 from typing import Any, Protocol, TextIO
@@ -23,6 +30,12 @@ import cv2
 import numpy as np
 
 from edge.fileio import atomic_path
+
+log = logging.getLogger(__name__)
+
+#: Free disk space (bytes) below which the video is finished early: encoders fail silently on a
+#: full disk and leave a file that does not play, so the video stops while it can still close.
+VIDEO_DISK_RESERVE = 8 * 2**20
 
 
 class OutputError(RuntimeError):
@@ -57,9 +70,13 @@ class JsonLinesSink:
     """Frames and events as JSON lines, to a file or to stdout (`-`)."""
 
     needs_image = False
+    OUTPUT_NAME = "json"  # its counters' name in the run summary (after a failure)
 
     def __init__(self, target: str | Path) -> None:
         self.target = str(target)
+        self.lines = self.lost = 0
+        self.error: str | None = None  # why writing stopped, if it did
+        self._good = 0  # bytes of complete lines in the file
         self._atomic: _AtomicTarget | None = None
         self._stream: TextIO
         if self.target == "-":
@@ -72,9 +89,36 @@ class JsonLinesSink:
                 raise OutputError(f"cannot write {target}: {exc.strerror or exc}") from None
 
     def _line(self, record: dict[str, Any]) -> None:
-        self._stream.write(json.dumps(record, separators=(",", ":")) + "\n")
-        if self._atomic is None:
-            self._stream.flush()
+        if self.error is not None:
+            self.lost += 1
+            return
+        text = json.dumps(record, separators=(",", ":")) + "\n"  # ASCII: one byte a character
+        try:
+            self._stream.write(text)
+            self._stream.flush()  # a full disk shows here, at a line boundary
+        except OSError as exc:
+            self._stop(exc)
+            return
+        self.lines += 1
+        self._good += len(text)
+
+    def _stop(self, exc: OSError) -> None:
+        """Stop writing: keep the complete lines, count the rest, say so once."""
+        self.error = f"{exc.strerror or exc}"
+        self.lost += 1
+        if self._atomic is not None:
+            with contextlib.suppress(OSError):
+                self._stream.close()  # drops what the disk refused
+            with contextlib.suppress(OSError):
+                os.truncate(self._atomic.path, self._good)  # no half line at the end
+        log.warning("cannot write %s: %s; JSON lines stop after %d lines, the run goes on",
+                    self.target, self.error, self.lines)
+
+    def summary(self) -> dict[str, Any] | None:
+        """Counters for the run summary, only when writing failed."""
+        if self.error is None:
+            return None
+        return {"json": self.target, "lines": self.lines, "lost": self.lost, "error": self.error}
 
     def write(self, record: dict[str, Any], annotated: np.ndarray | None) -> None:
         self._line(record)
@@ -84,7 +128,10 @@ class JsonLinesSink:
 
     def close(self, ok: bool = True) -> None:
         if self._atomic is not None:
-            self._stream.close()
+            try:
+                self._stream.close()
+            except OSError as exc:  # the last buffered bytes did not fit
+                self._stop(exc)
             self._atomic.finish(ok)
             self._atomic = None
 
@@ -96,6 +143,7 @@ class VideoSink:
     """Annotated frames to a video file; every frame is fitted to the first frame's size."""
 
     needs_image = True
+    OUTPUT_NAME = "video"  # its counters' name in the run summary (after a failure)
 
     def __init__(self, target: str | Path, fps: float) -> None:
         self.target = Path(target)
@@ -103,7 +151,8 @@ class VideoSink:
             raise OutputError(f"cannot write video {self.target}: use one of "
                               f"{', '.join(sorted(FOURCC))}")
         self.fps = fps
-        self.frames = 0
+        self.frames = self.lost = 0
+        self.error: str | None = None  # why the video stopped early, if it did
         self._atomic: _AtomicTarget | None = None
         self._writer: Any = None
         self._size: tuple[int, int] | None = None
@@ -120,8 +169,27 @@ class VideoSink:
             raise OutputError(f"OpenCV cannot encode {self.target.suffix} video here")
         self._writer, self._size = writer, (width, height)
 
+    def _disk_full(self) -> bool:
+        assert self._atomic is not None
+        try:
+            free = shutil.disk_usage(self._atomic.path.parent).free
+        except OSError:
+            return False
+        if free >= VIDEO_DISK_RESERVE:
+            return False
+        self.error = f"disk full ({free // 1024} KB free)"
+        if self._writer is not None:
+            self._writer.release()  # finished while it can still be: the frames so far play
+            self._writer = None
+        kept = f"stops after {self.frames} frames, kept" if self.frames else "not written"
+        log.warning("%s: video %s %s; the run goes on", self.error, self.target, kept)
+        return True
+
     def write(self, record: dict[str, Any], annotated: np.ndarray | None) -> None:
         if annotated is None:
+            return
+        if self.error is not None or self._disk_full():
+            self.lost += 1
             return
         if self._writer is None:
             self._open(annotated.shape[1], annotated.shape[0])
@@ -133,6 +201,13 @@ class VideoSink:
 
     def event(self, record: dict[str, Any]) -> None:
         pass
+
+    def summary(self) -> dict[str, Any] | None:
+        """Counters for the run summary, only when the video stopped early."""
+        if self.error is None:
+            return None
+        return {"video": str(self.target), "frames": self.frames, "lost": self.lost,
+                "error": self.error}
 
     def close(self, ok: bool = True) -> None:
         if self._writer is not None:

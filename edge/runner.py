@@ -24,6 +24,7 @@ Only the standard library is imported at module level, so `edge --help` stays fa
 from __future__ import annotations
 
 import json
+import math
 import signal
 import sys
 import threading
@@ -46,6 +47,7 @@ if TYPE_CHECKING:
 DETECTOR_NAMES = ("yunet", "blazeface-short", "blazeface-full", "none")
 RUNTIME_NAMES = ("auto", "litert", "tflite_runtime", "tensorflow")
 RTSP_TRANSPORTS = ("auto", "tcp", "udp")
+CAMERA_BACKENDS = ("auto", "opencv", "picamera2")  # edge.sources.CAMERA_BACKENDS
 
 
 class RunError(ValueError):
@@ -120,24 +122,34 @@ class RunOptions:
         if (self.camera is None) == (self.source is None):
             raise RunError("give exactly one of --camera N or --source FILE|DIR|URL")
         for name, value, choices in (("--detector", self.detector, DETECTOR_NAMES),
-                                     ("--runtime", self.runtime, RUNTIME_NAMES)):
+                                     ("--runtime", self.runtime, RUNTIME_NAMES),
+                                     ("--camera-backend", self.camera_backend, CAMERA_BACKENDS),
+                                     ("--rtsp-transport", self.rtsp_transport, RTSP_TRANSPORTS)):
             if value not in choices:
                 raise RunError(f"{name} must be one of {', '.join(choices)}, not {value!r}")
-        if self.rtsp_transport not in RTSP_TRANSPORTS:
-            raise RunError(f"--rtsp-transport must be one of {', '.join(RTSP_TRANSPORTS)}, "
-                           f"not {self.rtsp_transport!r}")
-        for name, number in (("--threads", self.threads), ("--max-frames", self.max_frames),
-                             ("--alert-after", self.alert_after),
-                             ("--snapshots-keep", self.snapshots_keep)):
-            if number is not None and number < 1:
-                raise RunError(f"{name} must be at least 1")
-        if self.detect_width is not None and self.detect_width < 0:
-            raise RunError("--detect-width must be 0 (full size) or positive")
-        if self.stats_every < 0:
-            raise RunError("--stats-every must be 0 (off) or positive")
+        self._check_numbers()
         self.size()
         self.zones()
+        if self.snapshots is not None and self.snapshots.exists() and not self.snapshots.is_dir():
+            raise RunError(f"--snapshots {self.snapshots} exists and is not a folder")
         self._check_outputs()
+
+    def _check_numbers(self) -> None:
+        for name, number, least in (
+                ("--camera", self.camera, 0), ("--threads", self.threads, 1),
+                ("--max-frames", self.max_frames, 1), ("--alert-after", self.alert_after, 1),
+                ("--snapshots-keep", self.snapshots_keep, 1),
+                ("--detect-width", self.detect_width, 0),
+                ("--reconnect-attempts", self.reconnect_attempts, 0)):
+            if number is not None and number < least:
+                raise RunError(f"{name} must be at least {least}"
+                               + (" (0: full size)" if name == "--detect-width" else ""))
+        for name, value, low, high in (
+                ("--detector-threshold", self.detector_threshold, 0.0, 1.0),
+                ("--save-fps", self.save_fps, 1e-3, 1e3),
+                ("--stats-every", self.stats_every, 0.0, math.inf)):
+            if value is not None and not low <= value <= high:  # also NaN
+                raise RunError(f"{name} must lie in [{low:g}, {high:g}], not {value}")
 
     def _check_outputs(self) -> None:
         """Addresses and credentials of the network outputs, parsed before anything opens."""
@@ -219,7 +231,8 @@ class Runner:
             self.pipeline = pipeline = self.build_pipeline()
             self.alert_labels = self.choose_alert_labels(pipeline.labels)
             frames = self.build_source()
-            self.grabber = FrameGrabber(frames, backoff=Backoff(attempts=o.reconnect_attempts))
+            self.grabber = FrameGrabber(frames, backoff=Backoff(attempts=o.reconnect_attempts),
+                                        notice=self.notice)
             self.grabber.start()
             context = RunContext(o, pipeline.labels, self.alert_labels, frames.description,
                                  o.save_fps or frames.fps or 15.0, self.notice)
@@ -337,8 +350,9 @@ class Runner:
                 close(ok=ok)
         for part in (*sinks, *self.hooks):  # counters, final once closed (queues flushed)
             counters = getattr(part, "summary", None)
-            if callable(counters):
-                self.outputs[getattr(part, "OUTPUT_NAME", type(part).__name__)] = counters()
+            values = counters() if callable(counters) else None
+            if values is not None:  # None: nothing to report (a file output that went well)
+                self.outputs[getattr(part, "OUTPUT_NAME", type(part).__name__)] = values
         self.hooks = []
 
     def report(self, summary: RunSummary) -> None:
@@ -389,6 +403,9 @@ def _mqtt(context: RunContext) -> Sink:
     sink = MqttSink(str(o.mqtt), o.device_name, labels=context.labels,
                     alert_labels=context.alert_labels)
     context.notice(f"publishing to {sink.describe()}")
+    if not o.stats_every:
+        context.notice("note: without --stats-every the Home Assistant people, compliance and "
+                       "FPS sensors get no values (e.g. --stats-every 10)")
     return sink
 
 

@@ -29,7 +29,12 @@ from typing import Any, Protocol
 import cv2
 import numpy as np
 
+from edge.imagesize import too_large
+
 cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+# FFmpeg's own lines ("[http @ 0x...] Error reading HTTP response") repeat what a source's one-line
+# error says; they stay off unless the user sets OPENCV_FFMPEG_LOGLEVEL (e.g. 16 for errors).
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 #: Consecutive failed reads after which a live source counts as lost.
@@ -187,6 +192,9 @@ class ImageFolderSource:
             self._files = sorted(p for p in self.path.iterdir()
                                  if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
         elif self.path.is_file():
+            reason = too_large(self.path)
+            if reason is not None:
+                raise SourceError(reason)
             self._files = [self.path]
         if not self._files:
             raise SourceError(f"no images in {self.path} "
@@ -204,9 +212,13 @@ class ImageFolderSource:
             self._next = 0
         path = self._files[self._next]
         self._next += 1
+        reason = too_large(path)  # a decompression bomb is refused before it is decoded
+        if reason is not None:
+            raise UnreadableFrame(reason)
         bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if bgr is None:
-            raise UnreadableFrame(f"cannot decode {path.name}")
+            raise UnreadableFrame(f"cannot decode {path.name}" if path.is_file()
+                                  else f"{path.name} is gone (deleted during the run)")
         self.frame_name = path.name
         return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
@@ -298,19 +310,46 @@ def is_url(text: str) -> bool:
 FFMPEG_OPTIONS_ENV = "OPENCV_FFMPEG_CAPTURE_OPTIONS"
 _ffmpeg_env_lock = threading.Lock()
 
+#: Seconds a stream may take to open, or stay silent while being read, before the capture gives
+#: up (FFmpeg's own default is 30): a stalled stream counts as lost and is reopened sooner.
+STREAM_TIMEOUT = 10.0
+
+
+def stream_timeouts() -> list[int]:
+    """OpenCV capture parameters: open and read timeouts of `STREAM_TIMEOUT` seconds."""
+    ms = int(STREAM_TIMEOUT * 1000)
+    return [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms]
+
+
+def stream_capture(target: Any) -> Any:
+    """`cv2.VideoCapture` on a stream URL (any backend) with the `STREAM_TIMEOUT`s."""
+    return cv2.VideoCapture(target, cv2.CAP_ANY, stream_timeouts())
+
+
+def merge_ffmpeg_options(base: str | None, extra: str) -> str:
+    """FFmpeg capture options `base` ("key;value|key;value", OpenCV's syntax) with `extra`'s
+    keys set to `extra`'s values, the other keys of `base` kept."""
+    keys = {item.split(";", 1)[0] for item in extra.split("|") if item}
+    kept = [item for item in (base or "").split("|")
+            if item and item.split(";", 1)[0] not in keys]
+    return "|".join([*kept, extra])
+
 
 def ffmpeg_capture(options: str) -> CaptureFactory:
     """A capture factory opening with FFmpeg under these capture options ("key;value|...").
 
-    OpenCV reads them from an environment variable when a capture opens; the variable is set
-    only around the open (and restored), under a lock, so other captures are not affected."""
+    OpenCV's FFmpeg backend reads them from the environment variable
+    OPENCV_FFMPEG_CAPTURE_OPTIONS each time a capture opens (when the variable is unset it uses
+    its own default, `rtsp_flags;prefer_tcp`: TCP first, UDP allowed). The variable is set only
+    around the open (merged into what the user set there, then restored), under a lock, so
+    other captures are not affected."""
 
     def factory(target: Any) -> Any:
         with _ffmpeg_env_lock:
             previous = os.environ.get(FFMPEG_OPTIONS_ENV)
-            os.environ[FFMPEG_OPTIONS_ENV] = options
+            os.environ[FFMPEG_OPTIONS_ENV] = merge_ffmpeg_options(previous, options)
             try:
-                return cv2.VideoCapture(target, cv2.CAP_FFMPEG)
+                return cv2.VideoCapture(target, cv2.CAP_FFMPEG, stream_timeouts())
             finally:
                 if previous is None:
                     os.environ.pop(FFMPEG_OPTIONS_ENV, None)
@@ -324,12 +363,13 @@ def file_source(path_or_url: str, *, realtime: bool = False, loop: bool = False,
                 rtsp_transport: str = "auto") -> FrameSource:
     """A video file, an image, a folder of images, or a stream URL (rtsp://, http://...).
 
-    `rtsp_transport` "tcp" (or "udp") makes FFmpeg carry an RTSP stream's packets over TCP,
-    interleaved in the RTSP connection: no losses on lossy networks, a little more latency."""
+    `rtsp_transport` "tcp" makes FFmpeg carry an RTSP stream's packets over TCP only,
+    interleaved in the RTSP connection (no losses on lossy networks, a little more latency);
+    "udp" asks for UDP ports; "auto" leaves OpenCV's default (TCP first, UDP allowed)."""
     if is_url(path_or_url):
         from edge.redact import redact_url
 
-        factory: CaptureFactory = cv2.VideoCapture
+        factory: CaptureFactory = stream_capture
         if rtsp_transport != "auto" and path_or_url.lower().startswith("rtsp"):
             factory = ffmpeg_capture(f"rtsp_transport;{rtsp_transport}")
         return OpenCVSource(path_or_url, live=True, description=f"stream {redact_url(path_or_url)}",

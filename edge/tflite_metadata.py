@@ -23,6 +23,10 @@ _BUFFER_DATA = 0
 _BUFFER_OFFSET = 1
 _BUFFER_SIZE = 2
 
+#: Largest `.tflite` file read (the whole file is read to find its metadata). A MobileNetV2
+#: classifier is 3-10 MB; anything this big is not a maskedge model and is refused unread.
+MAX_MODEL_BYTES = 200 * 1024 * 1024
+
 
 class _Reader:
     def __init__(self, data: bytes) -> None:
@@ -100,6 +104,10 @@ def read_contract(path: str | Path) -> ModelContract:
     """The maskedge contract embedded in a `.tflite` file (ContractError if it has none)."""
     path = Path(path)
     try:
+        size = path.stat().st_size
+        if size > MAX_MODEL_BYTES:
+            raise ContractError(f"{path} is {size / 2**20:,.0f} MB, over the "
+                                f"{MAX_MODEL_BYTES // 2**20} MB limit for a model file: refused")
         data = path.read_bytes()
     except OSError as exc:
         raise ContractError(f"cannot read {path}: {exc.strerror or exc}") from None

@@ -13,6 +13,7 @@ from pathlib import Path
 import cv2
 
 from edge.fileio import atomic_path
+from edge.imagesize import read_bgr
 from edge.outputs import FOURCC, OutputError, fit_frame
 from edge.sources import IMAGE_SUFFIXES
 
@@ -46,7 +47,7 @@ def make_video(photos: Sequence[Path], target: Path, size: tuple[int, int] = (64
             raise OutputError(f"OpenCV cannot encode {target.suffix} video here")
         try:
             for photo in photos:
-                bgr = cv2.imread(str(photo), cv2.IMREAD_COLOR)
+                bgr = read_bgr(photo)  # None: unreadable, or too large to decode
                 if on_photo:
                     on_photo()
                 if bgr is None:

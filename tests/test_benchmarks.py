@@ -16,7 +16,8 @@ import pytest
 
 from tests.conftest import ROOT, SHARED
 
-SECTIONS = ("sizes", "latency", "accuracy", "roofline", "endtoend", "detector", "training")
+SECTIONS = ("sizes", "latency", "accuracy", "roofline", "endtoend", "detector", "training",
+            "integrations")
 
 
 @pytest.fixture(scope="module")
@@ -128,3 +129,23 @@ def test_detector_section_compares_before_and_after(quick_run: dict[str, Any]) -
     loops = result["pipeline"]
     assert all(v["status"] == "ok" and 0 < v["frame_ms"]["p50_ms"] < 1000 for v in loops.values())
     assert "## Detector" in (quick_run["out"] / "RESULTS.md").read_text()
+
+
+@pytest.mark.slow
+def test_integrations_section_adds_one_output_at_a_time(quick_run: dict[str, Any]) -> None:
+    result = quick_run["sections"]["integrations"]["result"]
+    rows = result["rows"]
+    assert [r["features"] for r in rows][:3] == [["bare"], [], ["alerts"]] and len(rows) == 7
+    for row in rows:  # MQTT rows are "unavailable" where mosquitto is not installed
+        assert row["status"] in ("ok", "unavailable"), (row["row"], row.get("error"))
+        if row["status"] == "ok":
+            assert row["fps"] > 0 and row["cpu_ms"] > 0 and row["stages_ms"]["detect"] > 0
+    loop, everything = rows[1], rows[-1]
+    assert loop["status"] == "ok" and loop["stages_ms"]["track"] > 0 and loop["alerts"] == 0
+    if everything["status"] == "ok":
+        outputs = everything["outputs"]
+        assert outputs["webhook"]["sent"] == everything["webhook_received"] == everything["alerts"]
+        assert outputs["snapshots"]["written"] == everything["alerts"]
+        assert outputs["mqtt"]["published"] > 0 and outputs["mqtt"]["dropped"] == 0
+        assert everything["viewer_frames"] > 0
+    assert "## Integrations" in (quick_run["out"] / "RESULTS.md").read_text()

@@ -255,9 +255,10 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
 
 def test_cli_refuses_bad_input_with_one_line(tmp_path: Path) -> None:
     bad = _cli("--only", "nonsense", "--out", str(tmp_path))
+    from benchmarks.run import SECTIONS
+
     assert bad.returncode == 2 and bad.stderr.strip().splitlines() == [
-        "error: unknown section nonsense; choose from sizes, latency, accuracy, roofline, "
-        "endtoend, detector, training"]
+        f"error: unknown section nonsense; choose from {', '.join(SECTIONS)}"]
     clobber = _cli("--quick", "--out", str(ROOT / "benchmarks" / "results"))
     assert clobber.returncode == 2 and "must not write over the full report" in clobber.stderr
     missing = _cli("--quick", "--out", str(tmp_path), "--shared", str(tmp_path / "nowhere"))
@@ -435,3 +436,23 @@ def test_training_speedup_is_time_to_the_highest_accuracy_both_reached() -> None
     # without a per-epoch record the whole cached run stands for its final accuracy
     whole = compare([], 70.0, 0.995, reference)
     assert whole["at_common"]["cached_s"] == 70.0 and whole["speedup"] == pytest.approx(600 / 70)
+
+
+def test_integrations_rows_render_with_cost_over_the_loop(tmp_path: Path) -> None:
+    from benchmarks.integrations import combine
+    from benchmarks.report import render_integrations
+
+    def measured(fps: float, cpu: float) -> dict:
+        return {"status": "ok", "fps": fps, "cpu_ms": cpu, "alerts": 3,
+                "stages_ms": {"detect": 20.0, "track": 0.3, "output": 0.2}, "outputs": {}}
+
+    loop = combine("loop", (), [measured(30.0, 50.0), measured(20.0, 52.0), measured(25.0, 51.0)])
+    assert loop["fps"] == 25.0 and loop["cpu_ms"] == 51.0 and loop["fps_rounds"] == [30, 20, 25]
+    mqtt = combine("+ MQTT", ("alerts", "mqtt"), [
+        {**measured(24.0, 53.5), "outputs": {"mqtt": {"published": 12, "dropped": 0}}}])
+    missing = combine("+ MQTT", ("mqtt",), [{"status": "unavailable", "error": "no mosquitto"}])
+    lines = render_integrations({"rows": [loop, mqtt, missing], "rounds": 3}, {})
+    text = "\n".join(lines)
+    assert "| loop | 25.0 (30.0, 20.0, 25.0) | 40.0 | 51.0 (50.0-52.0) | - |" in text
+    assert "| + MQTT | 24.0 (24.0) | 41.7 | 53.5 | +2.5 |" in text
+    assert "MQTT published 12, dropped 0" in text and "**unavailable**: no mosquitto" in text

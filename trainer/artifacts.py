@@ -2,7 +2,8 @@
 
 `save_keras_model` writes `model.h5` (contract in the root attribute) and `model.keras` (contract as
 a zip member) through temporary files renamed into place, so an interrupted save never leaves a
-partial file or replaces a good one. `load_keras_model` reads either back with its contract.
+partial file or replaces a good one. `load_keras_model` reads either back with its contract,
+always in Keras safe mode: loading a model file never runs code from it.
 """
 
 from __future__ import annotations
@@ -70,8 +71,12 @@ def load_keras_model(path: str | Path) -> tuple[keras.Model, ModelContract]:
     """Load a maskedge Keras model and its contract (ModelFileError with one line on failure)."""
     contract = read_keras_contract(path)
     try:
-        model = keras.models.load_model(path, compile=False)
+        # Safe mode, always: a model file must never run code (a Lambda layer holding Python).
+        model = keras.models.load_model(path, compile=False, safe_mode=True)
     except Exception as exc:  # Keras raises many types for damaged files
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if "safe_mode" in str(exc) or "arbitrary code" in str(exc):
+            msg = ("refused: it holds Python code (a Lambda layer) that loading would run; "
+                   "maskedge loads models in Keras safe mode only")
         raise ModelFileError(f"cannot load model {path}: {msg[:200]}") from None
     return model, contract

@@ -79,10 +79,10 @@ def _user_errors(json_out: bool) -> Any:
 
 @app.command()
 def fit(
-    data: list[Path] = typer.Argument(..., help="One or more data sources, each class folders, "
+    data: list[Path] = typer.Argument(None, help="One or more data sources, each class folders, "
                                       "dataset.npy+labels.npy, or VOC images/+annotations/."),
-    out: Path = typer.Option(..., "--out", "-o", help="Run folder to create (must be new or "
-                             "empty unless --overwrite)."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Run folder to create (must be "
+                                    "new or empty unless --overwrite)."),
     weights: str = typer.Option("imagenet", help="imagenet | none | PATH to no-top MobileNetV2 "
                                 "weights (.h5)."),
     input_size: int = typer.Option(224, help="Square input size in pixels."),
@@ -121,6 +121,21 @@ def fit(
     source_weight: list[str] = typer.Option([], "--source-weight", help="NAME=W weights the "
                                             "training samples of the source named NAME (its "
                                             "folder name) by W (repeatable)."),
+    strategy: str = typer.Option("auto", help="auto | one-device | mirrored | multi-worker "
+                                 "(tf.distribute; multi-worker reads TF_CONFIG; auto: mirrored "
+                                 "with 2+ GPUs, else one device)."),
+    scale_batch: bool = typer.Option(False, help="--batch-size per replica (global batch = "
+                                     "batch x replicas) and learning rate x replicas; default: "
+                                     "--batch-size is the global batch."),
+    stream: str = typer.Option("auto", help="on | off | auto: decode in chunks and keep "
+                               "backbone features in shards on disk (bounded memory); auto "
+                               "streams when decoded images would exceed 2 GiB, and always "
+                               "for multi-worker."),
+    stream_chunk: int = typer.Option(256, help="Streaming: images decoded at a time = rows per "
+                                     "feature shard."),
+    resume: Path | None = typer.Option(None, "--resume", help="Continue the killed run whose "
+                                       "--out was RUN_DIR, with its options, from its last "
+                                       "finished epoch (no DATA or --out needed)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
     json_out: bool = typer.Option(False, "--json", help="Print the run summary as JSON on "
                                   "stdout."),
@@ -129,26 +144,58 @@ def fit(
     with _user_errors(json_out):
         from trainer.config import FitConfig, preflight
 
-        config = FitConfig(data=data[0] if len(data) == 1 else list(data), out=out,
-                           weights=weights, input_size=input_size,
-                           alpha=alpha, epochs=epochs, batch_size=batch_size,
-                           learning_rate=learning_rate, patience=patience, seed=seed,
-                           val_fraction=val_fraction, test_fraction=test_fraction,
-                           feature_cache=feature_cache, augment_views=augment_views,
-                           fine_tune_layers=fine_tune_layers, fine_tune_epochs=fine_tune_epochs,
-                           fine_tune_learning_rate=fine_tune_learning_rate, min_face=min_face,
-                           limit_per_class=limit_per_class, mixed_precision=mixed_precision,
-                           class_weighting=class_weights, cache_dir=cache_dir,
-                           overwrite=overwrite, label_map=list(label_map),
-                           exclude_lists=list(exclude_list),
-                           source_weights=list(source_weight))
-        preflight(config)  # bad data / options / paths: one line, before TensorFlow loads
-        _import_tensorflow_quietly()
-        from trainer.fit import fit as run_fit
+        config = _resume_config(resume, bool(data) and out is not None)
+        if config is None:
+            if not data or out is None:
+                raise _fail("DATA and --out are required (or --resume RUN_DIR)")
+            config = FitConfig(data=data[0] if len(data) == 1 else list(data), out=out,
+                               weights=weights, input_size=input_size,
+                               alpha=alpha, epochs=epochs, batch_size=batch_size,
+                               learning_rate=learning_rate, patience=patience, seed=seed,
+                               val_fraction=val_fraction, test_fraction=test_fraction,
+                               feature_cache=feature_cache, augment_views=augment_views,
+                               fine_tune_layers=fine_tune_layers, fine_tune_epochs=fine_tune_epochs,
+                               fine_tune_learning_rate=fine_tune_learning_rate, min_face=min_face,
+                               limit_per_class=limit_per_class, mixed_precision=mixed_precision,
+                               class_weighting=class_weights, cache_dir=cache_dir,
+                               overwrite=overwrite, label_map=list(label_map),
+                               exclude_lists=list(exclude_list),
+                               source_weights=list(source_weight), strategy=strategy,
+                               scale_batch=scale_batch, stream=stream, stream_chunk=stream_chunk)
+            preflight(config)  # bad data / options / paths: one line, before TensorFlow loads
+        result = _run_fit(config, quiet)
+    _print_fit(result, json_out)
 
-        result = run_fit(config, progress=not quiet)
+
+def _resume_config(resume: Path | None, can_start: bool) -> Any:
+    """The killed run's options for --resume; None when there is nothing to resume and DATA
+    and --out were given too (so one command starts a run and, restarted, resumes it)."""
+    if resume is None:
+        return None
+    from trainer.resume import config_for_resume, resumable
+
+    if can_start and not resumable(resume):
+        return None
+    return config_for_resume(resume)
+
+
+def _run_fit(config: Any, quiet: bool) -> Any:
+    """Import TensorFlow, make the strategy first (multi-worker needs that), then fit."""
+    _import_tensorflow_quietly()
+    from trainer.distribute import make_strategy
+    from trainer.fit import fit as run_fit
+
+    make_strategy(config.strategy)
+    return run_fit(config, progress=not quiet)
+
+
+def _print_fit(result: Any, json_out: bool) -> None:
     if json_out:
         typer.echo(json.dumps(result.summary, indent=2, default=str))
+    elif not result.summary.get("chief", True):
+        d = result.summary["distribution"]
+        typer.echo(f"worker {d['worker_index']} of {d['workers']}: trained "
+                   f"{result.summary['epochs_run']} epochs; the chief writes the run folder")
     else:
         counts = result.summary["counts"]["test"]
         typer.echo(f"test accuracy {100 * result.test_accuracy:.2f} % on {sum(counts.values())} "
@@ -177,9 +224,10 @@ def evaluate(
 ) -> None:
     """Measure MODEL on labelled DATA: accuracy, per-class report, confusion matrix."""
     with _user_errors(json_out):
-        from trainer.config import name_list, parse_label_map
+        from trainer.config import check_evaluate, name_list, parse_label_map
 
-        label_map_ = parse_label_map(label_map)  # bad options: one line, before TensorFlow
+        check_evaluate(model, data, split, out, min_face)  # one line, before TensorFlow
+        label_map_ = parse_label_map(label_map)
         only, exclude = name_list(only_list), name_list(exclude_list)
         _import_tensorflow_quietly()
         from trainer.evaluate import Selection
@@ -214,9 +262,12 @@ def fit_detector(
     """Fine-tune the YuNet face detector on annotated photos (masked faces too) and write a
     `.tflite` that `edge run --detector-model` runs (see models/DETECTOR_CARD.md)."""
     with _user_errors(False):
-        from trainer.config import name_lists
+        from trainer.config import check_output_file, name_lists
 
         exclude = name_lists(exclude_list)
+        check_output_file(out, "--out")
+        if seed < 0:
+            raise _fail("--seed must be >= 0")
         if not onnx.is_file():
             raise _fail(f"YuNet ONNX file not found: {onnx}")
         from edge.voc import DatasetError, load_voc

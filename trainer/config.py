@@ -7,8 +7,11 @@ line before TensorFlow is even imported.
 
 from __future__ import annotations
 
+import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from edge.labelmap import LabelMap, LabelMapError
 from edge.voc import DatasetError, read_name_list
@@ -16,6 +19,8 @@ from trainer.datasets import DEFAULT_MIN_FACE, Dataset, discover_many, require_t
 from trainer.errors import UserError
 
 ALPHAS = (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)
+STRATEGIES = ("auto", "one-device", "mirrored", "multi-worker")
+STREAM_MODES = ("auto", "on", "off")
 
 
 @dataclass
@@ -48,6 +53,12 @@ class FitConfig:
     label_map: list[str] = field(default_factory=list)  # FROM=TO / FROM= for every source
     exclude_lists: list[Path] = field(default_factory=list)  # files of image names never used
     source_weights: list[str] = field(default_factory=list)  # NAME=W: weight a source's samples
+    # Scaling (issue 11): tf.distribute strategy, streaming with feature shards, resume.
+    strategy: str = "auto"  # auto | one-device | mirrored | multi-worker (TF_CONFIG)
+    scale_batch: bool = False  # --batch-size per replica, learning rate x replicas
+    stream: str = "auto"  # on | off | auto (stream when decoded pixels would exceed 2 GiB)
+    stream_chunk: int = 256  # samples decoded at a time = rows per feature shard
+    resume: Path | None = None  # the killed run's partial folder (set by --resume)
 
     def roots(self) -> list[Path]:
         """The data sources, in the order given."""
@@ -65,6 +76,14 @@ class FitConfig:
             (self.fine_tune_layers >= 0, "--fine-tune-layers must be >= 0"),
             (self.fine_tune_epochs >= 1, "--fine-tune-epochs must be >= 1"),
             (self.min_face >= 1, "--min-face must be >= 1"),
+            (self.patience >= 0, "--patience must be >= 0 (0: off)"),
+            (self.seed >= 0, "--seed must be >= 0"),
+            (self.fine_tune_learning_rate > 0, "--fine-tune-learning-rate must be > 0"),
+            (self.cache_dir is None or not Path(self.cache_dir).exists()
+             or Path(self.cache_dir).is_dir(), f"--cache-dir {self.cache_dir} is not a folder"),
+            (self.strategy in STRATEGIES, f"--strategy must be one of {', '.join(STRATEGIES)}"),
+            (self.stream in STREAM_MODES, f"--stream must be one of {', '.join(STREAM_MODES)}"),
+            (self.stream_chunk >= 1, "--stream-chunk must be >= 1"),
             (self.limit_per_class is None or self.limit_per_class >= 2,
              "--limit-per-class must be >= 2"),
             (0 < self.val_fraction + self.test_fraction < 1 and self.val_fraction >= 0
@@ -121,6 +140,30 @@ def name_lists(paths: list[Path] | None) -> set[str] | None:
     return set().union(*(name_list(p) or set() for p in paths))
 
 
+def check_output_file(path: Path, option: str) -> None:
+    """UserError unless `path` can be created: its nearest existing ancestor is a folder."""
+    ancestor = Path(path).expanduser().parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise UserError(f"cannot write {option} {path}: {ancestor} is not a folder")
+
+
+def check_evaluate(model: Path, data: Path, split: str, out: Path | None,
+                   min_face: int) -> None:
+    """`trainer evaluate`'s paths and options, checked before TensorFlow loads."""
+    if not Path(model).expanduser().is_file():
+        raise UserError(f"model file not found: {model}")
+    if not Path(data).expanduser().exists():
+        raise UserError(f"--data {data} not found")
+    if split not in ("all", "train", "val", "test"):
+        raise UserError(f"--split must be all, train, val or test, not {split!r}")
+    if out is not None and Path(out).exists() and not Path(out).is_dir():
+        raise UserError(f"--out {out} exists and is not a folder")
+    if min_face < 1:
+        raise UserError("--min-face must be >= 1")
+
+
 def preflight(config: FitConfig) -> Dataset:
     """Validate everything that can be checked cheaply; return the discovered data set."""
     config.validate()
@@ -130,7 +173,28 @@ def preflight(config: FitConfig) -> Dataset:
                             exclude=name_lists(config.exclude_lists))
     require_two_classes([s.label for s in dataset.samples], dataset.root)
     _check_source_weights(config.source_weights, [s.name for s in dataset.all_sources()])
+    if config.strategy == "multi-worker":
+        tf_config()
     return dataset
+
+
+def tf_config() -> dict[str, Any]:
+    """The parsed TF_CONFIG cluster description (UserError if missing or malformed)."""
+    text = os.environ.get("TF_CONFIG", "")
+    if not text.strip():
+        raise UserError("--strategy multi-worker needs TF_CONFIG (the cluster description), "
+                        "e.g. '{\"cluster\": {\"worker\": [\"host1:12345\", \"host2:12345\"]}, "
+                        "\"task\": {\"type\": \"worker\", \"index\": 0}}'")
+    try:
+        config = json.loads(text)
+        workers = config["cluster"]["worker"]
+        kind, index = config["task"]["type"], int(config["task"]["index"])
+    except (ValueError, KeyError, TypeError):
+        raise UserError("TF_CONFIG is not a cluster description (cluster.worker: list of "
+                        "host:port, task.type and task.index)") from None
+    if kind not in ("worker", "chief") or not isinstance(workers, list):
+        raise UserError(f"TF_CONFIG task type {kind!r}: only 'worker' and 'chief' are supported")
+    return {**config, "task": {"type": kind, "index": index}}
 
 
 def _check_source_weights(entries: list[str], names: list[str]) -> None:

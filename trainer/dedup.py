@@ -64,11 +64,17 @@ class _UnionFind:
         return True
 
 
+#: Distances computed at once (block rows x all hashes): bounds memory (~32 MB) at any N.
+DISTANCE_BLOCK_ELEMENTS = 1 << 22
+
+
 def near_duplicate_pairs(hashes: np.ndarray, max_distance: int, others: np.ndarray | None = None,
-                         block: int = 2048) -> list[tuple[int, int]]:
+                         block: int | None = None) -> list[tuple[int, int]]:
     """Pairs i < j with Hamming(hashes[i], others[j]) <= max_distance (others: hashes itself)."""
     hashes = np.asarray(hashes, np.uint64)
     others = hashes if others is None else np.asarray(others, np.uint64)
+    if block is None:  # up to 2048 rows, fewer when there are many hashes
+        block = max(1, min(2048, DISTANCE_BLOCK_ELEMENTS // max(1, len(others))))
     pairs: set[tuple[int, int]] = set()
     for start in range(0, len(hashes), block):
         rows = hashes[start:start + block]
@@ -85,11 +91,42 @@ def _same_picture(thumbs: np.ndarray, pairs: list[tuple[int, int]],
     """Keep candidate pairs whose thumbnails match directly or mirrored."""
     kept = []
     for a, b in pairs:
-        ta, tb = thumbs[a], thumbs[b]
+        ta, tb = thumbs[a].astype(np.float32), thumbs[b].astype(np.float32)
         diff = min(float(np.abs(ta - tb).mean()), float(np.abs(ta - tb[:, ::-1]).mean()))
         if diff <= max_pixel_diff:
             kept.append((a, b))
     return kept
+
+
+#: Candidate pairs whose thumbnails are compared at once (~16 MB of float32 thumbnails).
+PAIR_BATCH = 4096
+
+
+def confirmed_pairs(hashes: np.ndarray, mirrored: np.ndarray, thumbs: np.ndarray,
+                    max_distance: int, max_pixel_diff: float) -> list[tuple[int, int]]:
+    """`_same_picture` of every candidate pair (direct or mirrored hash within max_distance),
+    block by block: only confirmed pairs are ever held, so memory stays bounded however many
+    candidates there are (similar-looking pictures make them grow with N squared)."""
+    hashes, mirrored = np.asarray(hashes, np.uint64), np.asarray(mirrored, np.uint64)
+    block = max(1, min(2048, DISTANCE_BLOCK_ELEMENTS // max(1, len(hashes))))
+    kept: set[tuple[int, int]] = set()
+    for start in range(0, len(hashes), block):
+        rows = hashes[start:start + block, None]
+        near = ((np.bitwise_count(rows ^ hashes[None, :]) <= max_distance)
+                | (np.bitwise_count(rows ^ mirrored[None, :]) <= max_distance))
+        ii, jj = np.nonzero(near)
+        ii = ii + start
+        a, b = np.minimum(ii, jj), np.maximum(ii, jj)
+        a, b = a[a != b], b[a != b]
+        for k in range(0, len(a), PAIR_BATCH):
+            pa, pb = a[k:k + PAIR_BATCH], b[k:k + PAIR_BATCH]
+            ta = np.asarray(thumbs[pa], np.float32)
+            tb = np.asarray(thumbs[pb], np.float32)
+            diff = np.minimum(np.abs(ta - tb).mean(axis=(1, 2)),
+                              np.abs(ta - tb[:, :, ::-1]).mean(axis=(1, 2)))
+            ok = diff <= max_pixel_diff
+            kept.update(zip(pa[ok].tolist(), pb[ok].tolist(), strict=True))
+    return sorted(kept)
 
 
 def group_samples(thumbs: np.ndarray, sources: list[str],
@@ -108,11 +145,9 @@ def group_samples(thumbs: np.ndarray, sources: list[str],
     reps = list(first.values())
     pairs: list[tuple[int, int]] = []
     if n:
-        rep_thumbs = np.asarray(thumbs, np.float32)[reps]
+        rep_thumbs = np.asarray(thumbs)[reps]  # float32 or uint8 (streaming): same values
         hashes, mirrored = phash(rep_thumbs), phash(rep_thumbs[:, :, ::-1])
-        candidates = set(near_duplicate_pairs(hashes, max_distance))
-        candidates |= set(near_duplicate_pairs(hashes, max_distance, others=mirrored))
-        pairs = _same_picture(rep_thumbs, sorted(candidates), max_pixel_diff)
+        pairs = confirmed_pairs(hashes, mirrored, rep_thumbs, max_distance, max_pixel_diff)
     for a, b in pairs:
         uf.union(reps[a], reps[b])
     roots = np.array([uf.find(i) for i in range(n)], dtype=np.int64)

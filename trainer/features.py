@@ -98,8 +98,8 @@ def _frozen_function(features: keras.Model) -> Any | None:
 
 def features_tflite(features: keras.Model, cache_path: Path | None) -> Path:
     """The features model as a float32 .tflite file (converted once, kept at `cache_path`)."""
-    if cache_path is not None and cache_path.is_file():
-        return cache_path
+    if cache_path is not None and cache_path.is_file() and verified(cache_path):
+        return cache_path  # a damaged or unsealed file is converted again
     frozen = _frozen_function(features)
     if frozen is not None:
         data = tf.lite.TFLiteConverter.from_concrete_functions([frozen]).convert()
@@ -110,6 +110,7 @@ def features_tflite(features: keras.Model, cache_path: Path | None) -> Path:
     if target is not None:
         try:
             write_bytes_atomic(target, data)
+            seal(target, hashlib.sha256(data).hexdigest())
             return target
         except OSError:
             pass  # read-only cache: fall back to a temporary file
@@ -182,8 +183,27 @@ class FeatureExtractor:
         return self._run(fn, images, advance)
 
 
+def _digest_path(path: Path) -> Path:
+    return path.with_name(path.name + ".sha256")
+
+
+def seal(path: Path, digest: str) -> None:
+    """Record the SHA-256 of a finished cache file beside it (`<name>.sha256`, written last)."""
+    write_bytes_atomic(_digest_path(path), digest.encode())
+
+
+def verified(path: Path) -> bool:
+    """True when `path` matches the digest `seal` recorded: a truncated, damaged or half-written
+    cache file (a killed run, a full disk) is never used, only computed again."""
+    try:
+        return _digest_path(path).read_text().strip() == sha256_file(path)
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
 class FeatureCache:
-    """Feature arrays on disk under `directory`, one .npy per key (atomic writes)."""
+    """Feature arrays on disk under `directory`, one .npy per key (atomic writes, each file
+    sealed with its SHA-256 and checked before use)."""
 
     def __init__(self, directory: Path | None) -> None:
         self.directory = Path(directory) if directory else None
@@ -193,11 +213,11 @@ class FeatureCache:
 
     def get(self, key: str, rows: int) -> np.ndarray | None:
         path = self.path(key)
-        if path is None or not path.is_file():
+        if path is None or not path.is_file() or not verified(path):
             return None
         try:
             arr = np.load(path, allow_pickle=False)
-        except (OSError, ValueError):
+        except (OSError, ValueError, EOFError):
             return None  # a damaged cache entry is recomputed
         return arr if arr.ndim == 2 and len(arr) == rows else None
 
@@ -208,5 +228,7 @@ class FeatureCache:
         try:
             with atomic_path(path) as tmp:
                 np.save(tmp, features)
+                digest = sha256_file(tmp)
+            seal(path, digest)
         except OSError:
             pass  # caching is an optimisation: a read-only or full disk must not fail the run

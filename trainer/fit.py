@@ -33,11 +33,13 @@ import tensorflow as tf
 from edge.contract import ModelContract
 from edge.fileio import write_text_atomic
 from edge.metrics import classification_report
+from trainer import fit_stream
 from trainer import progress as bars
 from trainer.artifacts import save_keras_model
 from trainer.config import FitConfig, preflight
 from trainer.datasets import Dataset, Sample, require_two_classes
 from trainer.dedup import group_samples
+from trainer.distribute import Cluster, batch_and_rate, make_strategy
 from trainer.errors import UserError
 from trainer.features import (
     FeatureCache,
@@ -51,6 +53,7 @@ from trainer.model import Classifier, build_classifier, unfreeze_top
 from trainer.pixels import Loaded, load_from_sources
 from trainer.reports import plot_confusion, plot_curves, report_text, write_history_csv, write_json
 from trainer.split import SPLITS, SplitManifest, make_manifest, write_manifest
+from trainer.stream import ShardJob, StreamData, scan, should_stream
 from trainer.training import Schedule, class_weights, fit_head, fit_images, predict
 
 #: Samples of the test set on which the saved full model must reproduce the head's predictions.
@@ -109,9 +112,16 @@ def _gpu_info(mixed_precision: bool) -> tuple[list[str], str]:
 
 
 def _decode(dataset: Dataset, samples: list[Sample], size: tuple[int, int],
-            show: bool) -> Loaded:
+            show: bool, chunk: int = 0) -> Loaded:
     with bars.task("decoding images", len(samples), show) as advance:
         return load_from_sources(dataset.all_sources(), samples, size, advance=advance)
+
+
+def _scan(dataset: Dataset, samples: list[Sample], size: tuple[int, int], show: bool,
+          chunk: int) -> Loaded:
+    """Streaming: decode chunk by chunk keeping thumbnails and digests, no pixels."""
+    with bars.task("scanning images", len(samples), show) as advance:
+        return scan(dataset.all_sources(), samples, size, advance=advance, chunk=chunk)
 
 
 def _features(extractor: Callable[[], FeatureExtractor], images: np.ndarray, key: str,
@@ -157,6 +167,20 @@ class FitRun:
     phase1: dict[str, Any] = field(default_factory=dict)
     fine_tune: dict[str, Any] | None = None
     clean_feats: np.ndarray | None = None  # backbone features, while they describe the model
+    # Scaling (trainer.stream / trainer.distribute): the strategy the model trains under, this
+    # process's part of the cluster, a copy of the classifier outside the strategy (features,
+    # evaluation, saving), streamed samples and their feature shards.
+    strategy: Any = None
+    cluster: Cluster = field(default_factory=lambda: Cluster("one-device", 1))
+    plain: Classifier | None = None
+    stream: StreamData | None = None
+    shards: ShardJob | None = None
+    distribution: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def clean_valid(self) -> bool:
+        """Cached clean features still describe the model (phase 1 on features, no fine-tune)."""
+        return self.config.feature_cache and self.fine_tune is None
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -182,11 +206,14 @@ class FitRun:
         return self.loaded.images[idx], self.y[idx]
 
     def schedule(self, phase: str, **changes: Any) -> Schedule:
-        c = self.config
-        return Schedule(**{"learning_rate": c.learning_rate, "epochs": c.epochs,
-                           "batch_size": c.batch_size, "patience": c.patience,
-                           "weights": self.weights, "seed": c.seed, "log_dir": self.log_dir,
-                           "verbose": 2 if self.show else 0, "phase": phase, **changes})
+        c, d = self.config, self.distribution
+        return Schedule(**{"learning_rate": d.get("learning_rate", c.learning_rate),
+                           "epochs": c.epochs, "batch_size": d.get("global_batch_size",
+                                                                   c.batch_size),
+                           "patience": c.patience, "weights": self.weights, "seed": c.seed,
+                           "log_dir": self.log_dir, "verbose": 2 if self.show else 0,
+                           "phase": phase, "checkpoint": self.work / "resume" / phase,
+                           **changes})
 
 
 def _extractor_factory(run: FitRun, cache: FeatureCache,
@@ -198,7 +225,8 @@ def _extractor_factory(run: FitRun, cache: FeatureCache,
         if not made:
             tflite = cache.path(backbone_key(run.weight_fp, c.input_size, c.alpha),
                                 suffix=".tflite")
-            made.append(FeatureExtractor(run.clf.features, engine=engine, tflite_path=tflite))
+            made.append(FeatureExtractor((run.plain or run.clf).features, engine=engine,
+                                         tflite_path=tflite))
         return made[0]
 
     return extractor
@@ -241,7 +269,7 @@ def _phase1_cached(run: FitRun) -> None:
                   "head_train_seconds": round(time.perf_counter() - t1, 2),
                   "feature_cache_hits": sum(hits), "feature_cache_misses": len(hits) - sum(hits),
                   "feature_cache_dir": str(cache.directory), "head_train_samples": len(x_train),
-                  "backbone_engine": engine}
+                  "backbone_engine": engine, "examples_per_second": _rate(run, len(x_train), t1)}
     run.clean_feats = feats
 
 
@@ -249,9 +277,7 @@ def _phase1_images(run: FitRun) -> None:
     """Phase 1 as the reference recipe: augmented images through the frozen base every epoch."""
     keras.utils.set_random_seed(run.config.seed)
     t1 = time.perf_counter()
-    run.history += fit_images(run.clf.model, run.contract, run.images("train"),
-                              run.images("val"),
-                              run.schedule("head", callbacks=run.callbacks))
+    run.history += _fit_on_images(run, run.schedule("head", callbacks=run.callbacks))
     run.phase1 = {"path": "images (reference recipe)",
                   "image_train_seconds": round(time.perf_counter() - t1, 2)}
 
@@ -264,10 +290,10 @@ def _fine_tune(run: FitRun) -> None:
     t2 = time.perf_counter()
     trainable = unfreeze_top(run.clf.backbone, c.fine_tune_layers)
     keras.utils.set_random_seed(c.seed + 1)
-    run.history += fit_images(run.clf.model, run.contract, run.images("train"),
-                              run.images("val"), run.schedule(
-                                  "fine_tune", learning_rate=c.fine_tune_learning_rate,
-                                  epochs=c.fine_tune_epochs, seed=c.seed + 1))
+    scale = run.distribution.get("learning_rate_scale", 1)
+    run.history += _fit_on_images(run, run.schedule(
+        "fine_tune", learning_rate=c.fine_tune_learning_rate * scale,
+        epochs=c.fine_tune_epochs, seed=c.seed + 1))
     run.clf.backbone.trainable = False
     run.fine_tune = {"layers": c.fine_tune_layers, "layers_with_trainable_weights": trainable,
                      "seconds": round(time.perf_counter() - t2, 2)}
@@ -285,14 +311,15 @@ def fit(config: FitConfig, progress: bool = True,
     start = time.perf_counter()
     load_start = os.getloadavg()[0]
     dataset = preflight(config)  # every user error that needs no pixels, before any work
+    strategy, cluster = make_strategy(config.strategy)
     keras.utils.set_random_seed(config.seed)
     gpus, precision = _gpu_info(config.mixed_precision)
     device = {"gpus": gpus, "precision": precision, "load_average_at_start": round(load_start, 2)}
     contract0 = ModelContract.for_labels(dataset.labels, config.input_size)
-    clf = build_classifier(contract0, config.weights, config.alpha)  # WeightsError early
-    weight_fp = weights_fingerprint(config.weights, config.seed)
+    built = _build(contract0, config, strategy, cluster)  # WeightsError early
+    built.weight_fp = weights_fingerprint(config.weights, config.seed)
     try:
-        return _fit_with(config, dataset, clf, weight_fp, callbacks, device, start, show)
+        return _fit_with(config, dataset, built, callbacks, device, start, show)
     finally:
         if config.mixed_precision:
             keras.mixed_precision.set_global_policy("float32")
@@ -343,7 +370,7 @@ def _split(config: FitConfig, dataset: Dataset, labels: tuple[str, ...], samples
     return manifest
 
 
-def _fit_with(config: FitConfig, dataset: Dataset, clf: Classifier, weight_fp: str,
+def _fit_with(config: FitConfig, dataset: Dataset, built: Built,
               callbacks: Sequence[keras.callbacks.Callback], device: dict[str, Any],
               start: float, show: bool) -> FitResult:
     """Decode, group and split the samples, then train and write the run (see `fit`)."""
@@ -351,15 +378,18 @@ def _fit_with(config: FitConfig, dataset: Dataset, clf: Classifier, weight_fp: s
     samples = _limit_samples(dataset.samples, config.limit_per_class, config.seed)
     size = (config.input_size, config.input_size)
     t_decode = time.perf_counter()
-    loaded = _decode(dataset, samples, size, show)
+    streaming = should_stream(config.stream, len(samples), config.input_size,
+                              built.cluster.strategy == "multi-worker")
+    loaded = (_scan if streaming else _decode)(dataset, samples, size, show,
+                                               config.stream_chunk)
     decode_seconds = time.perf_counter() - t_decode
     present = sorted({s.label for s in loaded.samples})
     require_two_classes(present, dataset.root)
     labels = tuple(x for x in dataset.labels if x in present)
     if labels != dataset.labels:  # a class lost all its images to bad files
         keras.utils.set_random_seed(config.seed)
-        clf = build_classifier(ModelContract.for_labels(labels, config.input_size),
-                               config.weights, config.alpha)
+        built = _build(ModelContract.for_labels(labels, config.input_size), config,
+                       built.strategy, built.cluster, built.weight_fp)
     grouping = group_samples(loaded.thumbs, [s.source for s in loaded.samples])
     manifest = _split(config, dataset, labels, loaded.samples, grouping)
     manifest.info["data_fingerprint"] = data_fingerprint(manifest, loaded.digests)
@@ -367,17 +397,17 @@ def _fit_with(config: FitConfig, dataset: Dataset, clf: Classifier, weight_fp: s
     y = np.array([index[s.label] for s in loaded.samples], dtype=np.int64)
     split = np.array([r["split"] for r in manifest.rows])
     cw = class_weights(y[split == "train"], len(labels)) if config.class_weighting else None
-    out.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
-    run = FitRun(config, dataset, loaded, manifest, clf, y, split,
+    work = _work_dir(config, out, built.cluster)
+    run = FitRun(config, dataset, loaded, manifest, built.clf, y, split,
                  _sample_weights(cw, source_weights(config.source_weights, manifest), y),
-                 work, out, weight_fp, device, start, show, callbacks, info={
+                 work, out, built.weight_fp, device, start, show, callbacks, info={
                      "imbalance": _imbalance(config, labels, y[split == "train"], cw),
                      "grouping": {"near_duplicate_pairs": grouping.near_duplicate_pairs,
                                   "merged_groups": grouping.merged_groups,
                                   "samples_in_merged_groups": grouping.samples_in_merged_groups},
                      "timing": {"decode_seconds": round(decode_seconds, 2)},
                      "skipped": dataset.skipped + loaded.skipped})
+    _scale_run(run, built, samples=loaded.samples if streaming else None)
     train_text = ", ".join(f"{k}: {v}" for k, v in manifest.counts()["train"].items())
     bars.say(f"{len(loaded.samples)} images of {len(labels)} classes ({train_text} in train); "
              f"{len(run.info['skipped'])} skipped; {grouping.merged_groups} near-duplicate "
@@ -402,15 +432,23 @@ def _train_and_write(run: FitRun) -> FitResult:
     """Inputs of the run, phase 1, the fine-tune, evaluation, model files, reports, publish."""
     _write_inputs(run)
     t_train = time.perf_counter()
-    (_phase1_cached if run.config.feature_cache else _phase1_images)(run)
-    _fine_tune(run)
+    with run.strategy.scope() if run.strategy is not None else contextlib.nullcontext():
+        _phase1(run)
+        _fine_tune(run)
     run.info["timing"]["train_seconds"] = round(time.perf_counter() - t_train, 2)
+    _detach(run)
+    if not run.cluster.is_chief:
+        result = _worker_result(run)
+        _barrier(run)  # stay until the chief has written the run (it checks our heartbeat)
+        return result
     evaluation = _evaluate(run)
     contract = _write_model(run, evaluation)
     _write_reports(run, evaluation)
     summary = _summary(run, evaluation)
+    shutil.rmtree(run.work / "resume", ignore_errors=True)  # checkpoints of the phases
     write_json(run.work / "summary.json", summary)
     _publish(run.work, run.out)
+    _barrier(run)
     out = run.out
     return FitResult(run_dir=out, model_h5=out / "model.h5", model_keras=out / "model.keras",
                      contract=contract, test_accuracy=evaluation.test["accuracy"],
@@ -444,6 +482,8 @@ class Evaluation:
 
 
 def _evaluate(run: FitRun) -> Evaluation:
+    if run.stream is not None:
+        return _evaluate_stream(run)
     test_idx, val_idx = run.index("test"), run.index("val")
     images = run.loaded.images
     consistency = None
@@ -457,6 +497,14 @@ def _evaluate(run: FitRun) -> Evaluation:
     else:
         test_out = predict(run.clf.model, images[test_idx])
         val_out = predict(run.clf.model, images[val_idx])
+    return _evaluation(run, (test_out, val_out), consistency)
+
+
+def _evaluation(run: FitRun, outputs: tuple[np.ndarray, np.ndarray],
+                consistency: dict[str, Any] | None) -> Evaluation:
+    """Reports from the model's test and validation outputs."""
+    test_idx, val_idx = run.index("test"), run.index("val")
+    test_out, val_out = outputs
     test_pred = run.contract.probabilities(test_out).argmax(1)
     val_pred = run.contract.probabilities(val_out).argmax(1)
     return Evaluation(classification_report(run.y[test_idx], test_pred, run.labels),
@@ -501,7 +549,7 @@ def _write_reports(run: FitRun, ev: Evaluation) -> None:
                f"({grouping['samples_in_merged_groups']} images)",
                f"class imbalance (train): {imbalance['train_counts']}, ratio "
                f"{imbalance['ratio_largest_to_smallest']}, class weights "
-               f"{imbalance['class_weights']}"]
+               f"{imbalance['class_weights']}", _distribution_text(run)]
     text = report_text("Test set", ev.test, details) + "\n" + per_source_text(
         ev.by_source) + report_text("Validation set", ev.val)
     write_text_atomic(run.work / "report.txt", text)
@@ -526,6 +574,9 @@ def _summary(run: FitRun, ev: Evaluation) -> dict[str, Any]:
         "epochs_run": len(run.history), "best_epoch": _best_row(run.history),
         "consistency": ev.consistency, "data_fingerprint": run.fingerprint,
         "device": run.device, "notes": dict(run.dataset.notes),
+        "distribution": {**run.cluster.to_json(), **run.distribution},
+        "stream": _stream_info(run), "model_weights_sha256": weights_sha256(run.clf.model),
+        "resumed_from": str(run.config.resume) if run.config.resume else None,
         "timing": {**info["timing"], "wall_seconds": round(time.perf_counter() - run.start, 2)},
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
                     "load_average_at_end": round(os.getloadavg()[0], 2),
@@ -606,3 +657,154 @@ def _publish(work: Path, out: Path) -> None:
         work.rename(out)
     with contextlib.suppress(OSError):
         out.chmod(0o755)
+
+
+# ----------------------------------------------------------------------------- scaling (issue 11)
+# Strategy, streaming and resume plumbing: see trainer/distribute.py, trainer/stream.py,
+# trainer/fit_stream.py and trainer/resume.py.
+
+
+@dataclass
+class Built:
+    """The classifier under the run's strategy, and a copy outside it (None: one device)."""
+
+    clf: Classifier
+    plain: Classifier | None
+    strategy: Any
+    cluster: Cluster
+    weight_fp: str = ""
+
+
+def _build(contract: ModelContract, config: FitConfig, strategy: Any, cluster: Cluster,
+           weight_fp: str = "") -> Built:
+    """Build the classifier (under the strategy's scope unless one device) and its copy.
+
+    The copy holds the same weights outside any strategy: features are extracted with it, and
+    after training it takes the trained weights for evaluation and saving (a model of a
+    multi-worker strategy must not run on the chief alone).
+    """
+    if cluster.strategy == "one-device":
+        return Built(build_classifier(contract, config.weights, config.alpha), None, None,
+                     cluster, weight_fp)
+    with strategy.scope():
+        clf = build_classifier(contract, config.weights, config.alpha)
+    plain = build_classifier(contract, config.weights, config.alpha)
+    plain.model.set_weights(clf.model.get_weights())
+    return Built(clf, plain, strategy, cluster, weight_fp)
+
+
+def _scale_run(run: FitRun, built: Built, samples: list[Sample] | None) -> None:
+    """Attach strategy, cluster, batch/rate scaling and (streaming) the sample stream."""
+    c = run.config
+    run.strategy, run.cluster, run.plain = built.strategy, built.cluster, built.plain
+    run.distribution = batch_and_rate(c.batch_size, c.learning_rate, built.cluster.replicas,
+                                      c.scale_batch)
+    if samples is not None:
+        size = (c.input_size, c.input_size)
+        run.stream = StreamData(run.dataset.all_sources(), samples, size, c.stream_chunk)
+
+
+def _work_dir(config: FitConfig, out: Path, cluster: Cluster) -> Path:
+    """Where the run is assembled: the killed run's folder (--resume), a hidden folder beside
+    `out` (the chief), or a private temporary folder (other workers: they write no run)."""
+    if not cluster.is_chief:  # the same folder when restarted: its checkpoints resume it
+        key = hashlib.sha256(str(out.resolve()).encode()).hexdigest()[:12]
+        work = Path(tempfile.gettempdir()) / f"maskedge-worker{cluster.worker_index}-{key}"
+        work.mkdir(parents=True, exist_ok=True)
+        return work
+    if config.resume is not None:
+        return Path(config.resume)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+
+
+def _phase1(run: FitRun) -> None:
+    """Phase 1 on in-memory features, on feature shards (streaming), or on images."""
+    if not run.config.feature_cache:
+        _phase1_images(run)
+    elif run.stream is None:
+        _phase1_cached(run)
+    else:
+        cache = FeatureCache(run.config.cache_dir or default_cache_dir())
+        keras.utils.set_random_seed(run.config.seed)
+        fit_stream.phase1_sharded(run, _extractor_factory(run, cache, _backbone_engine()))
+        run.phase1["backbone_engine"] = _backbone_engine()
+
+
+def _fit_on_images(run: FitRun, schedule: Schedule) -> list[dict[str, Any]]:
+    """The full model on images: in memory, or decoded chunk by chunk (streaming)."""
+    if run.stream is not None:
+        return fit_stream.fit_images_stream(run, schedule)
+    return fit_images(run.clf.model, run.contract, run.images("train"), run.images("val"),
+                      schedule)
+
+
+def _detach(run: FitRun) -> None:
+    """After training under a strategy: the trained weights into the plain copy, used from now."""
+    if run.plain is None:
+        return
+    run.plain.model.set_weights(run.clf.model.get_weights())
+    run.clf = run.plain
+
+
+def _evaluate_stream(run: FitRun) -> Evaluation:
+    """Test and validation outputs computed shard by shard (see `fit_stream.split_outputs`)."""
+    cache = FeatureCache(run.config.cache_dir or default_cache_dir())
+    extractor = _extractor_factory(run, cache, _backbone_engine())
+    test_idx, val_idx = run.index("test"), run.index("val")
+    test_out = fit_stream.split_outputs(run, test_idx, extractor)
+    val_out = fit_stream.split_outputs(run, val_idx, extractor)
+    check = fit_stream.consistency(run, test_idx, test_out, CONSISTENCY_SAMPLES)
+    return _evaluation(run, (test_out, val_out), check)
+
+
+def weights_sha256(model: keras.Model) -> str:
+    """SHA-256 over every weight array's bytes (workers of one run must agree on it)."""
+    h = hashlib.sha256()
+    for w in model.get_weights():
+        h.update(np.ascontiguousarray(w).tobytes())
+    return h.hexdigest()
+
+
+def _worker_result(run: FitRun) -> FitResult:
+    """A worker that is not the chief: it trained with the others and writes nothing."""
+    summary = {"chief": False, "distribution": {**run.cluster.to_json(), **run.distribution},
+               "model_weights_sha256": weights_sha256(run.clf.model),
+               "epochs_run": len(run.history), "phase1": run.phase1,
+               "timing": {**run.info["timing"],
+                          "wall_seconds": round(time.perf_counter() - run.start, 2)}}
+    shutil.rmtree(run.work, ignore_errors=True)
+    out = run.out
+    return FitResult(run_dir=out, model_h5=out / "model.h5", model_keras=out / "model.keras",
+                     contract=run.contract, test_accuracy=float("nan"),
+                     wall_seconds=summary["timing"]["wall_seconds"], summary=summary)
+
+
+def _stream_info(run: FitRun) -> dict[str, Any] | None:
+    if run.stream is None:
+        return None
+    return {"chunk": run.stream.chunk, "shards": run.stream.shards, "mode": run.config.stream}
+
+
+def _rate(run: FitRun, samples: int, since: float) -> float:
+    """Training examples per second of phase 1 so far (all epochs run since `since`)."""
+    epochs = sum(1 for r in run.history if r["phase"] == "head")
+    return round(samples * epochs / max(time.perf_counter() - since, 1e-9), 1)
+
+
+def _barrier(run: FitRun) -> None:
+    """Multi-worker: one all-reduce every worker joins, so none exits before the chief is done."""
+    if run.cluster.strategy != "multi-worker":
+        return
+    strategy = run.strategy
+    strategy.reduce("SUM", strategy.run(lambda: tf.constant(1.0)), axis=None)
+
+
+def _distribution_text(run: FitRun) -> str:
+    """One report.txt line: strategy, replicas, global batch and learning rate used."""
+    cl, d = run.cluster, run.distribution
+    return (f"strategy {cl.strategy}: {cl.replicas} replica(s) on {cl.workers} worker(s); "
+            f"global batch {d.get('global_batch_size')} ({d.get('per_replica_batch_size')} per "
+            f"replica), learning rate {d.get('learning_rate')} (x{d.get('learning_rate_scale')}, "
+            f"{d.get('rule')})" + (f"; streamed in {run.stream.shards} shards"
+                                   if run.stream is not None else ""))

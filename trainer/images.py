@@ -18,8 +18,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
-# Refuse absurd images (decompression bombs) with a reason instead of exhausting memory.
-Image.MAX_IMAGE_PIXELS = 120_000_000
+from edge.imagesize import MAX_IMAGE_PIXELS
+
+# Refuse absurd images (decompression bombs) with a reason instead of exhausting memory: the same
+# limit as the device (edge.imagesize), enforced from the header before anything is decoded.
+Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
 ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file is skipped, never half-grey
 
 #: Background that transparent pixels are composited onto (mid grey: neutral for the model).
@@ -85,6 +88,7 @@ def decode_bytes(data: bytes, min_side: int | None = None) -> np.ndarray:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # EXIF / palette warnings are not our user's problem
+            warnings.simplefilter("error", Image.DecompressionBombWarning)  # over the limit
             with Image.open(io.BytesIO(data)) as img:
                 if min_side and img.format == "JPEG":
                     img.draft("RGB", (min_side, min_side))
@@ -93,7 +97,7 @@ def decode_bytes(data: bytes, min_side: int | None = None) -> np.ndarray:
                 pixels = _to_rgb(img)
     except UnidentifiedImageError:
         raise BadImage("not an image (unrecognised format)") from None
-    except Image.DecompressionBombError:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise BadImage("image too large (decompression bomb guard)") from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__

@@ -20,6 +20,7 @@ import tensorflow as tf
 
 from edge.contract import ModelContract
 from trainer.augment import build_augmenter
+from trainer.resume import PhaseState, backup
 
 #: Training steps per compiled call when training the head on features (same maths, less overhead).
 HEAD_STEPS_PER_EXECUTION = 32
@@ -86,22 +87,36 @@ def compile_model(model: keras.Model, contract: ModelContract, learning_rate: fl
                   steps_per_execution: int = 1) -> None:
     loss = ("binary_crossentropy" if contract.output == "sigmoid"
             else "sparse_categorical_crossentropy")
+    if tf.distribute.has_strategy():  # Keras 3.15 fails on several steps per call there
+        steps_per_execution = 1
     model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss, metrics=["accuracy"],
                   steps_per_execution=steps_per_execution)
 
 
 def _callbacks(phase: str, rows: list[dict[str, Any]], has_val: bool, patience: int,
                log_dir: Path | None, extra: Sequence[keras.callbacks.Callback] = (),
+               checkpoint: Path | None = None,
                ) -> tuple[list[keras.callbacks.Callback], BestWeights]:
     monitor = "val_loss" if has_val else "loss"
     best = BestWeights(monitor)
     # The caller's callbacks see each epoch before BestWeights/EarlyStopping act on it.
     callbacks: list[keras.callbacks.Callback] = [EpochLog(phase, rows), *extra, best]
+    stopper = None
     if patience > 0:
-        callbacks.append(keras.callbacks.EarlyStopping(monitor=monitor, patience=patience))
+        stopper = keras.callbacks.EarlyStopping(monitor=monitor, patience=patience)
+        callbacks.append(stopper)
     if log_dir is not None and tensorboard_available():
         callbacks.append(keras.callbacks.TensorBoard(log_dir=str(log_dir / phase)))
+    if checkpoint is not None:  # after BestWeights/EarlyStopping: it saves and restores them
+        callbacks += [PhaseState(checkpoint, rows, best, stopper), backup(checkpoint)]
     return callbacks, best
+
+
+def _phase_done(model: keras.Model, rows: list[dict[str, Any]], schedule: Schedule) -> bool:
+    """Resuming a run whose phase had finished: its weights and rows restored, nothing to do."""
+    if schedule.checkpoint is None:
+        return False
+    return PhaseState(schedule.checkpoint, rows, None, None).finished(model)
 
 
 @dataclass(frozen=True)
@@ -122,6 +137,9 @@ class Schedule:
     verbose: int = 0
     phase: str = "head"
     callbacks: Sequence[keras.callbacks.Callback] = ()
+    checkpoint: Path | None = None  # resumable: BackupAndRestore + PhaseState folder
+    steps_per_epoch: int | None = None  # datasets that repeat (multi-worker)
+    validation_steps: int | None = None
 
 
 Pair = tuple[np.ndarray, np.ndarray]
@@ -131,9 +149,11 @@ def fit_head(head: keras.Model, contract: ModelContract, train: Pair, val: Pair 
              schedule: Schedule) -> list[dict[str, Any]]:
     """Train the head on pooled features (the full model's head: the layers are shared)."""
     rows: list[dict[str, Any]] = []
+    if _phase_done(head, rows, schedule):
+        return rows
     has_val = val is not None and len(val[0]) > 0
     all_callbacks, _ = _callbacks(schedule.phase, rows, has_val, schedule.patience,
-                                  schedule.log_dir, schedule.callbacks)
+                                  schedule.log_dir, schedule.callbacks, schedule.checkpoint)
     # The head's steps take microseconds: run many per call to skip Python overhead.
     compile_model(head, contract, schedule.learning_rate,
                   steps_per_execution=HEAD_STEPS_PER_EXECUTION)
@@ -167,19 +187,55 @@ def fit_images(model: keras.Model, contract: ModelContract, train: Pair, val: Pa
     """Train the full model on augmented images (the reference recipe, and fine-tuning).
 
     Per-sample weights (an array) are not used here: only class weights."""
-    rows: list[dict[str, Any]] = []
     has_val = val is not None and len(val[0]) > 0
-    all_callbacks, _ = _callbacks(schedule.phase, rows, has_val, schedule.patience,
-                                  schedule.log_dir, schedule.callbacks)
-    compile_model(model, contract, schedule.learning_rate)
     train_ds = image_dataset(train[0], targets(contract, train[1]), schedule.batch_size,
                              schedule.seed, True)
     val_ds = (image_dataset(val[0], targets(contract, val[1]), schedule.batch_size,
                             schedule.seed, False) if has_val and val is not None else None)
+    return fit_datasets(model, contract, train_ds, val_ds, schedule)
+
+
+def fit_datasets(model: keras.Model, contract: ModelContract, train: Any, val: Any | None,
+                 schedule: Schedule, steps_per_execution: int = 1) -> list[dict[str, Any]]:
+    """Train `model` on ready batches (tf.data or distributed datasets): images for the full
+    model, or (features, targets, weights) for the head. Class weights only when a dict."""
+    rows: list[dict[str, Any]] = []
+    if _phase_done(model, rows, schedule):
+        return rows
+    all_callbacks, _ = _callbacks(schedule.phase, rows, val is not None, schedule.patience,
+                                  schedule.log_dir, schedule.callbacks, schedule.checkpoint)
+    compile_model(model, contract, schedule.learning_rate, steps_per_execution)
+    _multi_worker_fixes(model, train)
     weights = schedule.weights if isinstance(schedule.weights, dict) else None
-    model.fit(train_ds, validation_data=val_ds, epochs=schedule.epochs, class_weight=weights,
+    model.fit(train, validation_data=val, epochs=schedule.epochs, class_weight=weights,
+              steps_per_epoch=schedule.steps_per_epoch,
+              validation_steps=schedule.validation_steps if val is not None else None,
               callbacks=all_callbacks, verbose=schedule.verbose)
     return rows
+
+
+def _multi_worker_fixes(model: keras.Model, train: Any) -> None:
+    """Work around two Keras 3.15 faults of `fit` under MultiWorkerMirroredStrategy.
+
+    1. It builds the model by all-reducing its first distributed batch, which fails between
+       workers ("Attempt to convert a value (PerReplica ...)"): build it here from this worker's
+       first batch, inside the strategy's scope, and let fit skip that step.
+    2. It all-reduces each step's scalar logs with axis=0 ("Invalid reduction dimension 0 for
+       input with 0 dimensions"): the steps return them with shape (1,), which that reduction
+       turns into the mean over all replicas (the same on every worker).
+    """
+    strategy = tf.distribute.get_strategy()
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) or not isinstance(
+            train, tf.data.Dataset):
+        return
+    batch = next(iter(train.take(1)))
+    with strategy.scope():
+        model._symbolic_build(data_batch=batch)
+    model._maybe_symbolic_build = lambda iterator=None, data_batch=None: None
+    for name in ("train_step", "test_step"):
+        step = getattr(model, name)
+        setattr(model, name, lambda data, step=step: {
+            k: tf.reshape(v, [1]) for k, v in step(data).items()})
 
 
 def predict(model: keras.Model, inputs: np.ndarray, batch_size: int = 64) -> np.ndarray:

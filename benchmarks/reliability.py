@@ -3,6 +3,7 @@
     python -m benchmarks.reliability               # 30-min soak + load: benchmarks/RELIABILITY.md
     python -m benchmarks.reliability --minutes 5   # a shorter soak (the report says how long)
     python -m benchmarks.reliability --quick       # CI: 2-min soak, short load, work/quick/
+    python -m benchmarks.reliability --only load   # one part again, the others from the JSON
     python -m benchmarks.reliability --render-only # the report again from reliability.json
 
 Soak (`soak`): `edge run` on a looping 640x480 video of face-mask-voc photos, with every output
@@ -481,12 +482,13 @@ def run_all(quick: bool, minutes: float | None, parts: tuple[str, ...],
     Each part records the command and time it was measured by."""
     work = WORK / ("quick" if quick else "full")
     video = make_video(WORK, default_shared())
-    soak_opts = SoakOptions(minutes=minutes or (2.0 if quick else 30.0))
+    length = minutes or (2.0 if quick else 30.0)
+    soak_opts = SoakOptions(minutes=length, warmup=min(60.0, 30.0 * length))  # half, at most
     load_opts = (LoadOptions(warmup=10.0, phase_seconds=15.0, rounds=2) if quick
                  else LoadOptions())
     command = " ".join(["python -m benchmarks.reliability", *sys.argv[1:]])
     result: dict[str, Any] = {**(previous or {}), "quick": quick, "cpus": os.cpu_count(),
-                              "command": command}
+                              "command": command, "nice": os.nice(0)}
     runs: dict[str, Callable[[], Any]] = {
         "load": lambda: load(video, work / "load", load_opts, log),
         "soak": lambda: soak(video, work / "soak", soak_opts, log),

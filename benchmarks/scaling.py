@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import os
 import resource
+import shutil
 import socket
 import subprocess
 import sys
@@ -161,6 +162,7 @@ def measure_sizes(ctx: Any, data: Path, work: Path, sizes: tuple[int, ...],
             if done.get(tag, {}).get("status") == "ok":
                 rows.append(done[tag])
                 continue
+            shutil.rmtree(work / f"cache-{tag}", ignore_errors=True)  # cold feature cache
             spec = {"config": _config(data, n, work / f"run-{tag}", work / f"cache-{tag}",
                                       weights=str(cfg.backbone), stream=mode)}
             ctx.log(f"  {n} images, stream {mode}")

@@ -85,16 +85,21 @@ def _precheck(model: Path, out: Path | None, out_dir: Path | None, split: Path |
     for option, path, folder in (("--split", split, False),
                                  ("--representative", representative, True)):
         path = path.expanduser() if path is not None else None
+        if path is not None and not path.exists():
+            what = "split manifest" if option == "--split" else f"{option} folder"
+            raise ConvertError(f"{what} not found: {path}")
         if path is not None and not (path.is_dir() if folder else path.is_file()):
             raise ConvertError(f"{option} {path} is not a {'folder' if folder else 'file'}")
     if out_dir is not None and out_dir.expanduser().exists() and not out_dir.expanduser().is_dir():
-        raise ConvertError(f"--out-dir {out_dir} is not a folder")
+        raise ConvertError(f"--out-dir {out_dir}: cannot write there (not a folder)")
     if out is not None and not out.expanduser().is_dir():
         ancestor = out.expanduser().parent
         while not ancestor.exists() and ancestor != ancestor.parent:
             ancestor = ancestor.parent
-        if out.suffix != ".tflite" or not ancestor.is_dir():
-            raise ConvertError(f"--out {out}: expected a .tflite file in a folder")
+        if out.suffix != ".tflite":
+            raise ConvertError(f"--out {out}: must end in .tflite")
+        if not ancestor.is_dir():
+            raise ConvertError(f"--out {out}: cannot write there ({ancestor} is not a folder)")
     if seed < 0:
         raise ConvertError("--seed must be >= 0")
     if not math.isfinite(max_drop):  # a negative drop demands a gain (the tests' forced refusal)

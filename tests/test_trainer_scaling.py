@@ -150,6 +150,7 @@ print(json.dumps(out))
 
 
 @pytest.mark.slow
+@pytest.mark.long
 def test_mirrored_over_two_logical_cpus_matches_one_device(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-c", MIRRORED_SCRIPT, str(tmp_path), str(BACKBONE),
                            str(DATA_2C)], capture_output=True, text=True, cwd=ROOT, env=_env(),
@@ -166,6 +167,7 @@ def test_mirrored_over_two_logical_cpus_matches_one_device(tmp_path: Path) -> No
 
 
 @pytest.mark.slow
+@pytest.mark.long
 def test_multi_worker_on_loopback_one_run_folder_same_model(tmp_path: Path) -> None:
     ports = [_free_port(), _free_port()]
     cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
@@ -209,6 +211,7 @@ def _wait_for_epoch(parent: Path, phase: str, epoch: int, proc: subprocess.Popen
 
 
 @pytest.mark.slow
+@pytest.mark.long
 def test_killed_mid_epoch_resumes_to_the_same_epochs_and_as_good(tmp_path: Path) -> None:
     args = [str(DATA_2C), *SMALL, "--no-feature-cache", "--epochs", "4", "--patience", "0",
             "--cache-dir", str(tmp_path / "cache")]
@@ -238,6 +241,7 @@ def test_killed_mid_epoch_resumes_to_the_same_epochs_and_as_good(tmp_path: Path)
 
 
 @pytest.mark.slow
+@pytest.mark.long
 def test_streamed_run_matches_in_memory(tmp_path: Path) -> None:
     from trainer.fit import fit
 

@@ -255,15 +255,22 @@ def _pipeline_video(spec: dict[str, Any], images: np.ndarray | None) -> dict[str
     threads = int(spec["threads"])
     classifier = MaskClassifier(ClassifierOptions(model=Path(spec["model"]), threads=threads,
                                                   runtime="litert"))
+    every = int(spec.get("classify_every", 1))  # 1: every face on every frame, as v0.1 did
     pipeline = Pipeline.from_parts(_detector(spec), classifier, PipelineOptions(
         model=Path(spec["model"]), detector=spec["detector"], threads=threads,
-        detect_width=spec.get("detect_width")))
+        detect_width=spec.get("detect_width"), classify_every=every,
+        detect_every=int(spec.get("detect_every", 1))))
+    video = every > 1 or pipeline.options.detect_every > 1
+    seen: list[list[tuple[list[float], str]]] = []  # per frame: (box, label) of each face
 
     def process(rgb: np.ndarray) -> tuple[int, dict[str, float]]:
-        result = pipeline.process(rgb)
+        result = pipeline.process(rgb, video=video)
+        seen.append([([round(v, 1) for v in f.box], f.label) for f in result.faces])
         return len(result.faces), dict(result.timings_ms)
 
-    return {"runtime": classifier.runtime, **_loop(process, spec)}
+    loop = _loop(process, spec)
+    faces = {"per_frame_detections": seen[-loop["frames"]:]} if spec.get("record") else {}
+    return {"runtime": classifier.runtime, **loop, **faces}
 
 
 def _reference_video(spec: dict[str, Any], images: np.ndarray | None) -> dict[str, Any]:

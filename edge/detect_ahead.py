@@ -40,7 +40,8 @@ class DetectAhead(HandoffThread[DetectedFrame]):
                     if self.grabber.finished:
                         break
                     continue
-                faces, detect_ms = self.pipeline.detect(frame.rgb)
+                faces, detect_ms = (self.pipeline.detect(frame.rgb) if frame.name is not None
+                                    else self.pipeline.detect_video(frame.rgb))
                 self._handoff.put(DetectedFrame(frame, faces, detect_ms), wait=True)
         except Exception as exc:  # surface detector failures to the loop
             self.error = f"detection failed: {type(exc).__name__}: {exc}"

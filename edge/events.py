@@ -5,7 +5,8 @@ The frame loop hands each sink (`edge.outputs.Sink`) two kinds of objects:
 * `write(record, annotated)`, once per frame: the frame record
   `{"frame", "time", "source"?, "faces": [face...], "fps", "timings_ms"}` where each face is
   `{"box": [x1, y1, x2, y2], "track": int, "label": smoothed label, "score": smoothed
-  probability of that label, "raw_label", "raw_score", "detector_score", "in_zone": bool}`.
+  probability of that label, "raw_label", "raw_score", "detector_score", "in_zone": bool,
+  "reused"?: frames since the raw probabilities were computed (video, `--classify-every`)}`.
 * `event(event)`, for each event, a dict with an `"event"` key:
 
   - `alert`: `{"event": "alert", "time", "frame", "track", "label", "score", "box", "frames",

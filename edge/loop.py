@@ -129,14 +129,15 @@ class _Feed:
                 self._check(self.grabber.finished, None)
                 return None
             wait_ms = (time.perf_counter() - waited) * 1000.0
-            return captured, self.pipeline.process(captured.rgb), wait_ms
+            return captured, self.pipeline.process(captured.rgb, captured.name is None), wait_ms
         detected = self.ahead.next(timeout=0.1)
         if detected is None:
             self._check(self.ahead.finished, self.ahead.error)
             return None
         wait_ms = (time.perf_counter() - waited) * 1000.0
         frame = detected.frame
-        return frame, self.pipeline.classify(frame.rgb, detected.faces, detected.detect_ms), wait_ms
+        return frame, self.pipeline.classify(frame.rgb, detected.faces, detected.detect_ms,
+                                             frame.name is None), wait_ms
 
     def _check(self, finished: bool, error: str | None) -> None:
         if finished:

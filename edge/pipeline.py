@@ -10,6 +10,13 @@ This is the Python API of the device runtime:
 
 Frames are RGB uint8 (H, W, 3). The camera loop (edge/loop.py) adds capture, drawing and outputs
 around `process`. No TensorFlow.
+
+Frames of one video are related: with `process(rgb, video=True)` a face that overlaps (IoU >= 0.5)
+a face of the previous frame keeps that face's class probabilities for up to `classify_every` - 1
+frames before it is classified again (`FaceResult.reused`), so the classifier runs on a third of
+the faces at the default of 3. With `detect_every` N > 1 the detector runs on every Nth video frame
+and the frames between reuse its boxes (a new face shows up to N-1 frames late; off by default).
+Photos (`video=False`, the default) are always detected and classified afresh.
 """
 
 from __future__ import annotations
@@ -22,10 +29,15 @@ from typing import Any
 import numpy as np
 
 from edge.assets import resolve_model
-from edge.boxes import Box, Face
+from edge.boxes import Box, Face, iou_matrix
 from edge.classifier import ClassifierOptions, MaskClassifier
 from edge.detectors import DEFAULT_DETECTOR, Detector, DetectorOptions, create_detector
 from edge.imageops import FACE_MARGIN, crop_face
+
+#: Video frames between two classifications of the same face (`--classify-every`).
+DEFAULT_CLASSIFY_EVERY = 3
+#: Overlap with a face of the previous frame above which a face is taken as the same one.
+REUSE_IOU = 0.5
 
 
 @dataclass(frozen=True)
@@ -44,6 +56,10 @@ class PipelineOptions:
     runtime: str = "auto"  # auto | litert | tflite_runtime | tensorflow
     margin: float = FACE_MARGIN
     max_faces: int = 32
+    #: Video: classify a face that was already seen at most every this many frames (1: always).
+    classify_every: int = DEFAULT_CLASSIFY_EVERY
+    #: Video: run the detector on every this many frames; the frames between keep its faces.
+    detect_every: int = 1
 
 
 @dataclass(frozen=True)
@@ -55,10 +71,14 @@ class FaceResult:
     score: float  # probability of `label`
     probabilities: tuple[float, ...]  # one per model label, in label order
     detector_score: float
+    reused: int = 0  # frames since the probabilities were computed (0: classified on this frame)
 
     def to_json(self) -> dict[str, Any]:
-        return {"box": [round(v, 1) for v in self.box], "label": self.label,
-                "score": round(self.score, 4), "detector_score": round(self.detector_score, 4)}
+        record = {"box": [round(v, 1) for v in self.box], "label": self.label,
+                  "score": round(self.score, 4), "detector_score": round(self.detector_score, 4)}
+        if self.reused:
+            record["reused"] = self.reused
+        return record
 
 
 @dataclass(frozen=True)
@@ -84,6 +104,11 @@ class Pipeline:
             name=options.detector, model=options.detector_model, threads=options.threads,
             runtime=options.runtime, score_threshold=options.detector_threshold,
             input_width=options.detect_width, calibrate=options.calibrate_boxes))
+        if options.classify_every < 1 or options.detect_every < 1:
+            raise ValueError("classify_every and detect_every must be >= 1")
+        self._previous: list[FaceResult] = []
+        self._detected: list[Face] | None = None  # video: the last detector output
+        self._since_detect = 0
 
     @classmethod
     def from_parts(cls, detector: Detector, classifier: MaskClassifier,
@@ -95,17 +120,42 @@ class Pipeline:
     def labels(self) -> tuple[str, ...]:
         return self.classifier.labels
 
-    def classify_faces(self, rgb: np.ndarray, faces: list[Face]) -> list[FaceResult]:
-        """Crop every face with the margin and classify them in one batch."""
-        if not faces:
-            return []
-        crops = [crop_face(rgb, face.box, self.options.margin) for face in faces]
-        probs = self.classifier.classify(crops)
-        best = probs.argmax(axis=1)
+    def classify_faces(self, rgb: np.ndarray, faces: list[Face],
+                       video: bool = False) -> list[FaceResult]:
+        """Crop every face with the margin and classify them in one batch; with `video`, faces
+        seen on the previous frame may keep their probabilities (module docstring)."""
+        reuse = self._reusable(faces) if video else {}
+        fresh = [i for i in range(len(faces)) if i not in reuse]
+        probs = (self.classifier.classify([crop_face(rgb, faces[i].box, self.options.margin)
+                                           for i in fresh]) if fresh else np.zeros((0, 0)))
+        computed = dict(zip(fresh, probs, strict=True))
         labels = self.classifier.labels
-        return [FaceResult(face.box, labels[k], float(p[k]), tuple(float(v) for v in p),
-                           face.score)
-                for face, p, k in zip(faces, probs, best, strict=True)]
+        results = []
+        for i, face in enumerate(faces):
+            previous = reuse.get(i)
+            p = computed[i] if previous is None else np.asarray(previous.probabilities)
+            k = int(np.argmax(p))
+            results.append(FaceResult(face.box, labels[k], float(p[k]),
+                                      tuple(float(v) for v in p), face.score,
+                                      0 if previous is None else previous.reused + 1))
+        self._previous = results if video else []
+        return results
+
+    def _reusable(self, faces: list[Face]) -> dict[int, FaceResult]:
+        """Face index -> the previous frame's result whose probabilities it may keep."""
+        previous = [r for r in self._previous if r.reused + 1 < self.options.classify_every]
+        if not faces or not previous:
+            return {}
+        overlap = iou_matrix(np.array([f.box for f in faces], np.float64),
+                             np.array([r.box for r in previous], np.float64))
+        reuse: dict[int, FaceResult] = {}
+        for flat in np.argsort(-overlap, axis=None):
+            i, j = divmod(int(flat), len(previous))
+            if overlap[i, j] < REUSE_IOU:
+                break
+            if i not in reuse and all(r is not previous[j] for r in reuse.values()):
+                reuse[i] = previous[j]
+        return reuse
 
     def detect(self, rgb: np.ndarray) -> tuple[list[Face], float]:
         """The faces of one RGB frame (at most `max_faces`) and the milliseconds it took."""
@@ -113,14 +163,24 @@ class Pipeline:
         faces = self.detector.detect(rgb)[: self.options.max_faces]
         return faces, (time.perf_counter() - start) * 1000.0
 
-    def classify(self, rgb: np.ndarray, faces: list[Face], detect_ms: float) -> FrameResult:
+    def classify(self, rgb: np.ndarray, faces: list[Face], detect_ms: float,
+                 video: bool = False) -> FrameResult:
         """Classify detected faces; the second half of `process`."""
         start = time.perf_counter()
-        results = self.classify_faces(rgb, faces)
+        results = self.classify_faces(rgb, faces, video)
         return FrameResult(tuple(results), {"detect": detect_ms,
                                             "classify": (time.perf_counter() - start) * 1000.0})
 
-    def process(self, rgb: np.ndarray) -> FrameResult:
-        """Detect and classify the faces of one RGB frame."""
-        faces, detect_ms = self.detect(rgb)
-        return self.classify(rgb, faces, detect_ms)
+    def process(self, rgb: np.ndarray, video: bool = False) -> FrameResult:
+        """Detect and classify the faces of one RGB frame (`video`: the next frame of a video)."""
+        faces, detect_ms = self.detect_video(rgb) if video else self.detect(rgb)
+        return self.classify(rgb, faces, detect_ms, video)
+
+    def detect_video(self, rgb: np.ndarray) -> tuple[list[Face], float]:
+        """`detect` on every `detect_every`-th frame of a video; the last faces in between."""
+        self._since_detect += 1
+        if self._detected is None or self._since_detect >= self.options.detect_every:
+            self._detected, ms = self.detect(rgb)
+            self._since_detect = 0
+            return self._detected, ms
+        return self._detected, 0.0

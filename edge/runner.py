@@ -108,6 +108,8 @@ class RunOptions:
     zone: tuple[str, ...] = ()  # "x1,y1,x2,y2", pixels or fractions
     blur_faces: bool = False
     detect_ahead: bool = False
+    classify_every: int | None = None  # None: edge.pipeline.DEFAULT_CLASSIFY_EVERY
+    detect_every: int = 1
     reconnect_attempts: int = 10
     json_summary: bool = False
     quiet: bool = False
@@ -140,6 +142,8 @@ class RunOptions:
                 ("--max-frames", self.max_frames, 1), ("--alert-after", self.alert_after, 1),
                 ("--snapshots-keep", self.snapshots_keep, 1),
                 ("--detect-width", self.detect_width, 0),
+                ("--classify-every", self.classify_every, 1),
+                ("--detect-every", self.detect_every, 1),
                 ("--reconnect-attempts", self.reconnect_attempts, 0)):
             if number is not None and number < least:
                 raise RunError(f"{name} must be at least {least}"
@@ -249,10 +253,12 @@ class Runner:
         from edge.pipeline import Pipeline, PipelineOptions
 
         o = self.options
+        every = {} if o.classify_every is None else {"classify_every": o.classify_every}
         return Pipeline(PipelineOptions(
             model=o.model, detector=o.detector, detector_model=o.detector_model,
             detector_threshold=o.detector_threshold, detect_width=o.detect_width,
-            threads=o.threads, runtime=o.runtime, calibrate_boxes=o.calibrate_boxes))
+            threads=o.threads, runtime=o.runtime, calibrate_boxes=o.calibrate_boxes,
+            detect_every=o.detect_every, **every))
 
     def choose_alert_labels(self, labels: tuple[str, ...]) -> tuple[str, ...]:
         """--alert-label, else the model's unmasked labels; checked against the model."""

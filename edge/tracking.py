@@ -130,7 +130,7 @@ class TrackedFace:
         return {"box": [round(v, 1) for v in f.box], "track": self.track, "label": self.label,
                 "score": round(self.score, 4), "raw_label": f.label,
                 "raw_score": round(f.score, 4), "detector_score": round(f.detector_score, 4),
-                "in_zone": self.in_zone}
+                "in_zone": self.in_zone, **({"reused": f.reused} if f.reused else {})}
 
 
 Matcher = Callable[[np.ndarray, np.ndarray, float], list[tuple[int, int]]]

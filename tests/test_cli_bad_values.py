@@ -70,6 +70,8 @@ BAD: dict[str, list[Any]] = {
     "edge run --stats-every": ["-1", "nan"],
     "edge run --zone": ["1,2,3", "a,b,c,d", "0.5,0.5,0.1,0.1"],
     "edge run --reconnect-attempts": ["-1"],
+    "edge run --classify-every": ["0", "-1"],
+    "edge run --detect-every": ["0", "-1"],
     # edge evaluate
     "edge evaluate DATA": [MISSING],
     "edge evaluate --model": [MISSING],

@@ -73,6 +73,49 @@ def test_faces_of_one_frame_are_classified_in_one_batch(pipeline: Pipeline,
 
 
 @needs_model
+def test_video_frames_reuse_class_probabilities_for_classify_every_frames(
+        pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch) -> None:
+    video = Pipeline.from_parts(pipeline.detector, pipeline.classifier,
+                                PipelineOptions(classify_every=3))
+    batches: list[int] = []
+    original = video.classifier.classify
+
+    def spy(crops: list) -> np.ndarray:
+        batches.append(len(crops))
+        return original(crops)
+
+    monkeypatch.setattr(video.classifier, "classify", spy)
+    rgb = read_rgb(DATA_VOC / "images" / "maksssksksss0.jpg")  # three people
+    frames = [video.process(rgb, video=True) for _ in range(7)]
+    n = len(frames[0].faces)
+    assert n >= 2 and batches == [n, n, n]  # frames 0, 3 and 6 are classified
+    assert [f.faces[0].reused for f in frames] == [0, 1, 2, 0, 1, 2, 0]
+    assert frames[1].faces[0].probabilities == frames[0].faces[0].probabilities
+    assert frames[1].faces[0].to_json()["reused"] == 1
+    assert "reused" not in frames[0].faces[0].to_json()
+    # a face that moved away (no overlap) is classified afresh; photos never reuse
+    shifted = np.roll(rgb, rgb.shape[1] // 2, axis=1)
+    video.process(shifted, video=True)
+    assert batches[-1] >= 1
+    batches.clear()
+    photos = [video.process(rgb) for _ in range(3)]
+    assert batches == [n] * 3 and all(f.reused == 0 for r in photos for f in r.faces)
+
+
+@needs_model
+def test_detect_every_n_video_frames_keeps_the_faces_between(pipeline: Pipeline) -> None:
+    video = Pipeline.from_parts(pipeline.detector, pipeline.classifier,
+                                PipelineOptions(detect_every=2, classify_every=1))
+    rgb = read_rgb(DATA_VOC / "images" / "maksssksksss0.jpg")
+    frames = [video.process(rgb, video=True) for _ in range(4)]
+    assert [f.timings_ms["detect"] > 0 for f in frames] == [True, False, True, False]
+    assert [len(f.faces) for f in frames] == [len(frames[0].faces)] * 4
+    assert frames[1].faces[0].box == frames[0].faces[0].box
+    blank = np.zeros_like(rgb)  # a photo is always detected afresh, even between video frames
+    assert video.process(blank).faces == ()
+
+
+@needs_model
 def test_whole_frame_mode_classifies_the_frame_as_one_face() -> None:
     kiosk = Pipeline(PipelineOptions(model=MODEL, detector="none"))
     rgb = read_rgb(DATA_VOC / "images" / "maksssksksss10.jpg")

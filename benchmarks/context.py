@@ -18,6 +18,7 @@ from typing import Any
 
 from benchmarks.config import REPO, BenchConfig
 from benchmarks.store import ModelStore
+from edge.console import TF_LOG_LEVEL
 
 
 @dataclass
@@ -39,7 +40,7 @@ def run_child(spec: dict[str, Any], timeout_s: float = 1200.0,
     `python` runs the child under another interpreter (a side venv), with only the repository on
     its PYTHONPATH so it imports `benchmarks.worker` and `edge` but none of this venv's packages.
     """
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1")
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL=TF_LOG_LEVEL, PYTHONUNBUFFERED="1")
     if python is not None:
         env["PYTHONPATH"] = str(REPO)
     try:

@@ -12,18 +12,15 @@ came from. The report and plots are rendered from the JSON files at the end.
 from __future__ import annotations
 
 import json
-import os
 import shlex
 import sys
 import time
 import traceback
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import typer
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before anything imports TensorFlow
 
 from benchmarks import (
     accuracy,
@@ -43,7 +40,10 @@ from benchmarks.plots import make_plots
 from benchmarks.report import render_report, render_threeclass
 from benchmarks.store import ModelStore
 from benchmarks.targets import check_targets
+from edge.console import quiet_tensorflow_logs
 from edge.fileio import write_text_atomic
+
+quiet_tensorflow_logs()  # before TensorFlow loads (the sections import it inside functions)
 
 #: Every section in the order it runs (sizes first: it trains the models the others reuse).
 SECTIONS = {m.NAME: m for m in (sizes, latency, accuracy, roofline, endtoend, detection,
@@ -144,33 +144,36 @@ def render(cfg: BenchConfig, run: dict[str, Any]) -> list[Any]:
 
 @app.command()
 def main(
-    quick: bool = typer.Option(False, "--quick", help="CI smoke run: small data, few iterations; "
-                               "writes under benchmarks/work/quick/ (never the committed report)."),
-    out: Path | None = typer.Option(None, "--out", help="Folder for the JSON results and plots "
-                                    "(default: benchmarks/results; --quick: "
-                                    "benchmarks/work/quick)."),
-    report: Path | None = typer.Option(None, "--report", help="Where to write RESULTS.md "
-                                       "(default: benchmarks/RESULTS.md; with --quick or --out: "
-                                       "<out>/RESULTS.md)."),
-    only: list[str] | None = typer.Option(None, "--only", help="Run just this section "
-                                          f"(repeatable): {', '.join(SECTIONS)}."),
-    shared: Path | None = typer.Option(None, "--shared", help="The shared data folder "
-                                       "(default: $MASKEDGE_SHARED, else ../shared beside the "
-                                       "checkout)."),
-    reference_budget: float | None = typer.Option(
-        None, "--reference-budget", min=1.0, help="Seconds the reference training recipe may run "
+    quick: Annotated[bool, typer.Option(
+        "--quick", help="CI smoke run: small data, few iterations; writes under "
+        "benchmarks/work/quick/ (never the committed report).")] = False,
+    out: Annotated[Path | None, typer.Option(
+        "--out", help="Folder for the JSON results and plots (default: benchmarks/results; "
+        "--quick: benchmarks/work/quick).")] = None,
+    report: Annotated[Path | None, typer.Option(
+        "--report", help="Where to write RESULTS.md (default: benchmarks/RESULTS.md; with "
+        "--quick or --out: <out>/RESULTS.md).")] = None,
+    only: Annotated[list[str] | None, typer.Option(
+        "--only", help=f"Run just this section (repeatable): {', '.join(SECTIONS)}.")] = None,
+    shared: Annotated[Path | None, typer.Option(
+        "--shared", help="The shared data folder (default: $MASKEDGE_SHARED, else ../shared "
+        "beside the checkout).")] = None,
+    reference_budget: Annotated[float | None, typer.Option(
+        "--reference-budget", min=1.0, help="Seconds the reference training recipe may run "
         "before it is stopped and the speed-up reported as a lower bound (default: what is left "
-        "of the 29.5-minute run budget, at least 120 s; quick: 60 s; 20 epochs at most)."),
-    render_only: bool = typer.Option(False, "--render-only", help="Measure nothing: re-render "
-                                     "RESULTS.md and the plots from the JSON files in --out."),
-    reuse_models: bool = typer.Option(False, "--reuse-models", help="Reuse the trained and "
-                                      "converted models of an earlier run in <out>/work instead "
-                                      "of rebuilding them (for re-running single sections)."),
-    tflite_runtime_python: str | None = typer.Option(
-        None, "--tflite-runtime-python", metavar="PATH", help="Python with tflite_runtime "
-        "(and numpy<2) for the latency section's tflite_runtime rows, or 'none' to skip them "
+        "of the 29.5-minute run budget, at least 120 s; quick: 60 s; 20 epochs at most).")
+    ] = None,
+    render_only: Annotated[bool, typer.Option(
+        "--render-only", help="Measure nothing: re-render RESULTS.md and the plots from the "
+        "JSON files in --out.")] = False,
+    reuse_models: Annotated[bool, typer.Option(
+        "--reuse-models", help="Reuse the trained and converted models of an earlier run in "
+        "<out>/work instead of rebuilding them (for re-running single sections).")] = False,
+    tflite_runtime_python: Annotated[str | None, typer.Option(
+        "--tflite-runtime-python", metavar="PATH", help="Python with tflite_runtime (and "
+        "numpy<2) for the latency section's tflite_runtime rows, or 'none' to skip them "
         "(default: benchmarks/work/tflite-runtime-venv; a full run creates it when missing, "
-        "--quick only uses it if it exists)."),
+        "--quick only uses it if it exists).")] = None,
 ) -> None:
     """Run the benchmarks and write one JSON per section, PNG plots and RESULTS.md."""
     names = list(only or SECTIONS)

@@ -126,10 +126,12 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def _spawn(spec: dict[str, Any], env: dict[str, str] | None = None) -> subprocess.Popen:
+    from edge.console import TF_LOG_LEVEL  # here: the measured child imports no more than it did
+
     return subprocess.Popen([sys.executable, "-m", "benchmarks.scaling", "child",
                              json.dumps(spec, default=str)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})},
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": TF_LOG_LEVEL, **(env or {})},
                             cwd=Path(__file__).resolve().parents[1])
 
 

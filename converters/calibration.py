@@ -18,15 +18,13 @@ from typing import Any
 
 import numpy as np
 
+from converters.defaults import DEFAULT_SAMPLES, DEFAULT_SEED
 from converters.errors import ConvertError
-from trainer import progress
+from edge import console
 from trainer.datasets import Sample, detect_format, discover
 from trainer.errors import UserError
 from trainer.pixels import load_pixels
 from trainer.split import SplitManifest, load_split
-
-DEFAULT_SAMPLES = 300
-DEFAULT_SEED = 0
 
 
 @dataclass
@@ -64,7 +62,7 @@ def from_split(manifest: SplitManifest, size: tuple[int, int], samples: int = DE
                            "pass --representative DIR")
     rows = stratified_sample(train, samples, seed)
     try:
-        with progress.task("calibration images", len(rows), show_progress) as advance:
+        with console.task("calibration images", len(rows), show_progress) as advance:
             images, _ = load_split(dataclasses.replace(manifest, rows=rows), "train", size,
                                    advance=advance)
     except UserError as exc:
@@ -130,7 +128,7 @@ def from_directory(directory: str | Path, size: tuple[int, int],
     rows = [{"label": s.label, "i": i} for i, s in enumerate(found)]
     chosen = [found[r["i"]] for r in stratified_sample(rows, samples, seed)]
     _refuse_test_images(directory, fmt, chosen, test_files or [])
-    with progress.task("calibration images", len(chosen), show_progress) as advance:
+    with console.task("calibration images", len(chosen), show_progress) as advance:
         loaded = load_pixels(directory, fmt, chosen, size, advance=advance)
     if not loaded.samples:
         first = loaded.skipped[0]

@@ -16,9 +16,9 @@ import numpy as np
 
 from converters.quiet import quiet_output
 from edge.classifier import ClassifierOptions, MaskClassifier
+from edge.console import Advance
 from edge.contract import ModelContract
 from edge.metrics import agreement
-from trainer.progress import Advance
 
 BATCH = 32
 

@@ -5,24 +5,29 @@
 
 `convert MODEL ...` is short for `convert export MODEL ...`. Heavy imports (TensorFlow, the trainer)
 happen inside the export command, so `convert --help` and `convert inspect` stay fast and
-`inspect` never imports TensorFlow.
+`inspect` never imports TensorFlow. Errors are one line on stderr, `convert: error: ...`: exit 2
+for bad input, 1 for a variant that fails the accuracy gate or an unexpected error (its traceback
+with MASKEDGE_DEBUG=1), 130 for Ctrl-C (edge/console.py).
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 from typer.core import TyperGroup
 
+from converters.defaults import DEFAULT_MAX_DROP, DEFAULT_SAMPLES, DEFAULT_SEED
 from converters.errors import ConvertError
+from edge.console import EXIT_FAILED, fail, user_errors
+from trainer.errors import UserError
 
+PROG = "convert"
 #: Subcommands; anything else in first position is a model path for `export`.
 SUBCOMMANDS = ("export", "inspect")
 HELP_FLAGS = ("--help", "-h")
@@ -64,19 +69,6 @@ class IOType(StrEnum):
     float32 = "float32"
 
 
-def _fail(message: str, code: int = 2) -> typer.Exit:
-    typer.echo(f"error: {message.splitlines()[0] if message else 'failed'}", err=True)
-    return typer.Exit(code)
-
-
-def _unexpected(exc: Exception) -> typer.Exit:
-    if os.environ.get("MASKEDGE_DEBUG"):
-        raise exc
-    first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
-    return _fail(f"unexpected {type(exc).__name__}: {first} (MASKEDGE_DEBUG=1 shows the "
-                 f"traceback)", 1)
-
-
 def _precheck(model: Path, out: Path | None, out_dir: Path | None, split: Path | None,
               representative: Path | None, seed: int, max_drop: float) -> None:
     """Paths and numbers checked before TensorFlow loads (ConvertError: one line)."""
@@ -108,46 +100,49 @@ def _precheck(model: Path, out: Path | None, out_dir: Path | None, split: Path |
 
 @app.command("export")
 def export_command(
-    model: Path = typer.Argument(..., metavar="MODEL",
-                                 help="Trainer model file, model.h5 or model.keras "
-                                      "(or its run folder).",
-                                 show_default=False),
-    quantize: Quantize = typer.Option(Quantize.int8, "--quantize", "-q",
-                                      help="none = float32, float16, dynamic (int8 weights), "
-                                           "int8 (full integer, calibrated)."),
-    all_variants: bool = typer.Option(False, "--all", help="Write all four variants."),
-    out: Path | None = typer.Option(None, "--out", "-o",
-                                    help="Output .tflite for one variant "
-                                         "(default: beside MODEL, <stem>_<variant>.tflite)."),
-    out_dir: Path | None = typer.Option(None, "--out-dir",
-                                        help="Folder for the files (default: MODEL's folder)."),
-    split: Path | None = typer.Option(None, "--split",
-                                      help="Split manifest with the test split (and calibration "
-                                           "images) (default: the model's own split.json)."),
-    representative: Path | None = typer.Option(
-        None, "--representative",
+    model: Annotated[Path, typer.Argument(
+        metavar="MODEL", help="Trainer model file, model.h5 or model.keras (or its run folder).",
+        show_default=False)],
+    quantize: Annotated[Quantize, typer.Option(
+        "--quantize", "-q", help="none = float32, float16, dynamic (int8 weights), int8 (full "
+        "integer, calibrated).")] = Quantize.int8,
+    all_variants: Annotated[bool, typer.Option("--all", help="Write all four variants.")
+                            ] = False,
+    out: Annotated[Path | None, typer.Option(
+        "--out", "-o", help="Output .tflite for one variant (default: beside MODEL, "
+        "<stem>_<variant>.tflite).")] = None,
+    out_dir: Annotated[Path | None, typer.Option(
+        "--out-dir", help="Folder for the files (default: MODEL's folder).")] = None,
+    split: Annotated[Path | None, typer.Option(
+        "--split", help="Split manifest with the test split (and calibration images) (default: "
+        "the model's own split.json).")] = None,
+    representative: Annotated[Path | None, typer.Option(
+        "--representative",
         help="int8: calibrate on images in this folder (flat or one folder per class) instead "
-             "of a stratified sample of the training split. Never test images."),
-    samples: int = typer.Option(300, "--samples", min=1,
-                                help="int8: number of calibration images."),
-    seed: int = typer.Option(0, "--seed", help="int8: seed of the calibration sample."),
-    io: IOType | None = typer.Option(None, "--io",
-                                     help="int8 only: input/output tensor type. uint8 (default) "
-                                          "takes camera pixels as they are."),
-    bias_correction: bool = typer.Option(True, "--bias-correction/--no-bias-correction",
-                                         help="int8: correct each layer's bias for the mean "
-                                              "error of rounding its weights to int8."),
-    max_drop: float = typer.Option(1.0, "--max-drop", metavar="POINTS",
-                                   help="Fail a variant (int8 above all, but every variant is "
-                                        "checked) whose test accuracy is more than POINTS below "
-                                        "the Keras model's: exit 1, no file written."),
-    force: bool = typer.Option(False, "--force",
-                               help="Write a variant that fails --max-drop anyway (still exit 1)."),
-    threads: int | None = typer.Option(None, "--threads", min=1,
-                                       help="Interpreter threads for the check."),
-    as_json: bool = typer.Option(False, "--json",
-                                 help="Print the results as JSON on stdout (status on stderr)."),
-    no_progress: bool = typer.Option(False, "--no-progress", help="No progress bars."),
+             "of a stratified sample of the training split. Never test images.")] = None,
+    samples: Annotated[int, typer.Option(
+        "--samples", min=1, help="int8: number of calibration images.")] = DEFAULT_SAMPLES,
+    seed: Annotated[int, typer.Option(
+        "--seed", help="int8: seed of the calibration sample.")] = DEFAULT_SEED,
+    io: Annotated[IOType | None, typer.Option(
+        "--io", help="int8 only: input/output tensor type. uint8 (default) takes camera pixels "
+        "as they are.")] = None,
+    bias_correction: Annotated[bool, typer.Option(
+        "--bias-correction/--no-bias-correction", help="int8: correct each layer's bias for the "
+        "mean error of rounding its weights to int8.")] = True,
+    max_drop: Annotated[float, typer.Option(
+        "--max-drop", metavar="POINTS",
+        help="Fail a variant (int8 above all, but every variant is checked) whose test accuracy "
+             "is more than POINTS below the Keras model's: exit 1, no file written.")
+    ] = DEFAULT_MAX_DROP,
+    force: Annotated[bool, typer.Option(
+        "--force", help="Write a variant that fails --max-drop anyway (still exit 1).")] = False,
+    threads: Annotated[int | None, typer.Option(
+        "--threads", min=1, help="Interpreter threads for the check.")] = None,
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="Print the results as JSON on stdout (status on stderr).")] = False,
+    no_progress: Annotated[bool, typer.Option("--no-progress", help="No progress bars.")
+                           ] = False,
 ) -> None:
     """Convert MODEL to TFLite; write each file only if it still answers like the Keras model.
 
@@ -155,11 +150,11 @@ def export_command(
     Keras model (accuracy, top-1 agreement, largest probability difference); the contract and the
     measured metrics go inside the file. Example: convert runs/2c-224/model.h5 --all
     """
-    try:
+    with user_errors(PROG, (ConvertError, UserError), interrupted="interrupted; no file written",
+                     unexpected=True):
         from converters.export import ConvertRequest, convert_model
         from converters.formats import DEFAULT_INT8_IO, FORMATS, format_for
         from converters.report import device_command, format_summary
-        from trainer.errors import UserError
 
         formats = list(FORMATS) if all_variants else [format_for(quantize.value)]
         has_int8 = any(f.quantization == "int8" for f in formats)
@@ -181,12 +176,6 @@ def export_command(
             typer.echo(line, err=as_json)
 
         outcome = convert_model(request, say)
-    except (ConvertError, UserError) as exc:
-        raise _fail(str(exc)) from None
-    except KeyboardInterrupt:
-        raise _fail("interrupted; no file written", 130) from None
-    except Exception as exc:
-        raise _unexpected(exc) from None
 
     if as_json:
         typer.echo(json.dumps({**outcome.to_dict(), "device_command": device_command(outcome)},
@@ -197,24 +186,21 @@ def export_command(
     if failed:
         names = ", ".join(f"{r.format.variant} {r.check.drop_text()}" for r in failed)
         kept = "kept anyway (--force)" if force else "not written"
-        raise _fail(f"accuracy gate: {names} (--max-drop {max_drop:.2f}); {kept}", 1)
+        raise fail(PROG, f"accuracy gate: {names} (--max-drop {max_drop:.2f}); {kept}",
+                   EXIT_FAILED)
 
 
 @app.command("inspect")
 def inspect_command(
-    file: Path = typer.Argument(..., metavar="FILE", help="A .tflite file written by convert.",
-                                show_default=False),
-    as_json: bool = typer.Option(False, "--json", help="Print it as JSON."),
+    file: Annotated[Path, typer.Argument(
+        metavar="FILE", help="A .tflite file written by convert.", show_default=False)],
+    as_json: Annotated[bool, typer.Option("--json", help="Print it as JSON.")] = False,
 ) -> None:
     """Print the contract inside a .tflite file, its tensors and size (no TensorFlow needed)."""
     from converters.describe import describe, format_description
 
-    try:
+    with user_errors(PROG, (ConvertError,), unexpected=True):
         info = describe(file)
-    except ConvertError as exc:
-        raise _fail(str(exc)) from None
-    except Exception as exc:
-        raise _unexpected(exc) from None
     typer.echo(json.dumps(info, indent=2) if as_json else format_description(info))
 
 

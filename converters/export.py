@@ -22,9 +22,10 @@ from typing import Any
 
 import numpy as np
 
-from converters.calibration import DEFAULT_SAMPLES, DEFAULT_SEED, Calibration, from_directory
+from converters.calibration import Calibration, from_directory
 from converters.calibration import from_split as calibration_from_split
 from converters.check import CheckResult, check_tflite, keras_probabilities, tflite_probabilities
+from converters.defaults import DEFAULT_MAX_DROP, DEFAULT_SAMPLES, DEFAULT_SEED
 from converters.describe import tensor_summary
 from converters.embed import embed_contract
 from converters.errors import ConvertError
@@ -46,12 +47,11 @@ from converters.inputs import (
 )
 from converters.quiet import quiet_output
 from converters.report import variant_line
+from edge import console
 from edge.contract import ModelContract
 from edge.fileio import sha256_file, write_bytes_atomic
-from trainer import progress
 from trainer.split import SplitManifest
 
-DEFAULT_MAX_DROP = 1.0
 #: Test images re-run after the final embedding to prove the written file answers identically.
 VERIFY_IMAGES = 16
 
@@ -207,8 +207,8 @@ def convert_model(request: ConvertRequest, say: Say) -> ConvertOutcome:
             f"{'on' if request.bias_correction else 'off'}")
 
     model = load_model(model_path, contract)
-    with progress.task("Keras model on the test split", len(images),
-                       request.show_progress) as advance:
+    with console.task("Keras model on the test split", len(images),
+                      request.show_progress) as advance:
         keras_probs = keras_probabilities(model, contract, images, advance)
     keras_acc = float((keras_probs.argmax(1) == labels).mean())
     say(f"test split {len(images)} images ({split_path}); Keras accuracy {keras_acc:.2%}")
@@ -258,8 +258,8 @@ def _convert_one(request: ConvertRequest, ref: Reference, fmt: Format, target: P
     candidate = tmp / f"candidate_{fmt.variant}.tflite"  # the classifier reads its contract
     candidate.write_bytes(embed_contract(raw, contract_with({})))
     start = time.perf_counter()
-    with progress.task(f"check {fmt.variant}", len(ref.images),
-                       request.show_progress) as advance:
+    with console.task(f"check {fmt.variant}", len(ref.images),
+                      request.show_progress) as advance:
         check = check_tflite(candidate, ref.images, ref.labels, ref.keras_probs, request.threads,
                              advance)
     check_seconds = time.perf_counter() - start

@@ -17,8 +17,8 @@ import numpy as np
 from converters.errors import ConvertError
 from converters.formats import Format
 from converters.quiet import quiet_output
+from edge import console
 from edge.contract import ModelContract
-from trainer import progress
 from trainer.errors import UserError
 from trainer.split import SplitManifest, load_split, read_manifest
 
@@ -97,7 +97,7 @@ def load_test_split(path: Path, contract: ModelContract,
     if not rows:
         raise ConvertError(f"split manifest {path} has no test images to check against")
     try:
-        with progress.task("test split", len(rows), show_progress) as advance:
+        with console.task("test split", len(rows), show_progress) as advance:
             images, labels = load_split(manifest, "test", contract.input_size, advance=advance)
     except UserError as exc:
         raise ConvertError(f"cannot read the test split: {exc}") from None

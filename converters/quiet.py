@@ -18,7 +18,9 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+from edge.console import quiet_tensorflow_logs
+
+quiet_tensorflow_logs()  # TensorFlow's C++ log level, the one of every CLI (edge/console.py)
 
 
 @dataclass

@@ -4,8 +4,9 @@ Commands: `run` (the camera loop with its outputs), `evaluate` (detectors and cl
 VOC annotations), `make-video` (a test video from photos), `info` (runtimes, model, GUI).
 Heavy imports happen inside the commands so `edge --help` stays fast.
 
-Exit codes: 0 done (also when stopped by SIGINT/SIGTERM: the run ends cleanly with its summary),
-1 the source was lost and could not be reopened, 2 bad input (file, camera, option).
+Exit codes (edge/console.py): 0 done (also when stopped by SIGINT/SIGTERM: the run ends cleanly with
+its summary), 1 the source was lost and could not be reopened, 2 bad input (file, camera, option),
+130 Ctrl-C while starting. Errors are one line on stderr, `edge: error: ...`.
 """
 
 from __future__ import annotations
@@ -18,20 +19,18 @@ from typing import Annotated
 
 import typer
 
+from edge.console import EXIT_FAILED, fail, user_errors
 from edge.runner import DETECTOR_NAMES, RunError, Runner, RunOptions, parse_size
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Face-mask detection on a device: camera/video -> faces -> mask or not.")
 
 DEFAULTS = RunOptions()  # `edge run`'s defaults, defined once in edge/runner.py
+PROG = "edge"
 
 
-def fail(message: str, code: int = 2) -> typer.Exit:
-    typer.echo(f"edge: error: {message}", err=True)
-    return typer.Exit(code)
-
-
-def _user_errors() -> tuple[type[BaseException], ...]:
+def _known_errors() -> tuple[type[BaseException], ...]:
+    """The errors that are the user's to fix: one line and exit 2 (imported when needed)."""
     from edge.assets import AssetError
     from edge.contract import ContractError
     from edge.evaluate import DatasetError
@@ -44,20 +43,18 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 
 
 def _size(text: str, option: str) -> tuple[int, int]:
-    try:
+    with user_errors(PROG, (RunError,)):
         return parse_size(text, option)
-    except RunError as exc:
-        raise fail(str(exc)) from None
 
 
 def _check_choice(value: str, choices: tuple[str, ...], option: str) -> None:
     if value not in choices:
-        raise fail(f"{option} must be one of {', '.join(choices)}, not {value!r}")
+        raise fail(PROG, f"{option} must be one of {', '.join(choices)}, not {value!r}")
 
 
 def _at_least(option: str, value: int | None, least: int) -> None:
     if value is not None and value < least:
-        raise fail(f"{option} must be at least {least}")
+        raise fail(PROG, f"{option} must be at least {least}")
 
 
 def _writable(path: Path, what: str) -> None:
@@ -66,7 +63,7 @@ def _writable(path: Path, what: str) -> None:
     while not ancestor.exists() and ancestor != ancestor.parent:
         ancestor = ancestor.parent
     if not ancestor.is_dir():
-        raise fail(f"cannot write {what} {path}: {ancestor} is not a folder")
+        raise fail(PROG, f"cannot write {what} {path}: {ancestor} is not a folder")
 
 
 def _check_evaluate(widths: list[int] | None, thresholds: list[float] | None,
@@ -74,14 +71,14 @@ def _check_evaluate(widths: list[int] | None, thresholds: list[float] | None,
                     json_out: str | None) -> None:
     """`edge evaluate`'s numbers and paths, before anything is loaded."""
     if any(w < 0 for w in widths or ()):
-        raise fail("--detect-width must be 0 (as it is) or positive")
+        raise fail(PROG, "--detect-width must be 0 (as it is) or positive")
     for value in thresholds or ():
         if not 0.0 <= value <= 1.0:  # also NaN
-            raise fail(f"--detector-threshold must lie in [0, 1], not {value}")
+            raise fail(PROG, f"--detector-threshold must lie in [0, 1], not {value}")
     _at_least("--threads", threads, 1)
     _at_least("--limit", limit, 1)
     if detector_dir is not None and not detector_dir.is_dir():
-        raise fail(f"--detector-dir {detector_dir} is not a folder")
+        raise fail(PROG, f"--detector-dir {detector_dir} is not a folder")
     if json_out not in (None, "-"):
         _writable(Path(json_out), "--json")
 
@@ -211,19 +208,15 @@ def run(
     """Detect faces, follow them and classify mask / no mask on every frame, with the chosen
     outputs (the run itself is assembled by edge/runner.py)."""
     given = dict(locals())
-    try:
+    with user_errors(PROG, _known_errors(), interrupted="interrupted while starting"):
         runner = Runner(RunOptions(**{**given, "alert_label": tuple(alert_label or ()),
                                       "zone": tuple(zone or ())}),
                         notice=lambda line: typer.echo(line, err=True))
         runner.open()
-    except KeyboardInterrupt:
-        raise fail("interrupted while starting", 130) from None
-    except _user_errors() as exc:
-        raise fail(str(exc)) from None
     summary = runner.run()
     runner.report(summary)
     if summary.error:
-        raise typer.Exit(1)
+        raise typer.Exit(EXIT_FAILED)
 
 
 @app.command()
@@ -268,7 +261,8 @@ def evaluate(
     for name in names:
         _check_choice(name, DETECTOR_NAMES, "--detector")
     if detector_model is not None and len(names) > 1:
-        raise fail("--detector-model goes with one --detector; use --detector-dir for several")
+        raise fail(PROG, "--detector-model goes with one --detector; use --detector-dir for "
+                         "several")
     _check_evaluate(detect_width, detector_threshold, threads, limit, detector_dir, json_out)
     from edge.evaluate import Setting, compare, format_evaluation
     from edge.fileio import write_text_atomic
@@ -279,15 +273,13 @@ def evaluate(
     base = PipelineOptions(model=model, threads=threads, calibrate_boxes=calibrate_boxes)
     settings = Setting.grid(names, detector_model, detector_dir, detect_width,
                             detector_threshold)
-    try:
+    with user_errors(PROG, (*_known_errors(), LabelMapError)):
         names_only = read_name_list(only_list) if only_list else None
         names_out = read_name_list(exclude_list) if exclude_list else None
         images = load_voc(data, limit, LabelMap.parse(label_map), names_only, names_out)
         with typer.progressbar(length=len(images) * len(settings), label="evaluating",
                                file=sys.stderr) as bar:
             reports = compare(settings, base, images, on_image=lambda: bar.update(1))
-    except (*_user_errors(), LabelMapError) as exc:
-        raise fail(str(exc)) from None
     text = json.dumps(reports, indent=2) + "\n"
     if json_out == "-":
         typer.echo(text, nl=False)
@@ -297,7 +289,7 @@ def evaluate(
         try:
             write_text_atomic(Path(json_out), text)
         except OSError as exc:
-            raise fail(f"cannot write {json_out}: {exc.strerror or exc}") from None
+            raise fail(PROG, f"cannot write {json_out}: {exc.strerror or exc}") from None
 
 
 @app.command("make-video")
@@ -313,20 +305,18 @@ def make_video_command(
     """Make a video from photos (each fitted into the frame) to test the pipeline end to end."""
     frame_size = _size(size, "--size")
     if hold < 1 or not 0 < fps < math.inf:
-        raise fail("--hold must be at least 1 and --fps positive")
+        raise fail(PROG, "--hold must be at least 1 and --fps positive")
     _at_least("--limit", limit, 1)
     _writable(out, "OUT")
     if not photos.is_dir():
-        raise fail(f"not a folder: {photos}")
+        raise fail(PROG, f"not a folder: {photos}")
     from edge.outputs import OutputError
     from edge.videomaker import list_images, make_video
 
     files = list_images(photos, limit)
-    try:
-        with typer.progressbar(length=len(files), label="photos", file=sys.stderr) as bar:
-            report = make_video(files, out, frame_size, fps, hold, lambda: bar.update(1))
-    except OutputError as exc:
-        raise fail(str(exc)) from None
+    with (user_errors(PROG, (OutputError,)),
+          typer.progressbar(length=len(files), label="photos", file=sys.stderr) as bar):
+        report = make_video(files, out, frame_size, fps, hold, lambda: bar.update(1))
     typer.echo(f"wrote {report.path}: {report.frames} frames from {report.photos} photos"
                + (f", {len(report.unreadable)} unreadable skipped" if report.unreadable else ""))
 
@@ -352,9 +342,9 @@ def info(
         typer.echo(f"model       {path}: labels {list(contract.labels)}, input "
                    f"{contract.input_size[0]}x{contract.input_size[1]}, "
                    f"{contract.quantization}")
-    except _user_errors() as exc:
+    except _known_errors() as exc:
         if model is not None:  # the model asked about is unreadable: exit 2
-            raise fail(str(exc)) from None
+            raise fail(PROG, str(exc)) from None
         typer.echo(f"model       {exc}")
     for name, (_, text) in DETECTORS.items():
         typer.echo(f"detector    {name:<16} {text}")

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from edge.console import quiet_tensorflow_logs
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("MASKEDGE_SHARED", ROOT.parent / "shared"))
 DATA_2C = SHARED / "datasets" / "face-mask-2c"
@@ -14,7 +16,7 @@ DATA_VOC = SHARED / "datasets" / "face-mask-voc"
 BACKBONE = SHARED / "weights" / "mobilenet_v2_1.0_no_top.weights.h5"
 DETECTORS = SHARED / "detectors"
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+quiet_tensorflow_logs()
 
 
 @pytest.fixture(scope="session")

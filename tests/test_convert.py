@@ -41,13 +41,13 @@ def convert(*args: str | Path) -> Result:
 
 def assert_one_line_error(result: Result, code: int = 2, says: str = "",
                           json_mode: bool = False) -> str:
-    """Exit `code`, one `error:` line ending stderr (the only line unless --json sent the status
-    lines there), no traceback anywhere."""
+    """Exit `code`, one `convert: error:` line ending stderr (the only line unless --json sent
+    the status lines there), no traceback anywhere."""
     assert result.exit_code == code, (result.stdout, result.stderr)
     assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
     lines = result.stderr.strip().splitlines()
-    assert lines and lines[-1].startswith("error: "), result.stderr
-    assert [line for line in lines if line.startswith("error")] == lines[-1:]
+    assert lines and lines[-1].startswith("convert: error: "), result.stderr
+    assert [line for line in lines if line.startswith("convert: error")] == lines[-1:]
     if not json_mode:
         assert len(lines) == 1, result.stderr
     lines = lines[-1:]

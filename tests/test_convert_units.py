@@ -128,3 +128,22 @@ def test_a_float_model_is_not_full_integer() -> None:
     blazeface = (DETECTORS / "face_detection_short_range.tflite").read_bytes()
     with pytest.raises(ConvertError, match="float tensor"):
         require_full_integer(blazeface, "uint8")
+
+
+def test_convert_defaults_are_the_convert_request_defaults() -> None:
+    """`convert`'s --samples, --seed, --max-drop (and the other shared options) default to
+    ConvertRequest's values, defined once in converters/defaults.py."""
+    import dataclasses
+
+    from typer.main import get_command
+
+    from converters.cli import app
+    from converters.export import ConvertRequest
+
+    params = {p.name: p for p in get_command(app).commands["export"].params}  # type: ignore[attr-defined]
+    fields = {f.name: f.default for f in dataclasses.fields(ConvertRequest)}
+    shared = (set(params) & set(fields)) - {"model", "io"}  # --io: None means "uint8 for int8"
+    assert {"samples", "seed", "max_drop", "bias_correction", "force", "threads"} <= shared
+    for name in shared:
+        assert params[name].default == fields[name], name
+    assert (fields["samples"], fields["seed"], fields["max_drop"]) == (300, 0, 1.0)

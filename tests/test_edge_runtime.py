@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 from conftest import DATA_VOC, DETECTORS, ROOT
 
+from edge.console import TF_LOG_LEVEL
+
 MODEL = Path(os.environ.get("MASKEDGE_MODEL") or ROOT / "models" / "face_mask_2c_int8.tflite")
 YUNET = DETECTORS / "face_detection_yunet_2023mar.onnx"
 needs_model = pytest.mark.skipif(not MODEL.is_file(),
@@ -37,7 +39,7 @@ def blocker_dir(tmp_path: Path, *packages: str) -> tuple[Path, Path]:
 
 def run_python(code: str, blocked: Path, timeout: float = 240) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(blocked), str(ROOT)]),
-           "TF_CPP_MIN_LOG_LEVEL": "3"}
+           "TF_CPP_MIN_LOG_LEVEL": TF_LOG_LEVEL}
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           env=env, timeout=timeout, cwd=ROOT)
 

@@ -401,11 +401,11 @@ def test_keras_file_with_python_code_is_refused_everywhere(lambda_models: tuple[
         with pytest.raises(ModelFileError, match="refused: it holds Python code"):
             load_keras_model(path)
     line = one_error_line(CliRunner().invoke(convert_app, [
-        str(h5), "-q", "none", "--no-progress"]), prefix="error: ")
+        str(h5), "-q", "none", "--no-progress"]), prefix="convert: error: ")
     assert "refused: it holds Python code (a Lambda layer)" in line
     line = one_error_line(CliRunner().invoke(trainer_app, [
         "evaluate", str(keras_file), "--data", str(h5.parent / "split.json"), "--quiet"]),
-        prefix="error: ")
+        prefix="trainer: error: ")
     assert "Keras safe mode" in line
     assert not (h5.parent / "code-ran").exists()
     assert not list(h5.parent.glob("*.tflite"))
@@ -424,8 +424,9 @@ def test_oversized_tflite_is_refused_unread(tmp_path: Path) -> None:
     assert rss < 200  # the file was not read (a normal run of the real model: ~90 MB)
     from converters.cli import app as convert_app
 
-    line = one_error_line(CliRunner().invoke(convert_app, ["inspect", str(big)]), "error: ")
-    assert line == f"error: {want}"
+    line = one_error_line(CliRunner().invoke(convert_app, ["inspect", str(big)]),
+                          "convert: error: ")
+    assert line == f"convert: error: {want}"
 
 
 @pytest.fixture(scope="module")
@@ -459,8 +460,9 @@ def test_tflite_whose_metadata_does_not_match_its_tensors_is_refused(
     line = one_error_line(CliRunner().invoke(edge_app, [
         "run", "--model", str(path), "--source", str(UNMASKED), "--detector", "none"]))
     assert line == f"edge: error: {path}: {says}: refused"
-    line = one_error_line(CliRunner().invoke(convert_app, ["inspect", str(path)]), "error: ")
-    assert line == f"error: {path}: {says}: refused"
+    line = one_error_line(CliRunner().invoke(convert_app, ["inspect", str(path)]),
+                          "convert: error: ")
+    assert line == f"convert: error: {path}: {says}: refused"
 
 
 def test_reliability_cases_name_tests_that_exist() -> None:

@@ -25,7 +25,7 @@ def copy_photos(dst: Path, label: str, n: int) -> None:
 def one_error_line(result) -> str:
     lines = [x for x in result.stderr.splitlines() if x.strip()]
     assert result.exit_code == 2, (result.exit_code, result.output)
-    assert len(lines) == 1 and lines[0].startswith("error: "), lines
+    assert len(lines) == 1 and lines[0].startswith("trainer: error: "), lines
     assert "Traceback" not in result.output
     return lines[0]
 
@@ -122,7 +122,7 @@ def test_console_script_prints_no_traceback(tmp_path: Path) -> None:
     proc = subprocess.run([*cmd, "fit", str(tmp_path / "nothing"), "--out", str(tmp_path / "r"),
                            "--weights", "none"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines()[-1].startswith("error: data not found")
+    assert proc.stderr.strip().splitlines()[-1].startswith("trainer: error: data not found")
     assert "Traceback" not in proc.stderr and proc.stdout == ""
 
 
@@ -139,6 +139,31 @@ def test_imagenet_weights_unreachable_is_one_line(tmp_path: Path) -> None:
                           check=False)
     lines = done.stderr.strip().splitlines()
     assert done.returncode == 2, done.stderr[-2000:]
-    assert len(lines) == 1 and lines[0].startswith("error: could not download the ImageNet")
+    assert len(lines) == 1 and lines[0].startswith(
+        "trainer: error: could not download the ImageNet")
     assert "--weights PATH" in lines[0] and "Traceback" not in done.stderr
     assert not out.exists()
+
+
+def test_fit_defaults_are_fit_config_defaults() -> None:
+    """`trainer fit`'s options are FitConfig's fields, under the same names and with the same
+    defaults (defined once, in trainer/config.py)."""
+    import dataclasses
+
+    from typer.main import get_command
+
+    from trainer.cli import NOT_OPTIONS, _fit_config
+    from trainer.config import FitConfig
+
+    params = {p.name: p for p in get_command(app).commands["fit"].params}  # type: ignore[attr-defined]
+    fields = {f.name for f in dataclasses.fields(FitConfig)} - set(NOT_OPTIONS)
+    assert fields <= set(params), fields - set(params)
+    defaults = FitConfig(data=Path("d"), out=Path("o"))
+    for name in fields:
+        p = params[name]
+        assert (p.default or [] if p.multiple else p.default) == getattr(defaults, name), name
+    given = {name: params[name].default for name in params} | {"data": [Path("d")],
+                                                                "out": Path("o")}
+    assert _fit_config(given) == defaults
+    two = _fit_config(given | {"data": [Path("a"), Path("b")], "label_map": ["x=y"]})
+    assert two.data == [Path("a"), Path("b")] and two.label_map == ["x=y"]

@@ -72,4 +72,5 @@ def test_fit_detector_cli_writes_a_tflite_edge_runs(tmp_path: Path) -> None:
     bad = subprocess.run([sys.executable, "-m", "trainer.cli", "fit-detector", str(data),
                           "--onnx", str(tmp_path / "missing.onnx"), "--out", str(out)],
                          capture_output=True, text=True, cwd=ROOT, timeout=120, check=False)
-    assert bad.returncode == 2 and bad.stderr.strip().startswith("error: YuNet ONNX file not found")
+    assert bad.returncode == 2 and bad.stderr.strip().startswith(
+        "trainer: error: YuNet ONNX file not found")

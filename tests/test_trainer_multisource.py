@@ -93,7 +93,7 @@ def test_bad_label_map_or_list_is_one_error_line(crops: Path, tmp_path: Path, ar
     result = runner.invoke(app, ["fit", str(crops), str(DATA_VOC), "--out",
                                  str(tmp_path / "run"), "--weights", "none", *args])
     assert result.exit_code == 2, result.output
-    lines = [x for x in result.output.splitlines() if x.startswith("error:")]
+    lines = [x for x in result.output.splitlines() if x.startswith("trainer: error:")]
     assert len(lines) == 1 and message in lines[0], result.output
     assert not (tmp_path / "run").exists()
 

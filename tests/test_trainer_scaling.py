@@ -22,6 +22,7 @@ import pytest
 from conftest import BACKBONE, DATA_2C, ROOT
 from typer.testing import CliRunner
 
+from edge.console import TF_LOG_LEVEL
 from trainer.cli import app
 from trainer.config import FitConfig, preflight
 from trainer.dedup import group_samples
@@ -39,7 +40,8 @@ RESUME_ACCURACY_TOLERANCE = 0.10
 
 
 def _env(**extra: str) -> dict[str, str]:
-    return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1", **extra}
+    return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": TF_LOG_LEVEL, "PYTHONUNBUFFERED": "1",
+            **extra}
 
 
 def _trainer(*args: str) -> list[str]:

@@ -16,10 +16,7 @@ import keras
 
 from edge.contract import KERAS_MEMBER, METADATA_KEY, ContractError, ModelContract
 from edge.fileio import atomic_path
-
-
-class ModelFileError(ValueError):
-    """A model path is missing, unreadable, truncated, or not a maskedge Keras model."""
+from trainer.errors import ModelFileError
 
 
 def save_keras_model(model: keras.Model, contract: ModelContract, out_dir: Path,

@@ -25,7 +25,8 @@ STREAM_MODES = ("auto", "on", "off")
 
 @dataclass
 class FitConfig:
-    """Everything `trainer fit` can be told (the CLI's options map 1:1 onto these fields)."""
+    """Everything `trainer fit` can be told: its options are these fields, under the same names
+    and with these defaults (except DATA, --out and --resume, which trainer/cli.py handles)."""
 
     data: Path | list[Path]  # one data source, or several (any formats, mixed)
     out: Path

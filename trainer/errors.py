@@ -1,7 +1,8 @@
-"""The trainer's user-facing error: bad data, bad options, nothing to train on.
+"""The trainer's user-facing errors: bad data, bad options, nothing to train on, bad model files.
 
-The CLI turns `UserError` (and the model/weights errors of `trainer.model` and `trainer.artifacts`)
-into one line on stderr and exit code 2. Anything else is a bug and keeps its traceback.
+The CLI turns `UserError`, `WeightsError` and `ModelFileError` into one line on stderr,
+`trainer: error: ...`, and exit code 2. Anything else is a bug and keeps its traceback. The three
+live here, in a module without Keras, so the CLI knows them before TensorFlow loads.
 """
 
 from __future__ import annotations
@@ -9,3 +10,11 @@ from __future__ import annotations
 
 class UserError(ValueError):
     """Something about the user's data or options that they must fix (one line message)."""
+
+
+class WeightsError(ValueError):
+    """The --weights value is neither 'imagenet', 'none' nor a readable file."""
+
+
+class ModelFileError(ValueError):
+    """A model path is missing, unreadable, truncated, or not a maskedge Keras model."""

@@ -15,10 +15,10 @@ from typing import Any
 
 import numpy as np
 
+from edge import console
 from edge.fileio import write_text_atomic
 from edge.labelmap import LabelMap
 from edge.metrics import classification_report
-from trainer import progress as bars
 from trainer.artifacts import load_keras_model, read_keras_contract
 from trainer.datasets import DEFAULT_MIN_FACE, Sample, Skipped, Source, discover
 from trainer.errors import UserError
@@ -99,7 +99,7 @@ def evaluate(model_path: str | Path, data: str | Path, split: str = "test",
         raise UserError(f"labels {unknown} of {where} are not among the model's labels "
                         f"{list(contract.labels)} (--drop-unknown-labels leaves them out)")
     model, contract = load_keras_model(model_path)
-    with bars.task("decoding images", len(samples), progress) as advance:
+    with console.task("decoding images", len(samples), progress) as advance:
         loaded = load_from_sources(sources, samples, contract.input_size, advance=advance)
     skipped = [*skipped, *loaded.skipped]
     if not loaded.samples:
@@ -107,7 +107,7 @@ def evaluate(model_path: str | Path, data: str | Path, split: str = "test",
     index = {label: i for i, label in enumerate(contract.labels)}
     y_true = np.array([index[s.label] for s in loaded.samples], dtype=np.int64)
     outputs = []
-    with bars.task("predicting", len(loaded.images), progress) as advance:
+    with console.task("predicting", len(loaded.images), progress) as advance:
         for begin in range(0, len(loaded.images), BATCH):
             chunk = loaded.images[begin:begin + BATCH].astype(np.float32)
             outputs.append(np.asarray(model.predict_on_batch(chunk), np.float32))

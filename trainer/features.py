@@ -29,10 +29,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from edge.console import Advance
 from edge.fileio import atomic_path, cache_root, sha256_file, write_bytes_atomic
 from edge.runtime import BatchRunner, load_interpreter
 from trainer.augment import build_augmenter
-from trainer.progress import Advance
 
 #: Bump when anything that changes feature values changes (decoding, resizing, augmentation).
 FEATURE_VERSION = 1

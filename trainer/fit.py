@@ -30,11 +30,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from edge import console
 from edge.contract import ModelContract
 from edge.fileio import write_text_atomic
 from edge.metrics import classification_report
 from trainer import fit_stream
-from trainer import progress as bars
 from trainer.artifacts import save_keras_model
 from trainer.config import FitConfig, preflight
 from trainer.datasets import Dataset, Sample, require_two_classes
@@ -113,14 +113,14 @@ def _gpu_info(mixed_precision: bool) -> tuple[list[str], str]:
 
 def _decode(dataset: Dataset, samples: list[Sample], size: tuple[int, int],
             show: bool, chunk: int = 0) -> Loaded:
-    with bars.task("decoding images", len(samples), show) as advance:
+    with console.task("decoding images", len(samples), show) as advance:
         return load_from_sources(dataset.all_sources(), samples, size, advance=advance)
 
 
 def _scan(dataset: Dataset, samples: list[Sample], size: tuple[int, int], show: bool,
           chunk: int) -> Loaded:
     """Streaming: decode chunk by chunk keeping thumbnails and digests, no pixels."""
-    with bars.task("scanning images", len(samples), show) as advance:
+    with console.task("scanning images", len(samples), show) as advance:
         return scan(dataset.all_sources(), samples, size, advance=advance, chunk=chunk)
 
 
@@ -131,7 +131,7 @@ def _features(extractor: Callable[[], FeatureExtractor], images: np.ndarray, key
     cached = cache.get(key, len(images))
     if cached is not None:
         return cached, True
-    with bars.task(what, len(images), show) as advance:
+    with console.task(what, len(images), show) as advance:
         feats = (extractor().clean(images, advance) if view_seed is None
                  else extractor().augmented(images, view_seed, advance))
     cache.put(key, feats)
@@ -409,9 +409,10 @@ def _fit_with(config: FitConfig, dataset: Dataset, built: Built,
                      "skipped": dataset.skipped + loaded.skipped})
     _scale_run(run, built, samples=loaded.samples if streaming else None)
     train_text = ", ".join(f"{k}: {v}" for k, v in manifest.counts()["train"].items())
-    bars.say(f"{len(loaded.samples)} images of {len(labels)} classes ({train_text} in train); "
-             f"{len(run.info['skipped'])} skipped; {grouping.merged_groups} near-duplicate "
-             f"groups merged ({grouping.samples_in_merged_groups} images)", show)
+    console.say(f"{len(loaded.samples)} images of {len(labels)} classes ({train_text} in "
+                f"train); {len(run.info['skipped'])} skipped; {grouping.merged_groups} "
+                f"near-duplicate groups merged ({grouping.samples_in_merged_groups} images)",
+                show)
     try:
         return _train_and_write(run)
     except BaseException:

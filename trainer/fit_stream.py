@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from trainer import progress as bars
+from edge import console
 from trainer.distribute import distribute
 from trainer.features import FeatureCache, cache_key, default_cache_dir
 from trainer.stream import (
@@ -65,7 +65,7 @@ def phase1_sharded(run: FitRun, extractor: Any) -> None:
     job = shard_job(run, cache)
     t0 = time.perf_counter()
     mine_rows = sum(len(run.stream.shard_rows(s)) for s in job.mine)
-    with bars.task("backbone features (shards)", mine_rows, run.show) as advance:
+    with console.task("backbone features (shards)", mine_rows, run.show) as advance:
         stats = extract_shards(run.stream, job, extractor, advance)
     feature_seconds = time.perf_counter() - t0
     run.shards = job

@@ -18,12 +18,9 @@ from pathlib import Path
 import keras
 
 from edge.contract import ModelContract
+from trainer.errors import WeightsError
 
 WEIGHT_CHOICES = "imagenet | none | PATH to a no-top MobileNetV2 weights file"
-
-
-class WeightsError(ValueError):
-    """The --weights value is neither 'imagenet', 'none' nor a readable file."""
 
 
 @dataclass

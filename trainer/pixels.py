@@ -19,10 +19,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from edge.console import Advance
 from edge.imageops import crop_face, resize_to_input
 from trainer.datasets import Sample, Skipped, Source
 from trainer.images import ALPHA_BACKGROUND, BadImage, decode_image
-from trainer.progress import Advance
 
 #: Side of the grayscale thumbnail kept per sample for near-duplicate hashing.
 THUMB = 32

@@ -20,10 +20,10 @@ from typing import Any
 
 import numpy as np
 
+from edge.console import Advance
 from edge.fileio import write_text_atomic
 from trainer.datasets import Sample, Source
 from trainer.errors import UserError
-from trainer.progress import Advance
 
 SPLITS = ("train", "val", "test")
 MANIFEST_SCHEMA = "maskedge-split/1"

@@ -32,12 +32,12 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from edge.console import Advance
 from edge.fileio import atomic_path, write_text_atomic
 from trainer.augment import build_augmenter
 from trainer.datasets import Sample, Skipped, Source
 from trainer.errors import UserError
 from trainer.pixels import THUMB, Loaded, load_from_sources
-from trainer.progress import Advance
 
 #: Samples decoded at a time, and rows per feature shard (~1.3 MB of features at 1280 floats).
 CHUNK = 256

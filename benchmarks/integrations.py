@@ -33,8 +33,6 @@ import contextlib
 import itertools
 import json
 import os
-import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -50,6 +48,7 @@ from typing import Any
 from benchmarks.config import REPO
 from benchmarks.context import SectionContext
 from benchmarks.endtoend import WARMUP_FRAMES, make_test_video
+from benchmarks.reliability_tools import Broker, find_mosquitto
 
 NAME = "integrations"
 ALERT_AFTER = 2
@@ -75,19 +74,6 @@ ROWS: tuple[tuple[str, tuple[str, ...]], ...] = (
 # ----------------------------------------------------------------------------- parent side
 
 
-def find_mosquitto() -> str | None:
-    for name in ("mosquitto", "/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto"):
-        if path := shutil.which(name):
-            return path
-    return None
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextlib.contextmanager
 def local_broker(folder: Path) -> Iterator[str | None]:
     """A mosquitto on a free loopback port for the run: its URL, or None when not installed."""
@@ -95,27 +81,14 @@ def local_broker(folder: Path) -> Iterator[str | None]:
     if exe is None:
         yield None
         return
-    port = free_port()
-    lines = [f"listener {port} 127.0.0.1", "allow_anonymous true", "persistence false"]
-    if os.geteuid() == 0:
-        lines.append("user root")
-    config = folder / "mosquitto.conf"
-    config.write_text("\n".join(lines) + "\n")
-    proc = subprocess.Popen([exe, "-c", str(config)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    broker = Broker(exe, folder)
     try:
-        deadline = time.monotonic() + 10
-        while proc.poll() is None and time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.05)
-        yield f"mqtt://127.0.0.1:{port}/maskedge-bench" if proc.poll() is None else None
+        with contextlib.suppress(RuntimeError):  # exited, or not listening after 10 s
+            broker.start()
+        running = broker.proc is not None and broker.proc.poll() is None
+        yield f"{broker.url}/maskedge-bench" if running else None
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-            proc.wait(timeout=10)
+        broker.stop()
 
 
 @contextlib.contextmanager
@@ -145,7 +118,9 @@ def webhook_receiver() -> Iterator[tuple[str, list[int]]]:
 
 def run_row(spec: dict[str, Any], timeout_s: float = 900.0) -> dict[str, Any]:
     """`python -m benchmarks.integrations SPEC` in a fresh process: its JSON line or an error."""
-    env = dict(os.environ, PYTHONUNBUFFERED="1", TF_CPP_MIN_LOG_LEVEL="3")
+    from edge.console import TF_LOG_LEVEL  # here: the measured child imports no more than it did
+
+    env = dict(os.environ, PYTHONUNBUFFERED="1", TF_CPP_MIN_LOG_LEVEL=TF_LOG_LEVEL)
     try:
         done = subprocess.run([sys.executable, "-m", "benchmarks.integrations", json.dumps(spec)],
                               capture_output=True, text=True, timeout=timeout_s, cwd=REPO,

@@ -1,6 +1,7 @@
 """What the reliability benchmarks (benchmarks/reliability.py) watch a running `edge run` with.
 
-- `Broker`: a mosquitto on a free loopback port with its own config file; `MqttWatcher`: a paho
+- `Broker`: a mosquitto on a free loopback port with its own config file (optionally with
+  passwords and persistence; tests/test_edge_mqtt.py uses it too); `MqttWatcher`: a paho
   subscriber counting what the device publishes (alerts, stats, status).
 - `StreamViewers`: N MJPEG viewers of the dashboard read by one selector thread (so the clients
   cost the shared CPU as little as possible): HTTP status of each, frames and bytes received;
@@ -54,30 +55,52 @@ def find_mosquitto() -> str | None:
 
 
 class Broker:
-    """mosquitto on 127.0.0.1:PORT (anonymous, no persistence), config and log in `folder`."""
+    """mosquitto on 127.0.0.1:PORT with its config, password file and log in `folder`: anonymous
+    unless `users` (name: password) are given; `persistence` keeps sessions and their queued
+    messages across a restart. `stop` and `start` again keep the port. The one broker launcher of
+    the benchmarks and the tests."""
 
-    def __init__(self, exe: str, folder: Path) -> None:
+    def __init__(self, exe: str, folder: Path, users: dict[str, str] | None = None,
+                 persistence: bool = False) -> None:
         folder.mkdir(parents=True, exist_ok=True)
-        self.exe, self.port = exe, free_port()
-        lines = [f"listener {self.port} {LOOPBACK}", "allow_anonymous true",
-                 "persistence false", "log_dest stderr"]
+        self.exe, self.folder, self.port = exe, folder, free_port()
+        lines = [f"listener {self.port} {LOOPBACK}",
+                 f"allow_anonymous {'false' if users else 'true'}",
+                 f"persistence {'true' if persistence else 'false'}",
+                 f"persistence_location {folder}/", "log_dest stderr"]
         if os.geteuid() == 0:
-            lines.append("user root")
+            lines.append("user root")  # keep reading the files we own
+        if users:
+            lines.append(f"password_file {self._password_file(users)}")
         self.config = folder / "mosquitto.conf"
         self.config.write_text("\n".join(lines) + "\n")
+        self.log = folder / "mosquitto.log"
         self.proc: subprocess.Popen[bytes] | None = None
+
+    def _password_file(self, users: dict[str, str]) -> Path:
+        tool = Path(self.exe).with_name("mosquitto_passwd")
+        command = str(tool) if tool.exists() else "mosquitto_passwd"
+        path = self.folder / "passwd"
+        for i, (user, password) in enumerate(users.items()):
+            create = ["-c"] if i == 0 else []
+            subprocess.run([command, *create, "-b", str(path), user, password], check=True,
+                           capture_output=True)
+        return path
 
     @property
     def url(self) -> str:
         return f"mqtt://{LOOPBACK}:{self.port}"
 
     def start(self, timeout: float = 10.0) -> Broker:
-        self.proc = subprocess.Popen([self.exe, "-c", str(self.config)],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        with self.log.open("ab") as log:  # the child keeps its own copy of the descriptor
+            self.proc = subprocess.Popen([self.exe, "-c", str(self.config)],
+                                         stdout=subprocess.DEVNULL, stderr=log)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"mosquitto exited with code {self.proc.returncode}")
+                tail = self.log.read_text(errors="replace").strip().splitlines()[-3:]
+                raise RuntimeError(f"mosquitto exited with code {self.proc.returncode}: "
+                                   f"{' / '.join(tail)}")
             try:
                 socket.create_connection((LOOPBACK, self.port), timeout=0.2).close()
                 return self

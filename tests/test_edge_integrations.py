@@ -17,9 +17,10 @@ import cv2
 import numpy as np
 import pytest
 from conftest import DATA_VOC, ROOT
-from test_edge_mqtt import Broker, mosquitto_or_skip
+from test_edge_mqtt import mosquitto_or_skip
 from test_edge_webhook import Receiver
 
+from benchmarks.reliability_tools import Broker
 from edge.snapshots import SNAPSHOT_NAME
 from edge.videomaker import make_video
 

@@ -6,7 +6,6 @@ import json
 import logging
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -17,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from benchmarks.reliability_tools import Broker, find_mosquitto, free_port
 from edge import mqtt as edge_mqtt
 from edge.mqtt import MqttError, MqttSink, parse_mqtt_url, slugify
 from edge.redact import redact_url
@@ -25,14 +25,6 @@ paho = pytest.importorskip("paho.mqtt.client", reason="paho-mqtt is in the dev e
 
 ROOT = Path(__file__).resolve().parents[1]
 LABELS = ("with_mask", "without_mask", "mask_weared_incorrect")
-
-
-def find_mosquitto() -> str | None:
-    for name in ("mosquitto", "/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto"):
-        path = shutil.which(name)
-        if path:
-            return path
-    return None
 
 
 def mosquitto_or_skip() -> str:
@@ -45,62 +37,6 @@ def mosquitto_or_skip() -> str:
         pytest.skip("mosquitto is not installed and cannot be installed here "
                     "(apt-get install mosquitto)")
     return path
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Broker:
-    """A mosquitto on 127.0.0.1:PORT with its own config; `stop` and `start` keep the port."""
-
-    def __init__(self, exe: str, folder: Path, users: dict[str, str] | None = None,
-                 persistence: bool = False) -> None:
-        self.exe, self.folder, self.port = exe, folder, free_port()
-        lines = [f"listener {self.port} 127.0.0.1",
-                 f"allow_anonymous {'false' if users else 'true'}",
-                 f"persistence {'true' if persistence else 'false'}",
-                 f"persistence_location {folder}/", "log_dest stderr"]
-        if os.geteuid() == 0:
-            lines.append("user root")  # keep reading the files we own
-        if users:
-            pw = folder / "passwd"
-            for i, (user, password) in enumerate(users.items()):
-                args = ["-c"] if i == 0 else []
-                subprocess.run([str(Path(exe).with_name("mosquitto_passwd")) if
-                                Path(exe).with_name("mosquitto_passwd").exists()
-                                else "mosquitto_passwd", *args, "-b", str(pw), user, password],
-                               check=True, capture_output=True)
-            lines.append(f"password_file {pw}")
-        self.config = folder / "mosquitto.conf"
-        self.config.write_text("\n".join(lines) + "\n")
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"mqtt://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen([self.exe, "-c", str(self.config)],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"mosquitto exited: {self.proc.stderr.read().decode()}")
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("mosquitto did not start listening")
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(timeout=10)
-        self.proc = None
 
 
 @pytest.fixture(scope="module")

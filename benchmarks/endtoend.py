@@ -40,8 +40,11 @@ def e2e_size(ctx: SectionContext) -> tuple[int, str]:
     return ctx.cfg.main_size, "the profile's main size (no size sweep in this run)"
 
 
-def make_test_video(ctx: SectionContext) -> dict[str, Any]:
-    """The 640x480 video of photos with 1-4 annotated faces, each held for a few frames."""
+def make_test_video(ctx: SectionContext, hold: int | None = None,
+                    pan: float = 0.0) -> dict[str, Any]:
+    """The 640x480 video of photos with 1-4 annotated faces, each held for a few frames (enough
+    photos for the profile's frame count); `hold` / `pan`: a steadier video of fewer photos, each
+    held `hold` frames and moving `pan` pixels a frame (edge.videomaker)."""
     from edge.evaluate import load_voc
     from edge.videomaker import make_video
 
@@ -49,13 +52,15 @@ def make_test_video(ctx: SectionContext) -> dict[str, Any]:
     photos = [item.path for item in load_voc(cfg.data_voc)
               if 1 <= len(item.annotations) <= MAX_FACES_IN_VIDEO and item.path.is_file()]
     wanted = cfg.video_frames + WARMUP_FRAMES
-    hold = max(1, math.ceil(wanted / max(len(photos), 1)))
+    hold = hold or max(1, math.ceil(wanted / max(len(photos), 1)))
     photos = photos[: math.ceil(wanted / hold)]
-    target = cfg.work / f"voc_1to{MAX_FACES_IN_VIDEO}_faces_{FRAME[0]}x{FRAME[1]}.avi"
+    steady = f"_hold{hold}_pan{pan:g}" if pan else ""
+    target = cfg.work / f"voc_1to{MAX_FACES_IN_VIDEO}_faces_{FRAME[0]}x{FRAME[1]}{steady}.avi"
     ctx.log(f"  video: {len(photos)} photos x {hold} frames -> {target.name}")
-    made = make_video(photos, target, size=FRAME, fps=30.0, hold=hold)
+    made = make_video(photos, target, size=FRAME, fps=30.0, hold=hold, pan=pan)
     return {"path": str(made.path), "frames": made.frames, "photos": made.photos, "hold": hold,
-            "size": f"{FRAME[0]}x{FRAME[1]}", "unreadable": made.unreadable}
+            "pan_px_per_frame": pan, "size": f"{FRAME[0]}x{FRAME[1]}",
+            "unreadable": made.unreadable}
 
 
 def evaluate_detectors(ctx: SectionContext, int8: Path, threads: int) -> tuple[list, dict]:

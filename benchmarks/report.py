@@ -310,25 +310,42 @@ def render_detector(r: dict[str, Any], ctx: dict[str, Any]) -> list[str]:
         faces = rows[0]["faces_min32px"] if rows else {}
         lines += ["", f"**{set_name}** ({rows[0]['images'] if rows else 0} photos; faces >= 32 px: "
                   + ", ".join(f"{c} {faces.get(c, 0)}" for c in DETECTOR_CLASSES) + ")", ""]
-        lines += table(["setting", *DETECTOR_CLASSES, "weakest class", "all faces (any size)",
+        lines += table(["setting", *DETECTOR_CLASSES, "weakest class",
+                        "weakest at IoU 0.3", "all faces (any size)",
                         "precision", "detect ms / photo", "detect ms / 640x480"],
                        [[row["setting"], *(pct(row["recall_min32px"].get(c))
                                            for c in DETECTOR_CLASSES),
-                         pct(row["min_class_recall_min32px"]), pct(row["recall_all"].get("all")),
+                         pct(row["min_class_recall_min32px"]),
+                         pct(min((v for k, v in (row.get("recall_min32px_iou03") or {}).items()
+                                  if k != "all" and v is not None), default=None)),
+                         pct(row["recall_all"].get("all")),
                          pct(row["precision"]), fmt(row["detect_ms_per_image"], 1),
                          fmt(row["detect_ms_640x480"], 1)] for row in rows])
-    loops = r.get("pipeline") or {}
-    lines += ["", f"Pipeline on `{short((r.get('video') or {}).get('path'))}` (640x480, frames "
-              "decoded beforehand):", ""]
-    lines += table(["detector setting", "FPS", "detect ms", "crop + classify ms",
-                    "frame p99 ms", "faces per frame"],
-                   [[label, fmt(v.get("fps"), 1), fmt((v.get("stages_ms") or {}).get("detect")),
-                     fmt((v.get("stages_ms") or {}).get("classify")),
-                     fmt((v.get("frame_ms") or {}).get("p99_ms")),
-                     fmt(v.get("faces_per_frame"))] if v.get("status", "ok") == "ok"
-                    else [label, f"failed: {v.get('error')}", "", "", "", ""]
-                    for label, v in loops.items()])
+    lines += ["", "Pipeline on 640x480 videos (frames decoded beforehand). Same as every frame = "
+              "the faces of the row that detects and classifies every frame, found on the same "
+              "frame (IoU >= 0.5) with the same label."]
+    for key, video_key in (("pipeline", "video"), ("steady_pipeline", "steady_video")):
+        video = r.get(video_key) or {}
+        if not r.get(key):
+            continue
+        lines += ["", f"`{short(video.get('path'))}`: {video.get('photos')} photos, each held "
+                  f"{video.get('hold')} frame(s)" + (f", moving {video['pan_px_per_frame']:g} px "
+                                                     "a frame" if video.get("pan_px_per_frame")
+                                                     else "") + ":", ""]
+        lines += _pipeline_table(r[key])
     return lines
+
+
+def _pipeline_table(loops: dict[str, Any]) -> list[str]:
+    return table(["setting", "FPS", "detect ms", "crop + classify ms", "frame p99 ms",
+                  "faces per frame", "same as every frame"],
+                 [[label, fmt(v.get("fps"), 1), fmt((v.get("stages_ms") or {}).get("detect")),
+                   fmt((v.get("stages_ms") or {}).get("classify")),
+                   fmt((v.get("frame_ms") or {}).get("p99_ms")),
+                   fmt(v.get("faces_per_frame")), pct(v.get("agreement_with_every_frame"))]
+                  if v.get("status", "ok") == "ok"
+                  else [label, f"failed: {v.get('error')}", "", "", "", "", ""]
+                  for label, v in loops.items()])
 
 
 def _did(row: dict[str, Any]) -> str:

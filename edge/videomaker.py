@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
+import numpy as np
 
 from edge.fileio import atomic_path
 from edge.imagesize import read_bgr
@@ -33,8 +34,9 @@ def list_images(folder: Path, limit: int | None = None) -> list[Path]:
 
 def make_video(photos: Sequence[Path], target: Path, size: tuple[int, int] = (640, 480),
                fps: float = 10.0, hold: int = 1,
-               on_photo: Callable[[], None] | None = None) -> VideoReport:
-    """Write `photos` (fitted to `size`, each shown for `hold` frames) as a video at `target`."""
+               on_photo: Callable[[], None] | None = None, pan: float = 0.0) -> VideoReport:
+    """Write `photos` (fitted to `size`, each shown for `hold` frames) as a video at `target`;
+    with `pan`, each held frame moves the picture that many pixels right (people walking by)."""
     if target.suffix.lower() not in FOURCC:
         raise OutputError(f"cannot write video {target}: use one of {', '.join(sorted(FOURCC))}")
     if not photos:
@@ -54,8 +56,8 @@ def make_video(photos: Sequence[Path], target: Path, size: tuple[int, int] = (64
                     unreadable.append(photo.name)
                     continue
                 frame = fit_frame(bgr, size)
-                for _ in range(hold):
-                    writer.write(frame)
+                for k in range(hold):
+                    writer.write(_shifted(frame, pan * k) if pan else frame)
                 frames += hold
                 used += 1
         finally:
@@ -63,3 +65,10 @@ def make_video(photos: Sequence[Path], target: Path, size: tuple[int, int] = (64
         if not frames:
             raise OutputError("none of the photos could be read")
     return VideoReport(target, frames, used, unreadable)
+
+
+def _shifted(frame: np.ndarray, dx: float) -> np.ndarray:
+    """The frame moved `dx` pixels right, the edge it uncovers mirrored."""
+    move = np.float32([[1, 0, dx], [0, 1, 0]])
+    return cv2.warpAffine(frame, move, (frame.shape[1], frame.shape[0]),
+                          borderMode=cv2.BORDER_REFLECT)

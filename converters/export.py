@@ -15,7 +15,7 @@ import os
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,7 @@ import numpy as np
 
 from converters.calibration import Calibration, from_directory
 from converters.calibration import from_split as calibration_from_split
-from converters.check import CheckResult, check_tflite, keras_probabilities, tflite_probabilities
+from converters.check import check_tflite, keras_probabilities, tflite_probabilities
 from converters.defaults import DEFAULT_MAX_DROP, DEFAULT_SAMPLES, DEFAULT_SEED
 from converters.describe import tensor_summary
 from converters.embed import embed_contract
@@ -46,7 +46,7 @@ from converters.inputs import (
     test_split_files,
 )
 from converters.quiet import quiet_output
-from converters.report import variant_line
+from converters.report import ConvertOutcome, VariantResult, variant_line
 from edge import console
 from edge.contract import ModelContract
 from edge.fileio import sha256_file, write_bytes_atomic
@@ -89,59 +89,6 @@ class Reference:
     labels: np.ndarray  # (N,) label indices
     keras_probs: np.ndarray  # (N, C) the Keras model's probabilities
     calibration: Calibration | None  # int8 calibration images, if int8 was asked for
-
-
-@dataclass
-class VariantResult:
-    """One variant's conversion, check and fate."""
-
-    format: Format
-    target: Path
-    io: str
-    convert_seconds: float
-    check_seconds: float
-    size_bytes: int
-    check: CheckResult
-    passed: bool
-    written: bool
-    tensors: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"variant": self.format.variant, "quantization": self.format.quantization,
-                "description": self.format.description, "io": self.io,
-                "path": str(self.target) if self.written else None, "target": str(self.target),
-                "written": self.written, "passed": self.passed, "size_bytes": self.size_bytes,
-                "convert_seconds": round(self.convert_seconds, 2),
-                "check_seconds": round(self.check_seconds, 2), **self.check.to_dict(),
-                "tensors": self.tensors}
-
-
-@dataclass
-class ConvertOutcome:
-    """Everything one `convert` run did."""
-
-    model: Path
-    contract: ModelContract
-    keras_sha256: str
-    manifest: Path
-    test_samples: int
-    keras_accuracy: float
-    max_drop: float
-    calibration: dict[str, Any] | None
-    export_seconds: float
-    results: list[VariantResult]
-
-    @property
-    def ok(self) -> bool:
-        return all(r.passed for r in self.results)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"model": str(self.model), "keras_sha256": self.keras_sha256,
-                "labels": list(self.contract.labels), "input_size": list(self.contract.input_size),
-                "split_manifest": str(self.manifest), "test_samples": self.test_samples,
-                "keras_accuracy": self.keras_accuracy, "max_drop_points": self.max_drop,
-                "calibration": self.calibration, "export_seconds": round(self.export_seconds, 2),
-                "ok": self.ok, "variants": [r.to_dict() for r in self.results]}
 
 
 # ---------------------------------------------------------------------------------------------

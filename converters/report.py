@@ -3,13 +3,68 @@ then the command that runs the best file on the device."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:  # the driver imports this module; types only, no cycle at run time
+if TYPE_CHECKING:  # types only (converters/export.py, the driver, imports this module)
     from converters.check import CheckResult
-    from converters.export import ConvertOutcome, VariantResult
     from converters.formats import Format
+    from edge.contract import ModelContract
+
+
+@dataclass
+class VariantResult:
+    """One variant's conversion, check and fate."""
+
+    format: Format
+    target: Path
+    io: str
+    convert_seconds: float
+    check_seconds: float
+    size_bytes: int
+    check: CheckResult
+    passed: bool
+    written: bool
+    tensors: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"variant": self.format.variant, "quantization": self.format.quantization,
+                "description": self.format.description, "io": self.io,
+                "path": str(self.target) if self.written else None, "target": str(self.target),
+                "written": self.written, "passed": self.passed, "size_bytes": self.size_bytes,
+                "convert_seconds": round(self.convert_seconds, 2),
+                "check_seconds": round(self.check_seconds, 2), **self.check.to_dict(),
+                "tensors": self.tensors}
+
+
+@dataclass
+class ConvertOutcome:
+    """Everything one `convert` run did."""
+
+    model: Path
+    contract: ModelContract
+    keras_sha256: str
+    manifest: Path
+    test_samples: int
+    keras_accuracy: float
+    max_drop: float
+    calibration: dict[str, Any] | None
+    export_seconds: float
+    results: list[VariantResult]
+
+    @property
+    def ok(self) -> bool:
+        return all(r.passed for r in self.results)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model": str(self.model), "keras_sha256": self.keras_sha256,
+                "labels": list(self.contract.labels), "input_size": list(self.contract.input_size),
+                "split_manifest": str(self.manifest), "test_samples": self.test_samples,
+                "keras_accuracy": self.keras_accuracy, "max_drop_points": self.max_drop,
+                "calibration": self.calibration, "export_seconds": round(self.export_seconds, 2),
+                "ok": self.ok, "variants": [r.to_dict() for r in self.results]}
+
 
 #: How the edge runtime runs a model on a camera (edge/cli.py).
 DEVICE_COMMAND = "edge run --camera 0 --model {path}"

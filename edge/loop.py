@@ -29,7 +29,7 @@ from edge.capture import CapturedFrame, FrameGrabber
 from edge.detect_ahead import DetectAhead
 from edge.draw import annotate
 from edge.events import AlertHook
-from edge.outputs import Sink
+from edge.outputs import Sink, StopsRun
 from edge.pipeline import FrameResult, Pipeline
 from edge.stats import PeopleCounter
 from edge.tracking import TrackedFace, Tracker, TrackerOptions
@@ -111,11 +111,10 @@ def frame_record(index: int, captured_at: float, faces: Sequence[TrackedFace], f
 
 
 class _Feed:
-    """The next (frame, result) pair: detect + classify here, or classify what DetectAhead found."""
+    """The next (frame, result) pair from a grabber: detect + classify here."""
 
-    def __init__(self, pipeline: Pipeline, grabber: FrameGrabber, detect_ahead: bool) -> None:
+    def __init__(self, pipeline: Pipeline, grabber: FrameGrabber) -> None:
         self.pipeline, self.grabber = pipeline, grabber
-        self.ahead = DetectAhead(pipeline, grabber).start() if detect_ahead else None
         self.ended = False
         self.error: str | None = None
 
@@ -123,13 +122,31 @@ class _Feed:
         """(frame, result, milliseconds waited for the frame); None if nothing came yet or
         the feed `ended` (then `error` says why, if it failed)."""
         waited = time.perf_counter()
-        if self.ahead is None:
-            captured = self.grabber.next(timeout=0.1)
-            if captured is None:
-                self._check(self.grabber.finished, None)
-                return None
-            wait_ms = (time.perf_counter() - waited) * 1000.0
-            return captured, self.pipeline.process(captured.rgb, captured.name is None), wait_ms
+        captured = self.grabber.next(timeout=0.1)
+        if captured is None:
+            self._check(self.grabber.finished, None)
+            return None
+        wait_ms = (time.perf_counter() - waited) * 1000.0
+        return captured, self.pipeline.process(captured.rgb, captured.name is None), wait_ms
+
+    def _check(self, finished: bool, error: str | None) -> None:
+        if finished:
+            self.ended = True
+            self.error = self.grabber.error or error
+
+    def close(self) -> None:
+        pass
+
+
+class _AheadFeed(_Feed):
+    """The same feed with detection on a thread one frame ahead (edge/detect_ahead.py)."""
+
+    def __init__(self, pipeline: Pipeline, grabber: FrameGrabber) -> None:
+        super().__init__(pipeline, grabber)
+        self.ahead = DetectAhead(pipeline, grabber).start()
+
+    def next(self) -> tuple[CapturedFrame, FrameResult, float] | None:
+        waited = time.perf_counter()
         detected = self.ahead.next(timeout=0.1)
         if detected is None:
             self._check(self.ahead.finished, self.ahead.error)
@@ -139,14 +156,8 @@ class _Feed:
         return frame, self.pipeline.classify(frame.rgb, detected.faces, detected.detect_ms,
                                              frame.name is None), wait_ms
 
-    def _check(self, finished: bool, error: str | None) -> None:
-        if finished:
-            self.ended = True
-            self.error = self.grabber.error or error
-
     def close(self) -> None:
-        if self.ahead is not None:
-            self.ahead.stop()
+        self.ahead.stop()
 
 
 class _FrameLoop:
@@ -178,7 +189,7 @@ class _FrameLoop:
             return "signal"
         if self.options.max_frames is not None and self.summary.frames >= self.options.max_frames:
             return "max frames"
-        if any(getattr(s, "quit_requested", False) for s in self.sinks):
+        if any(isinstance(s, StopsRun) and s.quit_requested for s in self.sinks):
             return "window closed"
         return None
 
@@ -299,7 +310,7 @@ def run_loop(pipeline: Pipeline, grabber: FrameGrabber, sinks: Sequence[Sink],
     `hooks` see each alert (with the frame) before the sinks do."""
     options = options or LoopOptions()
     state = _FrameLoop(pipeline, grabber, sinks, options, hooks, status)
-    feed = _Feed(pipeline, grabber, options.detect_ahead)
+    feed = (_AheadFeed if options.detect_ahead else _Feed)(pipeline, grabber)
     try:
         stopped_by = _drive(state, feed, grabber, stop or threading.Event())
     finally:

@@ -24,7 +24,7 @@ import os
 import shutil
 import sys
 from pathlib import Path
-from typing import Any, Protocol, TextIO
+from typing import Any, Protocol, TextIO, runtime_checkable
 
 import cv2
 import numpy as np
@@ -43,6 +43,9 @@ class OutputError(RuntimeError):
 
 
 class Sink(Protocol):
+    """What the frame loop writes to. A sink that can end the run (a closed window) is also a
+    `StopsRun`."""
+
     needs_image: bool
 
     def write(self, record: dict[str, Any], annotated: np.ndarray | None) -> None: ...
@@ -50,6 +53,13 @@ class Sink(Protocol):
     def event(self, record: dict[str, Any]) -> None: ...
 
     def close(self, ok: bool = True) -> None: ...
+
+
+@runtime_checkable
+class StopsRun(Protocol):
+    """A sink that can ask the loop to stop before the next frame (the window's `q`)."""
+
+    quit_requested: bool
 
 
 class _AtomicTarget:

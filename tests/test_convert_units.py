@@ -147,3 +147,27 @@ def test_convert_defaults_are_the_convert_request_defaults() -> None:
     for name in shared:
         assert params[name].default == fields[name], name
     assert (fields["samples"], fields["seed"], fields["max_drop"]) == (300, 0, 1.0)
+
+
+def test_private_tensorflow_apis_exist_in_the_pinned_version() -> None:
+    """converters/tf_private.py lists every TensorFlow internal `convert` uses; the installed
+    TensorFlow is the pinned one and still has them all (what to do when it moves: that file)."""
+    import re
+    import tomllib
+
+    import tensorflow as tf
+
+    from converters.tf_private import TESTED_TENSORFLOW, missing_private_apis
+
+    root = Path(__file__).resolve().parents[1]
+    deps = tomllib.loads((root / "pyproject.toml").read_text())["project"]
+    pins = {re.sub(r"\s", "", d) for group in deps["optional-dependencies"].values()
+            for d in group if d.startswith(("tensorflow==", "tensorflow-cpu=="))}
+    assert pins and all(p.split(";")[0].endswith(f"=={TESTED_TENSORFLOW}.*") for p in pins), pins
+    assert tf.__version__.startswith(TESTED_TENSORFLOW + ".")
+    assert missing_private_apis() == []
+    used = "".join(p.read_text() for p in (root / "converters").glob("*.py")
+                   if p.name != "tf_private.py")
+    for module in ("mlir_quantize", "_experimental_calibrate_only", "schema_py_generated",
+                   "flatbuffer_utils"):
+        assert module in used  # still used: keep the list honest both ways

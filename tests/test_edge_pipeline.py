@@ -54,9 +54,8 @@ def test_process_returns_boxes_labels_scores_and_stage_timings(pipeline: Pipelin
     assert face.to_json()["label"] == "with_mask" and len(face.to_json()["box"]) == 4
 
 
-@needs_model
-def test_faces_of_one_frame_are_classified_in_one_batch(pipeline: Pipeline,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def count_batches(pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The sizes of the batches the pipeline's classifier is given from now on."""
     batches: list[int] = []
     original = pipeline.classifier.classify
 
@@ -65,6 +64,13 @@ def test_faces_of_one_frame_are_classified_in_one_batch(pipeline: Pipeline,
         return original(crops)
 
     monkeypatch.setattr(pipeline.classifier, "classify", spy)
+    return batches
+
+
+@needs_model
+def test_faces_of_one_frame_are_classified_in_one_batch(pipeline: Pipeline,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    batches = count_batches(pipeline, monkeypatch)
     rgb = read_rgb(DATA_VOC / "images" / "maksssksksss0.jpg")  # three people
     result = pipeline.process(rgb)
     assert len(result.faces) >= 2 and batches == [len(result.faces)]
@@ -77,14 +83,7 @@ def test_video_frames_reuse_class_probabilities_for_classify_every_frames(
         pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch) -> None:
     video = Pipeline.from_parts(pipeline.detector, pipeline.classifier,
                                 PipelineOptions(classify_every=3))
-    batches: list[int] = []
-    original = video.classifier.classify
-
-    def spy(crops: list) -> np.ndarray:
-        batches.append(len(crops))
-        return original(crops)
-
-    monkeypatch.setattr(video.classifier, "classify", spy)
+    batches = count_batches(video, monkeypatch)
     rgb = read_rgb(DATA_VOC / "images" / "maksssksksss0.jpg")  # three people
     frames = [video.process(rgb, video=True) for _ in range(7)]
     n = len(frames[0].faces)

@@ -52,3 +52,26 @@ def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def iou(a: Box, b: Box) -> float:
     return float(iou_matrix(np.asarray(a), np.asarray(b))[0, 0])
+
+
+def greedy_pairs(quality: np.ndarray, keep: np.ndarray) -> list[tuple[int, int]]:
+    """(row, column) pairs, best quality first, each row and column once, only where `keep`."""
+    rows, cols = np.nonzero(keep)
+    order = np.argsort(-quality[rows, cols], kind="stable")
+    used_r: set[int] = set()
+    used_c: set[int] = set()
+    pairs = []
+    for i in order:
+        r, c = int(rows[i]), int(cols[i])
+        if r not in used_r and c not in used_c:
+            used_r.add(r)
+            used_c.add(c)
+            pairs.append((r, c))
+    return pairs
+
+
+def match_iou(a: np.ndarray, b: np.ndarray, threshold: float) -> list[tuple[int, int]]:
+    """Greedy IoU matching of boxes `a` (N, 4) to boxes `b` (M, 4), best overlap first: (a, b)
+    index pairs overlapping at least `threshold` (tracking, reuse of video labels)."""
+    ious = iou_matrix(a, b)
+    return greedy_pairs(ious, ious >= threshold)

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from edge.assets import resolve_model
-from edge.boxes import Box, Face, iou_matrix
+from edge.boxes import Box, Face, match_iou
 from edge.classifier import ClassifierOptions, MaskClassifier
 from edge.detectors import DEFAULT_DETECTOR, Detector, DetectorOptions, create_detector
 from edge.imageops import FACE_MARGIN, crop_face
@@ -146,16 +146,9 @@ class Pipeline:
         previous = [r for r in self._previous if r.reused + 1 < self.options.classify_every]
         if not faces or not previous:
             return {}
-        overlap = iou_matrix(np.array([f.box for f in faces], np.float64),
-                             np.array([r.box for r in previous], np.float64))
-        reuse: dict[int, FaceResult] = {}
-        for flat in np.argsort(-overlap, axis=None):
-            i, j = divmod(int(flat), len(previous))
-            if overlap[i, j] < REUSE_IOU:
-                break
-            if i not in reuse and all(r is not previous[j] for r in reuse.values()):
-                reuse[i] = previous[j]
-        return reuse
+        pairs = match_iou(np.array([f.box for f in faces], np.float64),
+                          np.array([r.box for r in previous], np.float64), REUSE_IOU)
+        return {i: previous[j] for i, j in pairs}
 
     def detect(self, rgb: np.ndarray) -> tuple[list[Face], float]:
         """The faces of one RGB frame (at most `max_faces`) and the milliseconds it took."""

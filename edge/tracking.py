@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from edge.boxes import Box, iou_matrix
+from edge.boxes import Box, greedy_pairs, match_iou
 
 if TYPE_CHECKING:
     from edge.pipeline import FaceResult
@@ -136,22 +136,6 @@ class TrackedFace:
 Matcher = Callable[[np.ndarray, np.ndarray, float], list[tuple[int, int]]]
 
 
-def _greedy(quality: np.ndarray, keep: np.ndarray) -> list[tuple[int, int]]:
-    """(row, column) pairs, best quality first, each row and column once, only where `keep`."""
-    rows, cols = np.nonzero(keep)
-    order = np.argsort(-quality[rows, cols], kind="stable")
-    used_r: set[int] = set()
-    used_c: set[int] = set()
-    pairs = []
-    for i in order:
-        r, c = int(rows[i]), int(cols[i])
-        if r not in used_r and c not in used_c:
-            used_r.add(r)
-            used_c.add(c)
-            pairs.append((r, c))
-    return pairs
-
-
 def _centre_pairs(faces: np.ndarray, tracks: np.ndarray, max_widths: float,
                   same_size: bool) -> list[tuple[int, int]]:
     """Nearest centres first, at most `max_widths` track widths apart; with `same_size` only
@@ -164,13 +148,7 @@ def _centre_pairs(faces: np.ndarray, tracks: np.ndarray, max_widths: float,
     if same_size:
         ratio = (faces[:, 2] - faces[:, 0])[:, None] / widths[None, :]
         keep &= (ratio > 1 / 1.5) & (ratio < 1.5)
-    return _greedy(-dist, keep)
-
-
-def match_iou(faces: np.ndarray, tracks: np.ndarray, threshold: float) -> list[tuple[int, int]]:
-    """Greedy IoU matching of face boxes (N, 4) to track boxes (M, 4): (face, track) pairs."""
-    ious = iou_matrix(faces, tracks)
-    return _greedy(ious, ious >= threshold)
+    return greedy_pairs(-dist, keep)
 
 
 def match_centroid(faces: np.ndarray, tracks: np.ndarray,

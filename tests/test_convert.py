@@ -19,17 +19,15 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import BACKBONE, DATA_2C, DETECTORS
+from conftest import BACKBONE, DATA_2C, DETECTORS, make_tiny_run
 from PIL import Image
 from typer.testing import CliRunner, Result
 
 from converters.cli import app
 from edge.classifier import ClassifierOptions, MaskClassifier
-from edge.contract import ModelContract
 from edge.tflite_metadata import read_contract
 from trainer.artifacts import read_keras_contract, save_keras_model
-from trainer.datasets import discover
-from trainer.split import load_split, make_manifest, read_manifest, write_manifest
+from trainer.split import load_split, read_manifest
 
 SIZE = 96
 VARIANTS = ("float32", "float16", "dynamic", "int8")
@@ -88,24 +86,7 @@ def small_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A run folder in seconds: a one-conv-layer model (untrained) + a split of 24 real images."""
-    root = tmp_path_factory.mktemp("convert-tiny")
-    dataset = discover(DATA_2C)
-    samples = []
-    for label in dataset.labels:
-        samples += [s for s in dataset.samples if s.label == label][:12]
-    manifest = make_manifest(dataset.root, dataset.format, dataset.labels, samples,
-                             np.arange(len(samples)), seed=0, fractions=(0.25, 0.25))
-    write_manifest(manifest, root / "split.json")
-    contract = ModelContract.for_labels(dataset.labels, 32,
-                                        source={"split_manifest": "split.json"})
-    keras.utils.set_random_seed(0)
-    pixels = keras.Input((32, 32, 3), name="pixels")
-    x = keras.layers.Rescaling(1 / 127.5, offset=-1)(pixels)
-    x = keras.layers.Conv2D(4, 3, activation="relu")(x)
-    x = keras.layers.GlobalAveragePooling2D()(x)
-    out = keras.layers.Dense(1, activation="sigmoid")(x)
-    save_keras_model(keras.Model(pixels, out), contract, root)
-    return root
+    return make_tiny_run(tmp_path_factory.mktemp("convert-tiny"))
 
 
 @pytest.fixture(scope="module")

@@ -29,7 +29,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import BACKBONE, DATA_2C, DATA_VOC, ROOT
+from conftest import BACKBONE, DATA_2C, DATA_VOC, ROOT, make_tiny_run
 
 from edge.outputs import VIDEO_DISK_RESERVE
 from edge.runner import Runner, RunOptions
@@ -227,30 +227,7 @@ def test_training_killed_mid_epoch_and_mid_write_then_a_clean_run(tmp_path: Path
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A one-conv-layer maskedge model.h5 (untrained) on a real split of 24 images."""
-    import keras
-
-    from edge.contract import ModelContract
-    from trainer.artifacts import save_keras_model
-    from trainer.datasets import discover
-    from trainer.split import make_manifest, write_manifest
-
-    root = tmp_path_factory.mktemp("tiny-model")
-    dataset = discover(DATA_2C)
-    samples = [s for label in dataset.labels
-               for s in [x for x in dataset.samples if x.label == label][:12]]
-    manifest = make_manifest(dataset.root, dataset.format, dataset.labels, samples,
-                             np.arange(len(samples)), seed=0, fractions=(0.25, 0.25))
-    write_manifest(manifest, root / "split.json")
-    contract = ModelContract.for_labels(dataset.labels, 32,
-                                        source={"split_manifest": "split.json"})
-    keras.utils.set_random_seed(0)
-    pixels = keras.Input((32, 32, 3), name="pixels")
-    x = keras.layers.Rescaling(1 / 127.5, offset=-1)(pixels)
-    x = keras.layers.Conv2D(4, 3, activation="relu")(x)
-    x = keras.layers.GlobalAveragePooling2D()(x)
-    out = keras.layers.Dense(1, activation="sigmoid")(x)
-    save_keras_model(keras.Model(pixels, out), contract, root)
-    return root / "model.h5"
+    return make_tiny_run(tmp_path_factory.mktemp("tiny-model")) / "model.h5"
 
 
 @pytest.mark.parametrize("how", ["half", pytest.param("replace", marks=pytest.mark.slow)])

@@ -1,7 +1,8 @@
 """Section `training`: wall time to the same test accuracy, cached features vs the reference recipe.
 
 Cached path: the store's `trainer.fit` run at the main size (defaults: backbone features computed
-once into a cold cache, head trained on them). The store keeps each epoch's weights and the time
+once into a cold cache, the head trained on the clean ones, then with the augmented view added).
+The store keeps each epoch's weights and the time
 since `fit` started, so its test accuracy after every epoch is known (evaluated afterwards).
 Reference recipe (the reference projects', = `trainer.fit` with `feature_cache=False`): augmented
 images through the frozen base every epoch, run by the trainer's own `fit_images` (what

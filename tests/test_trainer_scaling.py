@@ -242,6 +242,72 @@ def test_killed_mid_epoch_resumes_to_the_same_epochs_and_as_good(tmp_path: Path)
     assert resumed["test_accuracy"] >= reference - RESUME_ACCURACY_TOLERANCE
 
 
+def _worker_checkpoint_epoch(tmp: Path, phase: str) -> int:
+    """The last epoch a non-chief worker checkpointed (in its own $TMPDIR folder), or 0."""
+    for meta in tmp.glob(f"maskedge-worker*/resume/{phase}/keras/training_metadata.json"):
+        try:
+            return int(json.loads(meta.read_text())["epoch"])
+        except (OSError, ValueError, KeyError):
+            return 0
+    return 0
+
+
+#: How long the surviving worker may take to notice that its peer is gone and exit.
+PEER_LOSS_TIMEOUT_S = 300
+
+
+@pytest.mark.slow
+@pytest.mark.long
+def test_cluster_with_a_killed_worker_resumes_when_restarted(tmp_path: Path) -> None:
+    """Two workers on loopback; worker 1 SIGKILLed mid-run: the chief exits with an error and
+    leaves no run folder; the same command restarted on both (as a Kubernetes Job with
+    `restartPolicy: OnFailure` does) resumes from the checkpoints and finishes: one run folder,
+    the full number of epochs, both workers with the same weights."""
+    ports = [_free_port(), _free_port()]
+    out = tmp_path / "run"
+
+    def start(index: int) -> subprocess.Popen:
+        tf_config = json.dumps({"cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]},
+                                "task": {"type": "worker", "index": index}})
+        tmp = tmp_path / f"tmp{index}"
+        tmp.mkdir(exist_ok=True)
+        return subprocess.Popen(
+            _trainer("fit", str(DATA_2C), "--out", str(out), "--resume", str(out), *SMALL,
+                     "--epochs", "6", "--patience", "0", "--cache-dir",
+                     str(tmp_path / f"cache{index}"), "--strategy", "multi-worker",
+                     "--stream-chunk", "16", "--json"),
+            cwd=ROOT, env=_env(TF_CONFIG=tf_config, TMPDIR=str(tmp)), stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True)
+
+    chief, worker = start(0), start(1)
+    _wait_for_epoch(tmp_path, "head", 2, chief)
+    end = time.monotonic() + 120
+    while _worker_checkpoint_epoch(tmp_path / "tmp1", "head") < 2 and time.monotonic() < end:
+        time.sleep(0.05)
+    os.kill(worker.pid, signal.SIGKILL)
+    worker.communicate(timeout=60)
+    try:
+        _, err = chief.communicate(timeout=PEER_LOSS_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        chief.kill()
+        chief.communicate()
+        pytest.fail(f"the chief did not exit within {PEER_LOSS_TIMEOUT_S} s of losing a worker")
+    assert chief.returncode != 0 and not out.exists()
+    assert "Traceback" not in err and "trainer: error:" in err, err[-2000:]
+
+    ports[:] = [_free_port(), _free_port()]
+    procs = [start(0), start(1)]
+    outputs = [p.communicate(timeout=900) for p in procs]
+    for p, (_, err) in zip(procs, outputs, strict=True):
+        assert p.returncode == 0, err[-3000:]
+    first, second = (json.loads(o) for o, _ in outputs)
+    assert first["resumed_from"] and first["epochs_run"] == second["epochs_run"] == 6
+    assert first["model_weights_sha256"] == second["model_weights_sha256"]
+    history = (out / "history.csv").read_text().splitlines()[1:]
+    assert [int(line.split(",")[1]) for line in history] == [1, 2, 3, 4, 5, 6]
+    assert not list(tmp_path.glob(".run.partial-*")) and (out / "model.keras").is_file()
+
+
 @pytest.mark.slow
 @pytest.mark.long
 def test_streamed_run_matches_in_memory(tmp_path: Path) -> None:

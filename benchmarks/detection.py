@@ -70,8 +70,8 @@ def pipeline_rows(cfg: Any) -> list[tuple[str, dict[str, Any]]]:
             (f"default: {AFTER.removeprefix('default: ')}, detect every "
              f"{defaults.detect_every}, classify every {defaults.classify_every}",
              {"classify_every": defaults.classify_every, "detect_every": defaults.detect_every}),
-            (f"shipped yunet tflite, calibrated, detect every 2, classify every {every}",
-             {"classify_every": every, "detect_every": 2}),
+            (f"shipped yunet tflite, calibrated, detect every frame, classify every {every}",
+             {"classify_every": every, "detect_every": 1}),
             (EVERY_FRAME, {})]
 
 

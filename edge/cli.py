@@ -193,10 +193,10 @@ def run(
         metavar="N", help="Video and camera: a face that stays in place keeps its class "
         "probabilities for N-1 frames before it is classified again (1 = every frame) "
         "[default: 3].", show_default=False)] = DEFAULTS.classify_every,
-    detect_every: Annotated[int, typer.Option(
+    detect_every: Annotated[int | None, typer.Option(
         metavar="N", help="Video and camera: run the detector on every Nth frame only; the "
-        "frames between keep its faces (faster; a new face shows up to N-1 frames late).")
-    ] = DEFAULTS.detect_every,
+        "frames between keep its faces (faster; a new face shows up to N-1 frames late; 1 = "
+        "every frame) [default: 2].", show_default=False)] = DEFAULTS.detect_every,
     reconnect_attempts: Annotated[int, typer.Option(
         help="Reopen attempts (with backoff) when a camera or stream is lost.")
     ] = DEFAULTS.reconnect_attempts,

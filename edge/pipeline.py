@@ -15,7 +15,8 @@ Frames of one video are related: with `process(rgb, video=True)` a face that ove
 a face of the previous frame keeps that face's class probabilities for up to `classify_every` - 1
 frames before it is classified again (`FaceResult.reused`), so the classifier runs on a third of
 the faces at the default of 3. With `detect_every` N > 1 the detector runs on every Nth video frame
-and the frames between reuse its boxes (a new face shows up to N-1 frames late; off by default).
+and the frames between reuse its boxes (a new face shows up to N-1 frames late; default 2, which
+keeps a 640x480 video above 60 FPS on a slow 2-core x86; 1 detects every frame).
 Photos (`video=False`, the default) are always detected and classified afresh.
 """
 
@@ -36,6 +37,8 @@ from edge.imageops import FACE_MARGIN, crop_face
 
 #: Video frames between two classifications of the same face (`--classify-every`).
 DEFAULT_CLASSIFY_EVERY = 3
+#: Video frames between two runs of the detector (`--detect-every`).
+DEFAULT_DETECT_EVERY = 2
 #: Overlap with a face of the previous frame above which a face is taken as the same one.
 REUSE_IOU = 0.5
 
@@ -59,7 +62,7 @@ class PipelineOptions:
     #: Video: classify a face that was already seen at most every this many frames (1: always).
     classify_every: int = DEFAULT_CLASSIFY_EVERY
     #: Video: run the detector on every this many frames; the frames between keep its faces.
-    detect_every: int = 1
+    detect_every: int = DEFAULT_DETECT_EVERY
 
 
 @dataclass(frozen=True)
@@ -113,7 +116,7 @@ class Pipeline:
     @classmethod
     def from_parts(cls, detector: Detector, classifier: MaskClassifier,
                    options: PipelineOptions | None = None) -> Pipeline:
-        """A pipeline of ready parts (the options then only set margin and face limit)."""
+        """A pipeline of ready parts (the options then set margin, face limit and video reuse)."""
         return cls(options, detector=detector, classifier=classifier)
 
     @property

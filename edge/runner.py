@@ -109,7 +109,7 @@ class RunOptions:
     blur_faces: bool = False
     detect_ahead: bool = False
     classify_every: int | None = None  # None: edge.pipeline.DEFAULT_CLASSIFY_EVERY
-    detect_every: int = 1
+    detect_every: int | None = None  # None: edge.pipeline.DEFAULT_DETECT_EVERY
     reconnect_attempts: int = 10
     json_summary: bool = False
     quiet: bool = False
@@ -253,12 +253,13 @@ class Runner:
         from edge.pipeline import Pipeline, PipelineOptions
 
         o = self.options
-        every = {} if o.classify_every is None else {"classify_every": o.classify_every}
+        every = {name: value for name, value in (("classify_every", o.classify_every),
+                                                 ("detect_every", o.detect_every))
+                 if value is not None}
         return Pipeline(PipelineOptions(
             model=o.model, detector=o.detector, detector_model=o.detector_model,
             detector_threshold=o.detector_threshold, detect_width=o.detect_width,
-            threads=o.threads, runtime=o.runtime, calibrate_boxes=o.calibrate_boxes,
-            detect_every=o.detect_every, **every))
+            threads=o.threads, runtime=o.runtime, calibrate_boxes=o.calibrate_boxes, **every))
 
     def choose_alert_labels(self, labels: tuple[str, ...]) -> tuple[str, ...]:
         """--alert-label, else the model's unmasked labels; checked against the model."""

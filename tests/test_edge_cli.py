@@ -55,6 +55,7 @@ def test_video_of_voc_photos_end_to_end(voc_video: Path, tmp_path: Path) -> None
     events, annotated = tmp_path / "events.jsonl", tmp_path / "annotated.mp4"
     result = CliRunner().invoke(app, [
         "run", "--source", str(voc_video), "--detector-model", YUNET, "--detect-width", "640",
+        "--detect-every", "1",  # each frame is another photo: no frame may keep the last boxes
         "--save", str(annotated), "--json", str(events), "--json-summary", "--quiet"])
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout.strip().splitlines()[-1])

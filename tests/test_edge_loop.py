@@ -57,7 +57,9 @@ class VgaCamera(FastCamera):
 
 
 def slow_pipeline(delay: float) -> Pipeline:
-    return Pipeline.from_parts(SlowDetector(delay), FixedClassifier())  # type: ignore[arg-type]
+    """A pipeline whose detector takes `delay` s on every frame (not every other, the default)."""
+    return Pipeline.from_parts(SlowDetector(delay), FixedClassifier(),  # type: ignore[arg-type]
+                               PipelineOptions(detect_every=1))
 
 
 def test_slow_model_drops_frames_and_memory_stays_flat() -> None:

@@ -114,6 +114,19 @@ def test_detect_every_n_video_frames_keeps_the_faces_between(pipeline: Pipeline)
     assert video.process(blank).faces == ()
 
 
+def test_edge_run_help_states_the_pipeline_video_defaults() -> None:
+    """`edge run --help` names the defaults without importing the pipeline: they must agree."""
+    import typer
+
+    from edge.cli import app
+    from edge.pipeline import DEFAULT_CLASSIFY_EVERY, DEFAULT_DETECT_EVERY
+
+    params = {p.name: p for p in typer.main.get_command(app).commands["run"].params}
+    assert f"[default: {DEFAULT_CLASSIFY_EVERY}]" in params["classify_every"].help
+    assert f"[default: {DEFAULT_DETECT_EVERY}]" in params["detect_every"].help
+    assert PipelineOptions().detect_every == DEFAULT_DETECT_EVERY
+
+
 @needs_model
 def test_whole_frame_mode_classifies_the_frame_as_one_face() -> None:
     kiosk = Pipeline(PipelineOptions(model=MODEL, detector="none"))

@@ -211,9 +211,8 @@ def render_training(r: dict[str, Any], ctx: dict[str, Any]) -> list[str]:
     cached, ref = r.get("cached", {}), r.get("reference", {})
     lines = [f"Same data ({r.get('data', '?')}), split (seed {r.get('seed', '?')}), input size "
              f"{r.get('input_size', '?')} px and head. Cached path: `trainer.fit` defaults "
-             "(backbone features computed once; the head trains on the clean features first, "
-             "then goes on with the augmented view added: its epochs are numbered across both "
-             "stages). Reference recipe: "
+             "(backbone features computed once; the head trains on the clean ones first, then "
+             "with the augmented view added: epochs count both stages). Reference recipe: "
              "`feature_cache=False`, augmented images through the frozen base every epoch. Both "
              "clocks run from the start (decoding, backbone conversion and feature extraction "
              "included) to the end of the first epoch whose test accuracy reaches the level; "

@@ -15,10 +15,17 @@ from typing import Annotated, Any
 
 import typer
 
-from edge.console import fail, native_stderr_silenced, quiet_tensorflow_logs, task, user_errors
+from edge.console import (
+    EXIT_FAILED,
+    fail,
+    native_stderr_silenced,
+    quiet_tensorflow_logs,
+    task,
+    user_errors,
+)
 from edge.contract import ContractError
 from trainer.config import FitConfig
-from trainer.errors import ModelFileError, UserError, WeightsError
+from trainer.errors import ClusterError, ModelFileError, UserError, WeightsError
 
 quiet_tensorflow_logs()
 
@@ -136,7 +143,10 @@ def fit(
                 raise fail(PROG, "DATA and --out are required (or --resume RUN_DIR)")
             config = _fit_config(given)
             preflight(config)  # bad data / options / paths: one line, before TensorFlow loads
-        result = _run_fit(config, quiet)
+        try:
+            result = _run_fit(config, quiet)
+        except ClusterError as exc:  # not a usage error: restarting the workers resumes it
+            raise fail(PROG, str(exc), EXIT_FAILED) from None
     _print_fit(result, json_out)
 
 

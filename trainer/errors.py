@@ -18,3 +18,11 @@ class WeightsError(ValueError):
 
 class ModelFileError(ValueError):
     """A model path is missing, unreadable, truncated, or not a maskedge Keras model."""
+
+
+class ClusterError(RuntimeError):
+    """A worker of a multi-worker cluster stopped mid-run; the others cannot go on without it.
+
+    Not the user's mistake (exit 1, not 2): every worker is restarted with the same command and
+    the run resumes from its last finished epoch (`--resume`).
+    """

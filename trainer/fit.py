@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import platform
+import re
 import shutil
 import tempfile
 import time
@@ -41,7 +42,7 @@ from trainer.config import FitConfig, preflight
 from trainer.datasets import Dataset, Sample, require_two_classes
 from trainer.dedup import group_samples
 from trainer.distribute import Cluster, batch_and_rate, make_strategy
-from trainer.errors import UserError
+from trainer.errors import ClusterError, UserError
 from trainer.features import (
     FeatureCache,
     FeatureExtractor,
@@ -348,9 +349,24 @@ def fit(config: FitConfig, progress: bool = True,
     built.weight_fp = weights_fingerprint(config.weights, config.seed)
     try:
         return _fit_with(config, dataset, built, callbacks, device, start, show)
+    except tf.errors.UnavailableError as exc:
+        if cluster.strategy != "multi-worker":
+            raise
+        raise ClusterError(lost_worker_message(str(exc), config.out)) from None
     finally:
         if config.mixed_precision:
             keras.mixed_precision.set_global_policy("float32")
+
+
+def lost_worker_message(error: str, out: Path | None) -> str:
+    """One line for a collective op aborted because a peer stopped (TensorFlow's own text names
+    the unhealthy tasks on the lines after its first)."""
+    tasks = sorted({line.strip() for line in error.splitlines()
+                    if line.strip().startswith("/job:")})
+    first = re.sub(r"\{\{.*?\}\}|\[Op:.*", "", (error.strip().splitlines() or [""])[0]).strip()
+    who = ", ".join(tasks) if tasks else f"TensorFlow: {first[:160] or 'UnavailableError'}"
+    return (f"lost a worker of the cluster ({who}); restart every worker with the same command "
+            f"and --resume {out} to go on from the last finished epoch")
 
 
 def source_weights(entries: list[str], manifest: SplitManifest) -> np.ndarray | None:
@@ -443,9 +459,11 @@ def _fit_with(config: FitConfig, dataset: Dataset, built: Built,
                 show)
     try:
         return _train_and_write(run)
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
+    except BaseException as exc:
+        if not (isinstance(exc, tf.errors.UnavailableError) and run.cluster.is_chief
+                and run.cluster.strategy == "multi-worker"):
+            shutil.rmtree(work, ignore_errors=True)
+        raise  # a lost worker keeps the chief's checkpoints: restarted, the cluster resumes
 
 
 def _imbalance(config: FitConfig, labels: tuple[str, ...], y_train: np.ndarray,
@@ -461,6 +479,10 @@ def _train_and_write(run: FitRun) -> FitResult:
     """Inputs of the run, phase 1, the fine-tune, evaluation, model files, reports, publish."""
     _write_inputs(run)
     t_train = time.perf_counter()
+    if run.stream is not None and run.config.feature_cache:  # outside the strategy's scope
+        cache = FeatureCache(run.config.cache_dir or default_cache_dir())
+        keras.utils.set_random_seed(run.config.seed)
+        fit_stream.extract_sharded(run, _extractor_factory(run, cache, _backbone_engine()))
     with run.strategy.scope() if run.strategy is not None else contextlib.nullcontext():
         _phase1(run)
         _fine_tune(run)
@@ -735,11 +757,16 @@ def _scale_run(run: FitRun, built: Built, samples: list[Sample] | None) -> None:
 
 def _work_dir(config: FitConfig, out: Path, cluster: Cluster) -> Path:
     """Where the run is assembled: the killed run's folder (--resume), a hidden folder beside
-    `out` (the chief), or a private temporary folder (other workers: they write no run)."""
-    if not cluster.is_chief:  # the same folder when restarted: its checkpoints resume it
-        key = hashlib.sha256(str(out.resolve()).encode()).hexdigest()[:12]
-        work = Path(tempfile.gettempdir()) / f"maskedge-worker{cluster.worker_index}-{key}"
-        work.mkdir(parents=True, exist_ok=True)
+    `out` (the chief), or a private temporary folder (other workers: they write no run).
+
+    The replicas hold the same weights, so a resumed worker starts from a copy of the chief's
+    checkpoints (its partial folder beside `out`, on storage every worker sees): every worker
+    then goes on from the same epoch, whenever each was stopped.
+    """
+    if not cluster.is_chief:
+        work = Path(tempfile.mkdtemp(prefix=f"maskedge-worker{cluster.worker_index}-"))
+        if config.resume is not None and (Path(config.resume) / "resume").is_dir():
+            shutil.copytree(Path(config.resume) / "resume", work / "resume", dirs_exist_ok=True)
         return work
     if config.resume is not None:
         return Path(config.resume)
@@ -754,9 +781,8 @@ def _phase1(run: FitRun) -> None:
     elif run.stream is None:
         _phase1_cached(run)
     else:
-        cache = FeatureCache(run.config.cache_dir or default_cache_dir())
         keras.utils.set_random_seed(run.config.seed)
-        fit_stream.phase1_sharded(run, _extractor_factory(run, cache, _backbone_engine()))
+        fit_stream.phase1_sharded(run)
         run.phase1["backbone_engine"] = _backbone_engine()
 
 

@@ -58,17 +58,27 @@ def _steps(run: FitRun, rows: int) -> int | None:
     return max(1, math.ceil(rows / run.distribution["global_batch_size"]))
 
 
-def phase1_sharded(run: FitRun, extractor: Any) -> None:
-    """Phase 1 on feature shards: extract this worker's missing shards, train the head on them."""
-    c = run.config
-    cache = FeatureCache(c.cache_dir or default_cache_dir())
+def extract_sharded(run: FitRun, extractor: Any) -> None:
+    """This worker's missing feature shards (`run.shards`; counts and time in `run.phase1`).
+
+    Called outside the strategy's scope: the augmentation layers create variables, and under a
+    multi-worker strategy a variable is a collective every worker must join -- but workers miss
+    different shards (a worker killed mid-extraction, a cache lost with its machine).
+    """
+    cache = FeatureCache(run.config.cache_dir or default_cache_dir())
     job = shard_job(run, cache)
     t0 = time.perf_counter()
     mine_rows = sum(len(run.stream.shard_rows(s)) for s in job.mine)
     with console.task("backbone features (shards)", mine_rows, run.show) as advance:
         stats = extract_shards(run.stream, job, extractor, advance)
-    feature_seconds = time.perf_counter() - t0
     run.shards = job
+    run.phase1 = {**stats, "feature_seconds": round(time.perf_counter() - t0, 2)}
+
+
+def phase1_sharded(run: FitRun) -> None:
+    """Phase 1 on feature shards (`extract_sharded` first): the head, under the run's strategy."""
+    c, job = run.config, run.shards
+    cache = FeatureCache(c.cache_dir or default_cache_dir())
     y_t = targets(run.contract, run.y)
     weights = per_row_weights(run.weights, run.y)
     train = feature_parts(run.stream, job, job.train_mask, y_t, weights, with_views=True)
@@ -86,9 +96,8 @@ def phase1_sharded(run: FitRun, extractor: Any) -> None:
         validation_steps=_steps(run, n_val)), steps_per_execution=HEAD_STEPS_PER_EXECUTION)
     head_s = time.perf_counter() - t1
     epochs = sum(1 for r in run.history if r["phase"] == "head")
-    run.phase1 = {"path": "cached-features (sharded, streamed)",
-                  "feature_seconds": round(feature_seconds, 2),
-                  "head_train_seconds": round(head_s, 2), **stats,
+    run.phase1 = {"path": "cached-features (sharded, streamed)", **run.phase1,
+                  "head_train_seconds": round(head_s, 2),
                   "feature_cache_dir": str(cache.directory), "head_train_samples": n_train,
                   "worker_train_rows": train.rows, "shards": run.stream.shards,
                   "shards_of_this_worker": len(job.mine),

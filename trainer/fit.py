@@ -350,12 +350,17 @@ def fit(config: FitConfig, progress: bool = True,
     try:
         return _fit_with(config, dataset, built, callbacks, device, start, show)
     except tf.errors.UnavailableError as exc:
-        if cluster.strategy != "multi-worker":
+        if not lost_worker(exc, cluster):
             raise
         raise ClusterError(lost_worker_message(str(exc), config.out)) from None
     finally:
         if config.mixed_precision:
             keras.mixed_precision.set_global_policy("float32")
+
+
+def lost_worker(exc: BaseException, cluster: Cluster) -> bool:
+    """A collective op of a multi-worker run aborted because a peer stopped (heartbeats)."""
+    return isinstance(exc, tf.errors.UnavailableError) and cluster.strategy == "multi-worker"
 
 
 def lost_worker_message(error: str, out: Path | None) -> str:
@@ -460,8 +465,7 @@ def _fit_with(config: FitConfig, dataset: Dataset, built: Built,
     try:
         return _train_and_write(run)
     except BaseException as exc:
-        if not (isinstance(exc, tf.errors.UnavailableError) and run.cluster.is_chief
-                and run.cluster.strategy == "multi-worker"):
+        if not (lost_worker(exc, run.cluster) and run.cluster.is_chief):
             shutil.rmtree(work, ignore_errors=True)
         raise  # a lost worker keeps the chief's checkpoints: restarted, the cluster resumes
 

@@ -537,12 +537,21 @@ def _threeclass_cells(measured: dict[str, Any]) -> list[str]:
     return cells
 
 
+def _rerun(r: dict[str, Any]) -> str:
+    """'; rows x, y re-run ...' when `--only` added rows to an earlier results file."""
+    rerun = r.get("rerun")
+    if not rerun:
+        return ""
+    names = ", ".join(f"`{n}`" for n in rerun.get("rows", []))
+    return f"; {names} run {rerun.get('started', '?')} with `--only`"
+
+
 def render_threeclass(r: dict[str, Any]) -> list[str]:
     """RESULTS.md's 3-class section from `threeclass.json` (`python -m benchmarks.threeclass`)."""
     lines = ["## 3-class: incorrectly worn masks (ablation and the shipped model)", "",
              f"From `{r.get('command', 'python -m benchmarks.threeclass')}` (started "
-             f"{r.get('started', '?')}). Every row trains with both held-out photo lists "
-             "excluded and is measured (Keras) on the faces >= 16 px of the held-out ilc-dev "
+             f"{r.get('started', '?')}{_rerun(r)}). Every row trains with both held-out photo "
+             "lists excluded and is measured (Keras) on the faces >= 16 px of the held-out ilc-dev "
              f"photos ({fmt(r.get('holdout', {}).get('ilc-dev held-out'))} faces) and of "
              f"face-mask-voc's test photos ({fmt(r.get('holdout', {}).get('face-mask-voc test'))}"
              " faces). F1 = mask_weared_incorrect F1; each row changes one thing against its "

@@ -41,7 +41,7 @@ WEAK = "mask_weared_incorrect"
 CALIBRATION_SAMPLES = 1000
 SHIP_TRIES = 3
 SOURCES = {"voc": "datasets/face-mask-voc", "ilc": "datasets/face-mask-ilc-dev",
-           "mfn": "datasets/maskedfacenet-3c"}
+           "mfn": "datasets/maskedfacenet-3c", "2c": "datasets/face-mask-2c"}
 WEIGHTS = "weights/mobilenet_v2_1.0_no_top.weights.h5"
 
 
@@ -94,6 +94,8 @@ ROWS = (
     Row("more-train+fine-tune-all", "fine-tune the whole backbone (BatchNorm frozen), Adam 1e-5, "
         "up to 10 epochs", "long-head+more-train", ("voc", "ilc"),
         {"input_size": 160, **LONG, **MORE_TRAIN, **FINE_TUNE_ALL}),
+    Row("more-train+2c", "+ face-mask-2c (4,094 close-up with/without photos, 2 classes)",
+        "long-head+more-train", ("voc", "ilc", "2c"), {"input_size": 160, **LONG, **MORE_TRAIN}),
     Row("more-train+fine-tune-top60", "fine-tune the top 60 layers instead",
         "more-train+fine-tune-all", ("voc", "ilc"),
         {"input_size": 160, **LONG, **MORE_TRAIN, **FINE_TUNE_ALL, "fine_tune_layers": 60}),
@@ -283,8 +285,11 @@ def main(argv: list[str] | None = None) -> int:
     for row in rows:
         results.append(run_row(row, shared, work, sets, cache, args.reuse))
         print(_line(results[-1]), flush=True)
-    results = _merged(out / "threeclass.json", results) if args.only else results
-    report = {"started": started, "quick": args.quick, "rows": results,
+    earlier = _earlier(out / "threeclass.json") if args.only else {}
+    results = _merged(earlier, results) if args.only else results
+    rerun = {"rerun": {"started": started, "rows": [r["name"] for r in rows]}} if earlier else {}
+    report = {"started": earlier.get("started", started), **rerun, "quick": args.quick,
+              "rows": results,
               "best": max(results, key=score)["name"], "shipped": None,
               "holdout": {name: len(s) for name, (_, s) in sets.items()},
               "command": "python -m benchmarks.threeclass" + (" --quick" if args.quick else "")}
@@ -309,6 +314,8 @@ LICENCES = {
            "development and evaluation use only",
     "mfn": "maskedfacenet-3c: MaskedFace-Net (Cabani et al.) on FFHQ faces, **CC BY-NC-SA 4.0, "
            "non-commercial**; this model inherits that licence",
+    "2c": "face-mask-2c: chandrikadeb7's Face-Mask-Detection images (MIT repository; Bing, "
+          "Kaggle and RMFD)",
 }
 
 
@@ -375,11 +382,16 @@ def ship_row(name: str, force: bool, out: Path, shared: Path) -> int:
     return 0
 
 
-def _merged(path: Path, results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _earlier(path: Path) -> dict[str, Any]:
+    """The results file an --only run adds its rows to ({} when there is none)."""
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _merged(earlier: dict[str, Any], results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """With --only: the earlier results file's rows, the re-run ones replaced, in ROWS order."""
-    if not path.is_file():
+    if not earlier:
         return results
-    rows = {r["name"]: r for r in json.loads(path.read_text()).get("rows", [])}
+    rows = {r["name"]: r for r in earlier.get("rows", [])}
     rows.update({r["name"]: r for r in results})
     order = [r.name for r in ROWS]
     return sorted(rows.values(), key=lambda r: order.index(r["name"])

@@ -186,6 +186,22 @@ def test_threeclass_section_renders_from_its_json() -> None:
     text = "\n".join(render_threeclass(report))
     assert "| `voc` | baseline |" in text and "90.0%" in text and "0.67" in text
     assert "--exclude-list benchmarks/holdout/face-mask-ilc-dev-test.txt" in text
+    assert "with `--only`" not in text
+    rerun = {**report, "started": "T0", "rerun": {"started": "T1", "rows": ["voc"]}}
+    assert "(started T0; `voc` run T1 with `--only`)" in "\n".join(render_threeclass(rerun))
+
+
+def test_threeclass_only_keeps_the_earlier_rows_and_start(tmp_path: Path) -> None:
+    from benchmarks.threeclass import _earlier, _merged
+
+    path = tmp_path / "threeclass.json"
+    assert _earlier(path) == {}
+    path.write_text(json.dumps({"started": "T0", "rows": [{"name": "voc", "v": 1},
+                                                          {"name": "voc+ilc", "v": 1}]}))
+    earlier = _earlier(path)
+    merged = _merged(earlier, [{"name": "voc+ilc", "v": 2}, {"name": "new-row", "v": 2}])
+    assert [(r["name"], r["v"]) for r in merged] == [("voc", 1), ("voc+ilc", 2), ("new-row", 2)]
+    assert earlier["started"] == "T0"
 
 
 @pytest.mark.slow

@@ -538,7 +538,7 @@ def _threeclass_cells(measured: dict[str, Any]) -> list[str]:
 
 
 def _rerun(r: dict[str, Any]) -> str:
-    """'; rows x, y re-run ...' when `--only` added rows to an earlier results file."""
+    """'; `x`, `y` run DATE with `--only`' when `--only` added rows to an earlier results file."""
     rerun = r.get("rerun")
     if not rerun:
         return ""

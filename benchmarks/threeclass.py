@@ -286,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
         results.append(run_row(row, shared, work, sets, cache, args.reuse))
         print(_line(results[-1]), flush=True)
     earlier = _earlier(out / "threeclass.json") if args.only else {}
-    results = _merged(earlier, results) if args.only else results
+    results = _merged(earlier, results)
     rerun = {"rerun": {"started": started, "rows": [r["name"] for r in rows]}} if earlier else {}
     report = {"started": earlier.get("started", started), **rerun, "quick": args.quick,
               "rows": results,

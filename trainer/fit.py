@@ -189,6 +189,11 @@ class FitRun:
         return self.manifest.labels
 
     @property
+    def cache(self) -> FeatureCache:
+        """The run's feature cache: `--cache-dir`, else the default folder."""
+        return FeatureCache(self.config.cache_dir or default_cache_dir())
+
+    @property
     def contract(self) -> ModelContract:
         return ModelContract.for_labels(self.labels, self.config.input_size)
 
@@ -243,7 +248,7 @@ def _phase1_cached(run: FitRun) -> None:
     accuracy is not held up by the augmented passes. With no views there is one stage ("head").
     """
     c = run.config
-    cache = FeatureCache(c.cache_dir or default_cache_dir())
+    cache = run.cache
     base = {"data": run.fingerprint, "weights": run.weight_fp, "size": c.input_size,
             "alpha": c.alpha}
     t0 = time.perf_counter()
@@ -484,9 +489,8 @@ def _train_and_write(run: FitRun) -> FitResult:
     _write_inputs(run)
     t_train = time.perf_counter()
     if run.stream is not None and run.config.feature_cache:  # outside the strategy's scope
-        cache = FeatureCache(run.config.cache_dir or default_cache_dir())
         keras.utils.set_random_seed(run.config.seed)
-        fit_stream.extract_sharded(run, _extractor_factory(run, cache, _backbone_engine()))
+        fit_stream.extract_sharded(run, _extractor_factory(run, run.cache, _backbone_engine()))
     with run.strategy.scope() if run.strategy is not None else contextlib.nullcontext():
         _phase1(run)
         _fine_tune(run)
@@ -808,8 +812,7 @@ def _detach(run: FitRun) -> None:
 
 def _evaluate_stream(run: FitRun) -> Evaluation:
     """Test and validation outputs computed shard by shard (see `fit_stream.split_outputs`)."""
-    cache = FeatureCache(run.config.cache_dir or default_cache_dir())
-    extractor = _extractor_factory(run, cache, _backbone_engine())
+    extractor = _extractor_factory(run, run.cache, _backbone_engine())
     test_idx, val_idx = run.index("test"), run.index("val")
     test_out = fit_stream.split_outputs(run, test_idx, extractor)
     val_out = fit_stream.split_outputs(run, val_idx, extractor)

@@ -65,7 +65,7 @@ def extract_sharded(run: FitRun, extractor: Any) -> None:
     multi-worker strategy a variable is a collective every worker must join -- but workers miss
     different shards (a worker killed mid-extraction, a cache lost with its machine).
     """
-    cache = FeatureCache(run.config.cache_dir or default_cache_dir())
+    cache = run.cache
     job = shard_job(run, cache)
     t0 = time.perf_counter()
     mine_rows = sum(len(run.stream.shard_rows(s)) for s in job.mine)
@@ -78,7 +78,7 @@ def extract_sharded(run: FitRun, extractor: Any) -> None:
 def phase1_sharded(run: FitRun) -> None:
     """Phase 1 on feature shards (`extract_sharded` first): the head, under the run's strategy."""
     c, job = run.config, run.shards
-    cache = FeatureCache(c.cache_dir or default_cache_dir())
+    cache = run.cache
     y_t = targets(run.contract, run.y)
     weights = per_row_weights(run.weights, run.y)
     train = feature_parts(run.stream, job, job.train_mask, y_t, weights, with_views=True)

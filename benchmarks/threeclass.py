@@ -287,12 +287,13 @@ def main(argv: list[str] | None = None) -> int:
         print(_line(results[-1]), flush=True)
     earlier = _earlier(out / "threeclass.json") if args.only else {}
     results = _merged(earlier, results)
-    rerun = {"rerun": {"started": started, "rows": [r["name"] for r in rows]}} if earlier else {}
+    rerun = {"rerun": {"started": started, "rows": [r.name for r in rows]}} if earlier else {}
     report = {"started": earlier.get("started", started), **rerun, "quick": args.quick,
-              "rows": results,
-              "best": max(results, key=score)["name"], "shipped": None,
+              "rows": results, "best": max(results, key=score)["name"], "shipped": None,
               "holdout": {name: len(s) for name, (_, s) in sets.items()},
               "command": "python -m benchmarks.threeclass" + (" --quick" if args.quick else "")}
+    if args.no_ship:  # models/ is untouched, so the earlier record of what shipped stays true
+        report.update({k: earlier[k] for k in ("shipped", "not_shipped") if k in earlier})
     out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out / "threeclass.json", json.dumps(report, indent=1) + "\n")
     if not args.no_ship:
@@ -300,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
             results, work / "face_mask_3c_int8.tflite" if args.quick else SHIPPED, sets, cache)
         write_text_atomic(out / "threeclass.json", json.dumps(report, indent=1) + "\n")
     shipped = report["shipped"]
-    if shipped and not args.quick:
+    if shipped and not args.quick and not args.no_ship:
         write_text_atomic(CARD, model_card(report))
     print(f"best: {report['best']}; shipped: {shipped and shipped['row']}; results in "
           f"{out / 'threeclass.json'}")

@@ -217,3 +217,13 @@ def test_threeclass_quick_run(tmp_path: Path) -> None:
     assert [r["name"] for r in report["rows"]] == ["voc", "voc+ilc"]
     assert all(set(r["keras"]) == {"ilc-dev held-out", "face-mask-voc test"}
                for r in report["rows"])
+    # an --only --no-ship run adds its rows and keeps the earlier record of what shipped
+    shipped = {"row": "voc", "model": "models/x.tflite"}
+    (tmp_path / "threeclass.json").write_text(json.dumps({**report, "shipped": shipped}))
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.threeclass", "--quick", "--only",
+                           "voc", "--reuse", "--no-ship", "--out", str(tmp_path)],
+                          capture_output=True, text=True, cwd=ROOT, check=False, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    again = json.loads((tmp_path / "threeclass.json").read_text())
+    assert again["shipped"] == shipped and again["rerun"]["rows"] == ["voc"]
+    assert [r["name"] for r in again["rows"]] == ["voc", "voc+ilc"]

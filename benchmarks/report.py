@@ -564,8 +564,10 @@ def render_threeclass(r: dict[str, Any]) -> list[str]:
     shipped = r.get("shipped")
     if not shipped:
         return lines
+    speed = (f", {fmt(shipped['ms_per_face'], 1)} ms per face with LiteRT, batch of 1"
+             if shipped.get("ms_per_face") is not None else "")
     lines += ["", f"Shipped: row `{shipped['row']}` as `{shipped['model']}` "
-              f"({fmt(shipped['size_bytes'] / 1e6)} MB), int8 vs Keras:", ""]
+              f"({fmt(shipped['size_bytes'] / 1e6)} MB{speed}), int8 vs Keras:", ""]
     head = ["model", "set", "accuracy", *(f"{c} P / R / F1" for c in
                                          ("with_mask", "without_mask", THREECLASS_WEAK))]
     body = []

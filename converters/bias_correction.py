@@ -14,6 +14,7 @@ whose weights are exactly the ones the quantizer will round: batch norm already 
 
 from __future__ import annotations
 
+import copy
 from collections import Counter
 from dataclasses import dataclass
 
@@ -96,6 +97,16 @@ def _input_means(calibrated: bytes, tensor_ids: set[int],
     return {index: total / len(images) for index, total in sums.items()}
 
 
+def _own_copy(graph: object, index: int, users: Counter) -> int:
+    """Index of a new copy of tensor `index` (same buffer for now; `users` counts it)."""
+    tensor = copy.deepcopy(graph.tensors[index])
+    suffix = f"/use{len(graph.tensors)}"
+    tensor.name = tensor.name + (suffix.encode() if isinstance(tensor.name, bytes) else suffix)
+    graph.tensors.append(tensor)
+    users[tensor.buffer] += 1
+    return len(graph.tensors) - 1
+
+
 def correct_biases(calibrated: bytes, images: np.ndarray,
                    max_images: int = STATS_IMAGES) -> tuple[bytes, CorrectionReport]:
     """The calibrated float model with every correctable layer's bias corrected (see above)."""
@@ -108,13 +119,19 @@ def correct_biases(calibrated: bytes, images: np.ndarray,
     stats_images = images[:max_images]
     means = _input_means(calibrated, {op.inputs[0] for _, op in layers}, stats_images)
     users = Counter(t.buffer for t in graph.tensors)
+    biases = {op.inputs[2]: np.frombuffer(bytes(model.buffers[graph.tensors[op.inputs[2]].buffer]
+                                                .data), np.float32) for _, op in layers}
+    corrected_tensors: set[int] = set()
     for kind, op in layers:
-        weights_t, bias_t = graph.tensors[op.inputs[1]], graph.tensors[op.inputs[2]]
+        weights_t = graph.tensors[op.inputs[1]]
         weights = np.frombuffer(bytes(model.buffers[weights_t.buffer].data),
                                 np.float32).reshape(weights_t.shape)
-        bias = np.frombuffer(bytes(model.buffers[bias_t.buffer].data), np.float32)
         shift = channel_shift(kind, weights.astype(np.float64), means[op.inputs[0]])
-        corrected = (bias.astype(np.float64) - shift).astype(np.float32)
+        corrected = (biases[op.inputs[2]].astype(np.float64) - shift).astype(np.float32)
+        if op.inputs[2] in corrected_tensors:  # a layer used twice (a shared backbone) sees
+            op.inputs[2] = _own_copy(graph, op.inputs[2], users)  # other inputs: own bias
+        corrected_tensors.add(op.inputs[2])
+        bias_t = graph.tensors[op.inputs[2]]
         if users[bias_t.buffer] > 1:  # identical constants may share a buffer: give it its own
             users[bias_t.buffer] -= 1
             model.buffers.append(schema.BufferT())

@@ -171,3 +171,51 @@ def test_private_tensorflow_apis_exist_in_the_pinned_version() -> None:
     for module in ("mlir_quantize", "_experimental_calibrate_only", "schema_py_generated",
                    "flatbuffer_utils"):
         assert module in used  # still used: keep the list honest both ways
+
+
+def test_bias_correction_gives_each_use_of_a_shared_layer_its_own_bias() -> None:
+    """A layer called twice (the `--nose-band` backbone) shares one bias tensor in the converted
+    model; each use sees other inputs, so each gets its own correction (not the sum of both)."""
+    import keras
+    import tensorflow as tf
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    from converters.bias_correction import _correctable, _input_means, correct_biases
+
+    rng = np.random.default_rng(2)
+    pixels = keras.Input((6, 6, 3))
+    shared = keras.layers.Conv2D(4, 3, name="shared")
+    smaller = keras.layers.AveragePooling2D(2)(keras.layers.ZeroPadding2D(2)(pixels))  # 5 x 5
+    twice = [shared(pixels), shared(smaller)]
+    model = keras.Model(pixels, keras.layers.Concatenate()([keras.layers.Flatten()(t)
+                                                            for t in twice]))
+    shared.set_weights([rng.normal(size=(3, 3, 3, 4)) * np.array([0.01, 1, 100, 5]),
+                        rng.normal(size=4)])
+    images = rng.uniform(0, 1, (16, 6, 6, 3)).astype(np.float32)
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = lambda: ([image[None]] for image in images)
+    converter._experimental_calibrate_only = True
+    calibrated = converter.convert()
+
+    def layers(data: bytes) -> tuple[object, list]:
+        graph_model = flatbuffer_utils.read_model_from_bytearray(bytearray(data))
+        return graph_model, _correctable(graph_model)
+
+    before, ops = layers(calibrated)
+    assert len(ops) == 2 and len({op.inputs[2] for _, op in ops}) == 1  # one shared bias
+    corrected, report = correct_biases(calibrated, images)
+    after, new_ops = layers(corrected)
+    assert report.layers == 2 and len({op.inputs[2] for _, op in new_ops}) == 2
+    means = _input_means(calibrated, {op.inputs[0] for _, op in ops}, images)
+
+    def const(graph_model: object, index: int) -> np.ndarray:
+        tensor = graph_model.subgraphs[0].tensors[index]
+        data = bytes(graph_model.buffers[tensor.buffer].data)
+        return np.frombuffer(data, np.float32).reshape(tensor.shape)
+
+    bias = const(before, ops[0][1].inputs[2]).astype(np.float64)
+    for (kind, op), (_, new_op) in zip(ops, new_ops, strict=True):
+        shift = channel_shift(kind, const(before, op.inputs[1]).astype(np.float64),
+                              means[op.inputs[0]])
+        assert np.allclose(const(after, new_op.inputs[2]), bias - shift, atol=1e-6)

@@ -226,3 +226,31 @@ def test_backbone_converts_fast_and_matches_keras(tmp_path: Path) -> None:
     run = BatchRunner(load_interpreter(path, threads=1, runtime="litert").interpreter)
     expected = clf.features.predict(images, verbose=0)
     assert np.abs(run(images) - expected).max() < 1e-3
+
+
+def test_nose_band_model_trains_converts_to_int8_and_runs_on_the_edge(tmp_path: Path) -> None:
+    """`--nose-band`: one input, the whole face at half size and the band at full size through
+    the same backbone; it saves, reloads in safe mode, converts to int8 and runs under LiteRT."""
+    from converters.cli import app as convert_app
+    from edge.classifier import ClassifierOptions, MaskClassifier
+    from trainer.model import band_rows_cols
+
+    assert band_rows_cols(320, 320) == ((96, 64), (48, 48))  # a 160 x 224 band of 320 px
+    result = fit(small_config(DATA_VOC, tmp_path / "run", tmp_path / "cache", input_size=128,
+                              nose_band=True, min_face=24, limit_per_class=20, epochs=2),
+                 progress=False)
+    assert result.contract.input_size == (128, 128)
+    assert "nose-and-mouth band" in (tmp_path / "run" / "report.txt").read_text()
+    for path in (result.model_h5, tmp_path / "run" / "model.keras"):
+        model, _ = load_keras_model(path)
+        assert model.get_layer("face_and_band").output.shape[-1] == 2 * 1280
+        assert model.get_layer("nose_band").output.shape[1:3] == (64, 90)
+    tflite = tmp_path / "band_int8.tflite"
+    out = CliRunner().invoke(convert_app, [str(result.model_h5), "-q", "int8", "--samples", "40",
+                                           "--out", str(tflite), "--no-progress", "--force"])
+    assert out.exit_code == 0, out.output
+    clf = MaskClassifier(ClassifierOptions(tflite))
+    assert clf.labels == result.contract.labels and clf.input_size == (128, 128)
+    images, _ = load_split(tmp_path / "run" / "split.json", "test", (128, 128))
+    keras_top = model.predict(images[:16].astype(np.float32), verbose=0).argmax(1)
+    assert (clf.predict(images[:16]).argmax(1) == keras_top).mean() >= 0.75

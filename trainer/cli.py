@@ -63,6 +63,11 @@ def fit(
     input_size: Annotated[int, typer.Option(help="Square input size in pixels.")
                           ] = DEFAULTS.input_size,
     alpha: Annotated[float, typer.Option(help="MobileNetV2 width multiplier.")] = DEFAULTS.alpha,
+    nose_band: Annotated[bool, typer.Option(
+        "--nose-band/--no-nose-band", help="Also read the nose-and-mouth band (rows 30-80 %, "
+        "columns 15-85 % of the face) at full --input-size, the whole face at half; about 2.5x "
+        "the classifier's time. For mask_weared_incorrect (benchmarks/RESULTS.md, 3-class).")
+    ] = DEFAULTS.nose_band,
     epochs: Annotated[int, typer.Option(help="Phase-1 epochs (at most; early stopping).")
                       ] = DEFAULTS.epochs,
     batch_size: Annotated[int, typer.Option(help="Batch size.")] = DEFAULTS.batch_size,

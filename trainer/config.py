@@ -33,6 +33,7 @@ class FitConfig:
     weights: str = "imagenet"
     input_size: int = 224
     alpha: float = 1.0
+    nose_band: bool = False  # also read the nose-and-mouth band at full size (trainer.model)
     epochs: int = 20
     batch_size: int = 32
     learning_rate: float = 1e-4
@@ -69,6 +70,8 @@ class FitConfig:
     def validate(self) -> None:
         checks = [
             (self.input_size >= 32, f"--input-size must be >= 32, got {self.input_size}"),
+            (not self.nose_band or self.input_size >= 64,
+             f"--nose-band needs --input-size >= 64, got {self.input_size}"),
             (self.alpha in ALPHAS, f"--alpha must be one of {ALPHAS}, got {self.alpha}"),
             (self.epochs >= 1, f"--epochs must be >= 1, got {self.epochs}"),
             (self.batch_size >= 1, f"--batch-size must be >= 1, got {self.batch_size}"),

@@ -57,9 +57,10 @@ def cache_key(**parts: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
-def backbone_key(weights_fp: str, input_size: int, alpha: float) -> str:
-    """Cache key of the converted backbone: it depends on the weights and shape, not the data."""
-    return cache_key(kind="backbone", weights=weights_fp, size=input_size, alpha=alpha)
+def backbone_key(parts: dict[str, Any]) -> str:
+    """Cache key of the converted backbone: it depends on the weights and shape, not the data
+    (`parts`: `FitRun.backbone_parts`)."""
+    return cache_key(kind="backbone", **parts)
 
 
 @contextlib.contextmanager

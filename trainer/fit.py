@@ -194,6 +194,13 @@ class FitRun:
         return FeatureCache(self.config.cache_dir or default_cache_dir())
 
     @property
+    def backbone_parts(self) -> dict[str, Any]:
+        """What the backbone's features depend on besides the data (in every feature cache key)."""
+        c = self.config
+        return {"weights": self.weight_fp, "size": c.input_size, "alpha": c.alpha,
+                **({"nose_band": True} if c.nose_band else {})}  # earlier keys stay valid
+
+    @property
     def contract(self) -> ModelContract:
         return ModelContract.for_labels(self.labels, self.config.input_size)
 
@@ -226,12 +233,10 @@ class FitRun:
 def _extractor_factory(run: FitRun, cache: FeatureCache,
                        engine: str) -> Callable[[], FeatureExtractor]:
     made: list[FeatureExtractor] = []
-    c = run.config
 
     def extractor() -> FeatureExtractor:  # built on the first cache miss only
         if not made:
-            tflite = cache.path(backbone_key(run.weight_fp, c.input_size, c.alpha),
-                                suffix=".tflite")
+            tflite = cache.path(backbone_key(run.backbone_parts), suffix=".tflite")
             made.append(FeatureExtractor((run.plain or run.clf).features, engine=engine,
                                          tflite_path=tflite))
         return made[0]
@@ -249,8 +254,7 @@ def _phase1_cached(run: FitRun) -> None:
     """
     c = run.config
     cache = run.cache
-    base = {"data": run.fingerprint, "weights": run.weight_fp, "size": c.input_size,
-            "alpha": c.alpha}
+    base = {"data": run.fingerprint, **run.backbone_parts}
     t0 = time.perf_counter()
     engine = _backbone_engine()
     extractor = _extractor_factory(run, cache, engine)
@@ -600,7 +604,8 @@ def _write_reports(run: FitRun, ev: Evaluation) -> None:
     details = [f"data: {_data_text(run.dataset)} ({run.dataset.format}), split: split.json "
                f"(seed {c.seed})",
                f"model: MobileNetV2 alpha {c.alpha}, {c.input_size}x{c.input_size}"
-               f", weights {c.weights}, phase 1 on {run.phase1['path']}"
+               + (" (whole face at half size + nose-and-mouth band)" if c.nose_band else "")
+               + f", weights {c.weights}, phase 1 on {run.phase1['path']}"
                + (f", fine-tuned top {c.fine_tune_layers} layers" if run.fine_tune else ""),
                f"train/val/test images: {len(run.index('train'))}/{len(run.index('val'))}/"
                f"{len(run.index('test'))}; skipped files: {len(info['skipped'])} (skipped.txt); "
@@ -742,12 +747,15 @@ def _build(contract: ModelContract, config: FitConfig, strategy: Any, cluster: C
     after training it takes the trained weights for evaluation and saving (a model of a
     multi-worker strategy must not run on the chief alone).
     """
+    def make() -> Classifier:
+        return build_classifier(contract, config.weights, config.alpha,
+                                nose_band=config.nose_band)
+
     if cluster.strategy == "one-device":
-        return Built(build_classifier(contract, config.weights, config.alpha), None, None,
-                     cluster, weight_fp)
+        return Built(make(), None, None, cluster, weight_fp)
     with strategy.scope():
-        clf = build_classifier(contract, config.weights, config.alpha)
-    plain = build_classifier(contract, config.weights, config.alpha)
+        clf = make()
+    plain = make()
     plain.model.set_weights(clf.model.get_weights())
     return Built(clf, plain, strategy, cluster, weight_fp)
 

@@ -37,8 +37,7 @@ if TYPE_CHECKING:
 def shard_job(run: FitRun, cache: FeatureCache) -> ShardJob:
     """Which shards hold clean features and views for this run, and which are this worker's."""
     c, stream = run.config, run.stream
-    base = {"data": run.fingerprint, "weights": run.weight_fp, "size": c.input_size,
-            "alpha": c.alpha, "chunk": stream.chunk}
+    base = {"data": run.fingerprint, **run.backbone_parts, "chunk": stream.chunk}
     root = (cache.directory or default_cache_dir()) / "shards"
     train_mask = run.split == "train"
     train_key = hashlib.sha256(np.nonzero(train_mask)[0].tobytes()).hexdigest()[:16]

@@ -538,12 +538,16 @@ def _threeclass_cells(measured: dict[str, Any]) -> list[str]:
 
 
 def _rerun(r: dict[str, Any]) -> str:
-    """'; `x`, `y` run DATE with `--only`' when `--only` added rows to an earlier results file."""
-    rerun = r.get("rerun")
-    if not rerun:
-        return ""
-    names = ", ".join(f"`{n}`" for n in rerun.get("rows", []))
-    return f"; {names} run {rerun.get('started', '?')} with `--only`"
+    """'; `x`, `y` run DATE, `z` run DATE2 with `--only`' for the rows `--only` runs added to
+    an earlier results file."""
+    runs = [", ".join(f"`{n}`" for n in run.get("rows", [])) + f" run {run.get('started', '?')}"
+            for run in reruns(r)]
+    return f"; {', '.join(runs)} with `--only`" if runs else ""
+
+
+def reruns(r: dict[str, Any]) -> list[dict[str, Any]]:
+    """The `--only` runs recorded in a results file (`reruns`; older files have one `rerun`)."""
+    return list(r.get("reruns") or ([r["rerun"]] if r.get("rerun") else []))
 
 
 def render_threeclass(r: dict[str, Any]) -> list[str]:

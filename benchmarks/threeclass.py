@@ -99,6 +99,8 @@ ROWS = (
     Row("more-train+nose-band", "+ the nose-and-mouth band at 320 px beside the whole face at "
         "160 px (`--nose-band`)", "long-head+more-train", ("voc", "ilc"),
         {"input_size": 320, "nose_band": True, **LONG, **MORE_TRAIN}),
+    Row("nose-band+views3", "3 augmented views", "more-train+nose-band", ("voc", "ilc"),
+        {"input_size": 320, "nose_band": True, **LONG, **MORE_TRAIN, "augment_views": 3}),
     Row("more-train+fine-tune-top60", "fine-tune the top 60 layers instead",
         "more-train+fine-tune-all", ("voc", "ilc"),
         {"input_size": 160, **LONG, **MORE_TRAIN, **FINE_TUNE_ALL, "fine_tune_layers": 60}),
@@ -313,8 +315,9 @@ def main(argv: list[str] | None = None) -> int:
         print(_line(results[-1]), flush=True)
     earlier = _earlier(out / "threeclass.json") if args.only else {}
     results = _merged(earlier, results)
-    rerun = {"rerun": {"started": started, "rows": [r.name for r in rows]}} if earlier else {}
-    report = {"started": earlier.get("started", started), **rerun, "quick": args.quick,
+    report = {"started": earlier.get("started", started),
+              **({"reruns": _reruns(earlier, started, [r.name for r in rows])} if earlier else {}),
+              "quick": args.quick,
               "rows": results, "best": max(results, key=score)["name"], "shipped": None,
               "holdout": {name: len(s) for name, (_, s) in sets.items()},
               "command": "python -m benchmarks.threeclass" + (" --quick" if args.quick else "")}
@@ -424,6 +427,14 @@ def ship_row(name: str, force: bool, out: Path, shared: Path) -> int:
 def _earlier(path: Path) -> dict[str, Any]:
     """The results file an --only run adds its rows to ({} when there is none)."""
     return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _reruns(earlier: dict[str, Any], started: str, names: list[str]) -> list[dict[str, Any]]:
+    """The earlier `--only` runs (each naming only rows not run again now) and this one."""
+    from benchmarks.report import reruns
+
+    kept = [{**run, "rows": [n for n in run["rows"] if n not in names]} for run in reruns(earlier)]
+    return [run for run in kept if run["rows"]] + [{"started": started, "rows": names}]
 
 
 def _merged(earlier: dict[str, Any], results: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -187,8 +187,12 @@ def test_threeclass_section_renders_from_its_json() -> None:
     assert "| `voc` | baseline |" in text and "90.0%" in text and "0.67" in text
     assert "--exclude-list benchmarks/holdout/face-mask-ilc-dev-test.txt" in text
     assert "with `--only`" not in text
-    rerun = {**report, "started": "T0", "rerun": {"started": "T1", "rows": ["voc"]}}
+    rerun = {**report, "started": "T0", "rerun": {"started": "T1", "rows": ["voc"]}}  # older file
     assert "(started T0; `voc` run T1 with `--only`)" in "\n".join(render_threeclass(rerun))
+    two = {**report, "started": "T0", "reruns": [{"started": "T1", "rows": ["a", "b"]},
+                                                 {"started": "T2", "rows": ["c"]}]}
+    assert "(started T0; `a`, `b` run T1, `c` run T2 with `--only`)" in "\n".join(
+        render_threeclass(two))
 
 
 def test_threeclass_only_keeps_the_earlier_rows_and_start(tmp_path: Path) -> None:
@@ -202,6 +206,11 @@ def test_threeclass_only_keeps_the_earlier_rows_and_start(tmp_path: Path) -> Non
     merged = _merged(earlier, [{"name": "voc+ilc", "v": 2}, {"name": "new-row", "v": 2}])
     assert [(r["name"], r["v"]) for r in merged] == [("voc", 1), ("voc+ilc", 2), ("new-row", 2)]
     assert earlier["started"] == "T0"
+    from benchmarks.threeclass import _reruns
+
+    earlier["reruns"] = [{"started": "T1", "rows": ["a", "b"]}, {"started": "T2", "rows": ["b"]}]
+    assert _reruns(earlier, "T3", ["b"]) == [{"started": "T1", "rows": ["a"]},
+                                              {"started": "T3", "rows": ["b"]}]
 
 
 @pytest.mark.slow
@@ -225,5 +234,5 @@ def test_threeclass_quick_run(tmp_path: Path) -> None:
                           capture_output=True, text=True, cwd=ROOT, check=False, timeout=900)
     assert proc.returncode == 0, proc.stderr[-2000:]
     again = json.loads((tmp_path / "threeclass.json").read_text())
-    assert again["shipped"] == shipped and again["rerun"]["rows"] == ["voc"]
+    assert again["shipped"] == shipped and again["reruns"][-1]["rows"] == ["voc"]
     assert [r["name"] for r in again["rows"]] == ["voc", "voc+ilc"]

@@ -376,12 +376,22 @@ def model_card(report: dict[str, Any]) -> str:
         f"Time: {fmt_ms(shipped.get('ms_per_face'))} per face (int8, LiteRT, batch of 1, "
         "median over 60 held-out faces) on the machine of the run.", "",
         f"Recipe (row `{row['name']}` of the ablation in `benchmarks/RESULTS.md`, 3-class "
-        "section): " + row["change"] + ".", "",
+        "section, and the rows it builds on): " + "; ".join(_lineage(report, row)) + ".", "",
         "## Reproduce", "", "```bash", row["command"],
         shipped["convert_command"],
         "trainer evaluate runs/3c/model.h5 --data ../shared/datasets/face-mask-ilc-dev "
         "--only-list benchmarks/holdout/face-mask-ilc-dev-test.txt",
         "```", "", "All rows and the shipping step: `python -m benchmarks.threeclass`.", ""])
+
+
+def _lineage(report: dict[str, Any], row: dict[str, Any]) -> list[str]:
+    """'name: change' for `row` and each base row under it, down to the first."""
+    rows, out, seen = {r["name"]: r for r in report["rows"]}, [], set()
+    while row is not None and row["name"] not in seen:
+        seen.add(row["name"])
+        out.append(f"`{row['name']}`: {row['change']}")
+        row = rows.get(row.get("base") or "")
+    return out
 
 
 def fmt_ms(value: float | None) -> str:

@@ -193,6 +193,17 @@ def test_threeclass_section_renders_from_its_json() -> None:
                                                  {"started": "T2", "rows": ["c"]}]}
     assert "(started T0; `a`, `b` run T1, `c` run T2 with `--only`)" in "\n".join(
         render_threeclass(two))
+    # the model card names every data source, the recipe down its base rows and the time per face
+    from benchmarks.threeclass import model_card
+
+    band = {"name": "band", "change": "+ the band", "base": "voc", "sources": ["voc", "ilc"],
+            "options": {"input_size": 320, "nose_band": True}, "train_faces": 10,
+            "train_counts": {}, "command": "trainer fit X --nose-band", "keras": sets}
+    card = model_card({**report, "rows": [{**report["rows"][0], "sources": ["voc"]}, band],
+                       "shipped": {**report["shipped"], "row": "band", "ms_per_face": 36.64}})
+    assert "`band`: + the band; `voc`: baseline." in card and "36.6 ms per face" in card
+    assert "whole face at 160 px and its nose-and-mouth band at 320 px" in card
+    assert "face-mask-ilc-dev" in card and "trainer fit X --nose-band" in card
 
 
 def test_threeclass_only_keeps_the_earlier_rows_and_start(tmp_path: Path) -> None:

@@ -351,7 +351,7 @@ LICENCES = {
 
 def model_card(report: dict[str, Any]) -> str:
     """models/MODEL_CARD_3c.md from a full run's results (the shipped row and its numbers)."""
-    from benchmarks.report import render_threeclass
+    from benchmarks.report import fmt, render_threeclass
 
     shipped = report["shipped"]
     row = next(r for r in report["rows"] if r["name"] == shipped["row"])
@@ -373,7 +373,7 @@ def model_card(report: dict[str, Any]) -> str:
         "`benchmarks/holdout/face-mask-voc-test.txt`; faces >= 16 px.", "",
         "## How well it does (faces >= 16 px of the held-out photos; precision / recall / F1)",
         "", *measured[:-2], "",
-        f"Time: {fmt_ms(shipped.get('ms_per_face'))} per face (int8, LiteRT, batch of 1, "
+        f"Time: {fmt(shipped.get('ms_per_face'), 1, ' ms')} per face (int8, LiteRT, batch of 1, "
         "median over 60 held-out faces) on the machine of the run.", "",
         f"Recipe (row `{row['name']}` of the ablation in `benchmarks/RESULTS.md`, 3-class "
         "section, and the rows it builds on): " + "; ".join(_lineage(report, row)) + ".", "",
@@ -392,10 +392,6 @@ def _lineage(report: dict[str, Any], row: dict[str, Any]) -> list[str]:
         out.append(f"`{row['name']}`: {row['change']}")
         row = rows.get(row.get("base") or "")
     return out
-
-
-def fmt_ms(value: float | None) -> str:
-    return f"{value:.1f} ms" if value is not None else "not measured"
 
 
 def _input_text(options: dict[str, Any]) -> str:

@@ -73,7 +73,7 @@ def build_backbone(input_size: tuple[int | None, int | None], weights: str = "im
         if not isinstance(exc, (ValueError, OSError)):
             raise
         raise WeightsError(f"cannot load weights {weights!r} for MobileNetV2 alpha={alpha} "
-                           f"at {h}x{w}: {msg}") from None
+                           f"at {f'{h}x{w}' if h else 'any size'}: {msg}") from None
 
 
 def _pooled(backbone: keras.Model, x: Any, name: str) -> Any:

@@ -7,6 +7,7 @@ re-rendered from the JSON files alone and tested without running anything.
 from __future__ import annotations
 
 import os
+import statistics
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -545,6 +546,40 @@ def _rerun(r: dict[str, Any]) -> str:
     return f"; {', '.join(runs)} with `--only`" if runs else ""
 
 
+def _threeclass_values(measured: dict[str, Any]) -> list[float | None]:
+    """Accuracy and mask_weared_incorrect F1 on held-out ilc-dev, then on face-mask-voc test."""
+    values = []
+    for name in ("ilc-dev held-out", "face-mask-voc test"):
+        m = measured.get(name, {})
+        values += [m.get("accuracy"), m.get("per_class", {}).get(THREECLASS_WEAK, {}).get("f1")]
+    return values
+
+
+def seed_spread(rows: list[dict[str, Any]]) -> list[str]:
+    """A paragraph: mean and standard deviation of a row and its `@seedN` repeats."""
+    seeded = [row for row in rows if "seed" in row.get("options", {})]
+    if not seeded:
+        return []
+    base = seeded[0].get("base")
+    runs = [row for row in rows if row["name"] == base or (
+        row in seeded and row.get("base") == base)]
+    columns = zip(*(_threeclass_values(row.get("keras", {})) for row in runs), strict=True)
+    parts = []
+    for name, column in zip(("ilc accuracy", "ilc F1", "voc accuracy", "voc F1"), columns,
+                            strict=True):
+        xs = [x for x in column if x is not None]
+        if len(xs) < 2:
+            return []
+        scale, unit = (100.0, "%") if "accuracy" in name else (1.0, "")
+        parts.append(f"{name} {scale * statistics.mean(xs):.{1 if unit else 2}f}{unit} ± "
+                     f"{scale * statistics.stdev(xs):.{1 if unit else 2}f}")
+    return ["", f"Chance alone: `{base}` and its {len(runs) - 1} seed rows (the same recipe; the "
+            "seed moves the split, the head's start and the order) give, in Keras, "
+            f"{'; '.join(parts)} "
+            f"(mean ± standard deviation of {len(runs)} runs). Differences between rows smaller "
+            "than about two standard deviations are not evidence; seed rows are never shipped."]
+
+
 def reruns(r: dict[str, Any]) -> list[dict[str, Any]]:
     """The `--only` runs recorded in a results file (`reruns`; older files have one `rerun`)."""
     return list(r.get("reruns") or ([r["rerun"]] if r.get("rerun") else []))
@@ -565,6 +600,7 @@ def render_threeclass(r: dict[str, Any]) -> list[str]:
              f"{fmt(row.get('train_seconds'), 0)} s"] for row in r.get("rows", [])]
     lines += table(["row", "change", "base", "train faces", "ilc acc", "ilc F1", "voc acc",
                     "voc F1", "train time"], rows)
+    lines += seed_spread(r.get("rows", []))
     shipped = r.get("shipped")
     if not shipped:
         return lines

@@ -206,6 +206,37 @@ def test_threeclass_section_renders_from_its_json() -> None:
     assert "face-mask-ilc-dev" in card and "trainer fit X --nose-band" in card
 
 
+def test_threeclass_seed_rows_give_a_spread_and_never_ship() -> None:
+    from benchmarks.report import render_threeclass
+    from benchmarks.threeclass import ROWS, SPREAD_OF, command_of, is_seed_row, score
+
+    def row(name: str, acc: float, f1: float, **options: int) -> dict:
+        m = {"accuracy": acc, "per_class": {"mask_weared_incorrect": {"f1": f1}}}
+        return {"name": name, "change": "c", "base": SPREAD_OF if options else None,
+                "options": options, "keras": {"ilc-dev held-out": m, "face-mask-voc test": m}}
+
+    rows = [row(SPREAD_OF, 0.89, 0.60), row(f"{SPREAD_OF}@seed1", 0.87, 0.70, seed=1),
+            row(f"{SPREAD_OF}@seed2", 0.88, 0.65, seed=2)]
+    text = "\n".join(render_threeclass({"rows": rows, "holdout": {}}))
+    assert f"`{SPREAD_OF}` and its 2 seed rows" in text
+    assert "ilc accuracy 88.0% ± 1.0; ilc F1 0.65 ± 0.05" in text
+    assert is_seed_row(rows[1]) and not is_seed_row(rows[0])
+    assert max(rows, key=score)["name"] == SPREAD_OF  # the best-F1 seed is not picked
+    seeded = [r for r in ROWS if r.name.startswith(f"{SPREAD_OF}@seed")]
+    assert seeded and all(r.base == SPREAD_OF for r in seeded)
+    assert "--seed 1 " in command_of(seeded[0]) and "--nose-band" in command_of(seeded[0])
+    assert "Chance alone" not in "\n".join(render_threeclass({"rows": rows[:1]}))
+    from benchmarks.threeclass import model_card  # the card of the shipped row shows its spread
+
+    full = {"sources": ["voc", "ilc"], "train_faces": 10, "train_counts": {}, "command": "fit"}
+    per = {c: {"precision": 1.0, "recall": 1.0, "f1": 1.0} for c in THREE}
+    sets = {k: {"accuracy": 1.0, "per_class": per} for k in rows[0]["keras"]}
+    card = model_card({"rows": [{**r, **full} for r in rows], "holdout": {}, "shipped": {
+        "row": SPREAD_OF, "model": "m.tflite", "size_bytes": 1, "keras": sets, "int8": sets,
+        "command": "fit", "convert_command": "convert"}})
+    assert f"`{SPREAD_OF}` and its 2 seed rows" in card
+
+
 def test_threeclass_only_keeps_the_earlier_rows_and_start(tmp_path: Path) -> None:
     from benchmarks.threeclass import _earlier, _merged
 

@@ -555,9 +555,14 @@ def _threeclass_values(measured: dict[str, Any]) -> list[float | None]:
     return values
 
 
+def is_seed_row(row: dict[str, Any]) -> bool:
+    """A 3-class row that only repeats another with a different `--seed` (a seed row)."""
+    return "seed" in row.get("options", {})
+
+
 def seed_spread(rows: list[dict[str, Any]]) -> list[str]:
     """A paragraph: mean and standard deviation of a row and its `@seedN` repeats."""
-    seeded = [row for row in rows if "seed" in row.get("options", {})]
+    seeded = [row for row in rows if is_seed_row(row)]
     if not seeded:
         return []
     base = seeded[0].get("base")

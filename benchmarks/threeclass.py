@@ -240,13 +240,10 @@ def run_row(row: Row, shared: Path, work: Path, sets: dict[str, Any], cache: dic
             "run_dir": str(run)}
 
 
-def is_seed_row(row: dict[str, Any]) -> bool:
-    """A row that only repeats another with a different `--seed` (`SPREAD_SEEDS`)."""
-    return "seed" in row.get("options", {})
-
-
 def score(row: dict[str, Any]) -> tuple[float, float]:
     """Ranking key: incorrect-mask F1 on held-out ilc-dev, then its accuracy (seed rows last)."""
+    from benchmarks.report import is_seed_row
+
     if is_seed_row(row):
         return -1.0, -1.0
     ilc = row["keras"]["ilc-dev held-out"]
@@ -429,6 +426,8 @@ def ship_best(results: list[dict[str, Any]], target: Path, sets: dict[str, Any],
               cache: dict[Any, Any]) -> tuple[dict[str, Any] | None, list[dict[str, str]]]:
     """Ship the best row whose int8 conversion passes the gate; list the rows that did not."""
     refused = []
+    from benchmarks.report import is_seed_row
+
     candidates = [r for r in results if not is_seed_row(r)]
     for row in sorted(candidates, key=score, reverse=True)[:SHIP_TRIES]:
         try:

@@ -207,8 +207,8 @@ def test_threeclass_section_renders_from_its_json() -> None:
 
 
 def test_threeclass_seed_rows_give_a_spread_and_never_ship() -> None:
-    from benchmarks.report import render_threeclass
-    from benchmarks.threeclass import ROWS, SPREAD_OF, command_of, is_seed_row, score
+    from benchmarks.report import is_seed_row, render_threeclass
+    from benchmarks.threeclass import ROWS, SPREAD_OF, command_of, score
 
     def row(name: str, acc: float, f1: float, **options: int) -> dict:
         m = {"accuracy": acc, "per_class": {"mask_weared_incorrect": {"f1": f1}}}

@@ -302,10 +302,10 @@ def render_detector(r: dict[str, Any], ctx: dict[str, Any]) -> list[str]:
     goal = r.get("goal", {})
     lines = [f"Classifier `{short(r.get('classifier'))}` (shipped), {r.get('threads')} thread(s). "
              "Found = an annotated face matched by a detection at IoU >= 0.5; class columns count "
-             "faces at least 32 px on their short side. The settings and the box calibration "
-             "were chosen on face-mask-ilc-dev minus its held-out photos "
-             "(`benchmarks/holdout/face-mask-ilc-dev-test.txt`); these tables use the held-out "
-             "photos and face-mask-voc only. Goal: "
+             "faces at least 32 px on their short side. The default detector was fine-tuned, and "
+             "the settings and box calibrations chosen, on face-mask-ilc-dev and face-mask-voc "
+             "minus their held-out photos (`benchmarks/holdout/`); these tables use the held-out "
+             "photos only. Goal: "
              f"{pct(goal.get('recall_min32px_every_class'), 0)} in every class, precision not "
              f"below the first row's, {fmt(goal.get('pipeline_fps'), 0)} FPS on 640x480."]
     for set_name, rows in (r.get("photos") or {}).items():

@@ -1,10 +1,11 @@
 """Where the edge runtime's model files come from.
 
-The face-mask classifier and the default face detector (YuNet as `.tflite`, with its box
-calibration) ship inside the package (`models/`, installed as the `maskedge_models` package data;
-the classifier is overridable by the `MASKEDGE_MODEL` environment variable). Other detector files
-are taken from a path the user gives, or downloaded once from their upstream URL, checked against
-a pinned sha256 and cached under `$XDG_CACHE_HOME/maskedge` (`~/.cache/maskedge`). A device
+The face-mask classifier and the face detectors (YuNet fine-tuned on masked faces, the default,
+and stock YuNet, each as `.tflite` with its box calibration) ship inside the package (`models/`,
+installed as the `maskedge_models` package data; the classifier is overridable by the
+`MASKEDGE_MODEL` environment variable). Other detector files are taken from a path the user
+gives, or downloaded once from their upstream URL, checked against a pinned sha256 and cached
+under `$XDG_CACHE_HOME/maskedge` (`~/.cache/maskedge`). A device
 without internet gets one clear line naming the `--detector-model` option instead of a
 traceback.
 """
@@ -21,9 +22,13 @@ from pathlib import Path
 from edge.fileio import atomic_path, cache_root, sha256_file
 
 DEFAULT_MODEL_NAME = "face_mask_2c_int8.tflite"
-#: The default face detector, shipped with the package (models/DETECTOR_CARD.md).
-YUNET_TFLITE = "yunet.tflite"
-YUNET_CALIBRATION = "yunet_calibration.json"
+#: The default face detector, shipped with the package (models/DETECTOR_CARD.md): YuNet
+#: fine-tuned on masked faces, and its settings (box calibration, score threshold).
+YUNET_TFLITE = "yunet_masked.tflite"
+YUNET_CALIBRATION = "yunet_masked.json"
+#: Stock YuNet (OpenCV's weights) as `.tflite` and its box calibration: `--detector yunet-stock`.
+YUNET_STOCK_TFLITE = "yunet.tflite"
+YUNET_STOCK_CALIBRATION = "yunet_calibration.json"
 MODEL_ENV = "MASKEDGE_MODEL"
 
 
@@ -79,14 +84,17 @@ def _shipped(name: str, what: str, instead: str) -> Path:
     return path
 
 
-def shipped_yunet_model() -> Path:
-    """The YuNet `.tflite` in the package; AssetError if it is missing."""
-    return _shipped(YUNET_TFLITE, "the shipped face detector", "--detector-model PATH")
+def shipped_yunet_model(stock: bool = False) -> Path:
+    """The YuNet `.tflite` in the package (fine-tuned, or `stock`); AssetError if missing."""
+    return _shipped(YUNET_STOCK_TFLITE if stock else YUNET_TFLITE, "the shipped face detector",
+                    "--detector-model PATH")
 
 
-def shipped_yunet_calibration() -> Path:
-    """YuNet's box calibration in the package; AssetError if it is missing."""
-    return _shipped(YUNET_CALIBRATION, "the YuNet box calibration", "--no-calibrate-boxes")
+def shipped_yunet_calibration(stock: bool = False) -> Path:
+    """The settings file (box calibration, threshold) of a shipped YuNet; AssetError if
+    missing."""
+    return _shipped(YUNET_STOCK_CALIBRATION if stock else YUNET_CALIBRATION,
+                    "the YuNet box calibration", "--no-calibrate-boxes")
 
 
 def default_model_path() -> Path:

@@ -101,7 +101,8 @@ def run(
         help="Detector model file (default: downloaded once, sha256-checked, cached).",
         show_default=False)] = DEFAULTS.detector_model,
     detector_threshold: Annotated[float | None, typer.Option(
-        help="Minimum detector score (default: YuNet 0.6, BlazeFace 0.5).",
+        help="Minimum detector score (default: the shipped YuNet 0.5, stock YuNet or a given "
+        "YuNet file 0.6, BlazeFace 0.5).",
         show_default=False)] = DEFAULTS.detector_threshold,
     detect_width: Annotated[int | None, typer.Option(
         help="YuNet sees each frame scaled, up or down, to this width (default 640; 0 = as "

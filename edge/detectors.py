@@ -1,9 +1,10 @@
 """Face detectors behind one protocol: `detect(rgb) -> list[Face]`, boxes in frame pixels.
 
 - `yunet` (default): YuNet on the frame scaled to `input_width` (default 640). Without
-  `--detector-model`, the `.tflite` shipped in the package, run by LiteRT (edge/yunet.py); with
-  YuNet's ONNX file, OpenCV's `cv2.FaceDetectorYN`. Boxes are mapped onto
-  the annotation convention by a calibration fitted on held-in photos (edge/yunet.py).
+  `--detector-model`, the `.tflite` fine-tuned on masked faces that ships in the package, run by
+  LiteRT (edge/yunet.py), at the threshold chosen with it; with YuNet's ONNX file, OpenCV's
+  `cv2.FaceDetectorYN`. Boxes are mapped onto the annotation convention by a calibration fitted
+  on held-in photos (edge/yunet.py). `yunet-stock`: YuNet with OpenCV's weights, shipped too.
 - `blazeface-short` / `blazeface-full`: MediaPipe's BlazeFace `.tflite` files run by LiteRT
   (edge/blazeface.py).
 - `none`: the whole frame is one face, for kiosk cameras that frame one person.
@@ -25,7 +26,7 @@ import numpy as np
 from edge.assets import resolve_detector_model, shipped_yunet_calibration, shipped_yunet_model
 from edge.blazeface import FULL_RANGE, SHORT_RANGE, BlazeFaceDetector
 from edge.boxes import Face, clip_box
-from edge.yunet import BoxCalibration, RawFaces, YuNetLite
+from edge.yunet import BoxCalibration, RawFaces, YuNetLite, load_score_threshold
 
 cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
 
@@ -40,6 +41,7 @@ class Detector(Protocol):
 #: benchmarks/RESULTS.md (detector section): at 320, 800 px photos lose a third of their masked
 #: faces and 400 px photos gain from being scaled up; 640 costs about 3.7x as much as 320.
 DEFAULT_DETECT_WIDTH = 640
+#: Stock YuNet's score threshold; a shipped model's own comes from its settings file.
 DEFAULT_YUNET_THRESHOLD = 0.6
 
 
@@ -54,7 +56,7 @@ class DetectorOptions:
     score_threshold: float | None = None  # None: the detector's own default
     #: YuNet (ONNX) sees frames scaled to this width (0: as they are; None: the default).
     input_width: int | None = None
-    #: YuNet boxes mapped onto the annotation convention (models/yunet_calibration.json).
+    #: YuNet boxes mapped onto the annotation convention (the calibration in the settings file).
     calibrate: bool = True
 
 
@@ -154,20 +156,32 @@ class WholeFrameDetector:
         return [Face((0.0, 0.0, float(w), float(h)), 1.0)]
 
 
-def _yunet(options: DetectorOptions) -> Detector:
-    """The shipped `.tflite` (or a given one) under LiteRT; a given ONNX file under OpenCV."""
-    width = DEFAULT_DETECT_WIDTH if options.input_width is None else options.input_width
-    path = (shipped_yunet_model() if options.model is None
-            else resolve_detector_model("yunet", options.model))
-    detector: _YuNetBase
-    if path.suffix.lower() == ".tflite":
-        detector = YuNetTFLiteDetector(path, options.score_threshold, width, options.threads,
-                                       options.runtime)
-    else:
-        detector = YuNetDetector(path, options.score_threshold, width, options.threads)
-    if options.calibrate:
-        detector.calibration = BoxCalibration.load(shipped_yunet_calibration())
-    return detector
+def _yunet(stock: bool) -> Callable[[DetectorOptions], Detector]:
+    """YuNet: the shipped `.tflite` (fine-tuned on masked faces, or `stock`) under LiteRT, or a
+    given file (`.tflite` under LiteRT, ONNX under OpenCV), taken for stock YuNet: the stock
+    calibration and threshold. A shipped model's threshold comes from its settings file."""
+
+    def build(options: DetectorOptions) -> Detector:
+        width = DEFAULT_DETECT_WIDTH if options.input_width is None else options.input_width
+        given = options.model is not None
+        path = (resolve_detector_model("yunet", options.model) if given
+                else shipped_yunet_model(stock))
+        settings = shipped_yunet_calibration(stock or given)
+        threshold = options.score_threshold
+        if threshold is None:
+            stored = load_score_threshold(settings)
+            threshold = DEFAULT_YUNET_THRESHOLD if stored is None else stored
+        detector: _YuNetBase
+        if path.suffix.lower() == ".tflite":
+            detector = YuNetTFLiteDetector(path, threshold, width, options.threads,
+                                           options.runtime)
+        else:
+            detector = YuNetDetector(path, threshold, width, options.threads)
+        if options.calibrate:
+            detector.calibration = BoxCalibration.load(settings)
+        return detector
+
+    return build
 
 
 def _blazeface(kind: str) -> Callable[[DetectorOptions], Detector]:
@@ -183,7 +197,9 @@ def _blazeface(kind: str) -> Callable[[DetectorOptions], Detector]:
 
 #: Detector name -> (factory, one-line description).
 DETECTORS: dict[str, tuple[Callable[[DetectorOptions], Detector], str]] = {
-    "yunet": (_yunet, "YuNet: the shipped .tflite (LiteRT), or an ONNX file (OpenCV)"),
+    "yunet": (_yunet(stock=False), "YuNet fine-tuned on masked faces (shipped .tflite, LiteRT), "
+              "or a given YuNet file (.tflite: LiteRT; ONNX: OpenCV)"),
+    "yunet-stock": (_yunet(stock=True), "YuNet with OpenCV's weights (shipped .tflite, LiteRT)"),
     "blazeface-short": (_blazeface("blazeface-short"),
                         "MediaPipe BlazeFace short range (128 px, faces within ~2 m)"),
     "blazeface-full": (_blazeface("blazeface-full"),

@@ -1,7 +1,8 @@
 """YuNet (OpenCV's face detector) as a LiteRT `.tflite`, decoded here, and its box calibration.
 
-The shipped file (`models/yunet.tflite`) is YuNet 2023mar converted from ONNX with a dynamic
-input size (see `models/DETECTOR_CARD.md`); edge/detectors.py scales each frame to the detect
+The shipped files (`models/yunet_masked.tflite`, fine-tuned on masked faces, the default, and
+`models/yunet.tflite`, stock) are YuNet 2023mar with a dynamic input size (see
+`models/DETECTOR_CARD.md`); edge/detectors.py scales each frame to the detect
 width, pads it to multiples of 32 and feeds BGR pixels (YuNet was trained on BGR). YuNet is
 anchor-free: each cell of the stride-8/16/32 grids predicts a score (sqrt(cls * obj)), a box
 (centre offset in cells, log size) and five landmarks; overlapping boxes are merged by NMS,
@@ -9,7 +10,9 @@ exactly as `cv2.FaceDetectorYN` does (boxes agree with it to 0.01 px).
 
 `BoxCalibration` maps YuNet's boxes (which reach higher up the forehead than face-mask
 annotations) onto the annotation convention: a linear map from the box's five landmarks,
-fitted on the tuning part of face-mask-ilc-dev (`python -m benchmarks.detector_calibration`).
+fitted on the tuning part of face-mask-ilc-dev (`python -m benchmarks.detector_calibration`; for
+the fine-tuned default, `python -m benchmarks.detector_finetune`, which also stores the score
+threshold it chose in the same file).
 """
 
 from __future__ import annotations
@@ -179,6 +182,15 @@ class BoxCalibration:
             return cls.from_json(json.loads(Path(path).read_text(encoding="utf-8"))["calibration"])
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ValueError(f"cannot read the box calibration in {path}: {exc}") from None
+
+
+def load_score_threshold(path: Path) -> float | None:
+    """The score threshold chosen with a calibration (its file's `score_threshold`), if any."""
+    try:
+        value = json.loads(Path(path).read_text(encoding="utf-8")).get("score_threshold")
+        return None if value is None else float(value)
+    except (OSError, ValueError, AttributeError, TypeError) as exc:
+        raise ValueError(f"cannot read the detector settings in {path}: {exc}") from None
 
 
 def fit_calibration(pairs: list[tuple[RawFaces, np.ndarray]], ridge: float = 1.0,

@@ -33,6 +33,18 @@ def quick_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return {"out": out, "stdout": done.stdout, "stderr": done.stderr, "sections": sections}
 
 
+def test_detector_threshold_is_chosen_out_of_fold_under_a_precision_floor() -> None:
+    """`benchmarks.detector_finetune.choose`: the highest weakest class, then precision, among
+    the thresholds whose out-of-fold precision is not below the floor; none -> a clear exit."""
+    from benchmarks.detector_finetune import choose
+
+    table = {0.4: {"weakest": 0.91, "precision": 0.70}, 0.5: {"weakest": 0.88, "precision": 0.78},
+             0.55: {"weakest": 0.88, "precision": 0.80}, 0.6: {"weakest": 0.85, "precision": 0.83}}
+    assert choose(table, 0.75) == 0.55 and choose(table, 0.6) == 0.4
+    with pytest.raises(SystemExit, match="no threshold"):
+        choose(table, 0.9)
+
+
 @pytest.mark.slow
 def test_every_section_ran_and_wrote_its_files(quick_run: dict[str, Any]) -> None:
     out = quick_run["out"]

@@ -30,9 +30,9 @@ from benchmarks.holdout_split import HOLDOUT_DIR, ILC_TEST_LIST
 from edge.assets import YUNET_CALIBRATION, YUNET_TFLITE, project_models_dir
 from edge.boxes import clip_box
 from edge.detectors import DetectorOptions, create_detector
-from edge.evaluate import SMALL_FACE, match, read_rgb
+from edge.evaluate import SMALL_FACE, Tally, read_rgb
 from edge.fileio import atomic_path, write_text_atomic
-from edge.voc import AnnotatedImage, load_voc, read_name_list
+from edge.voc import load_voc, read_name_list
 from edge.yunet import BoxCalibration, RawFaces, fit_calibration
 
 SHARED = Path("../shared")
@@ -42,7 +42,6 @@ ONNX = "detectors/face_detection_yunet_2023mar.onnx"
 VOC_TEST_LIST = HOLDOUT_DIR / "face-mask-voc-test.txt"
 FOLDS, SEED, EPOCHS, LEARNING_RATE = 5, 0, 12, 1e-4
 THRESHOLDS = tuple(round(0.3 + 0.025 * i, 3) for i in range(15))  # 0.3 ... 0.65
-CLASSES = ("with_mask", "mask_weared_incorrect", "without_mask")
 
 
 def fold_lists(shared: Path, work: Path) -> list[Path]:
@@ -71,28 +70,12 @@ def fit(shared: Path, out: Path, exclude: list[Path]) -> Path:
     return out
 
 
-class Tally:
-    """Faces >= 32 px found per class and detections matched, at IoU >= 0.5."""
-
-    def __init__(self) -> None:
-        self.faces = dict.fromkeys(CLASSES, 0)
-        self.found = dict.fromkeys(CLASSES, 0)
-        self.detections = self.matched = 0
-
-    def add(self, item: AnnotatedImage, boxes: np.ndarray, scores: np.ndarray) -> None:
-        truth = np.array([a.box for a in item.annotations], np.float64).reshape(-1, 4)
-        hits = match(truth, boxes, scores)
-        self.detections += len(boxes)
-        self.matched += int((hits >= 0).sum())
-        for ann, hit in zip(item.annotations, hits, strict=True):
-            if ann.short_side >= SMALL_FACE and ann.label in self.faces:
-                self.faces[ann.label] += 1
-                self.found[ann.label] += int(hit >= 0)
-
-    def result(self) -> dict[str, float]:
-        recall = {c: self.found[c] / max(1, self.faces[c]) for c in CLASSES}
-        return {**recall, "weakest": min(recall.values()),
-                "precision": self.matched / max(1, self.detections)}
+def summary(tally: Tally) -> dict[str, float]:
+    """Recall per class of the faces >= 32 px (IoU >= 0.5), the weakest class, precision."""
+    report = tally.report()
+    recall = {c: v for c, v in report[f"recall_min{SMALL_FACE}px"].items() if c != "all"}
+    return {**recall, "weakest": report["min_class_recall_min32px"],
+            "precision": report["precision"]}
 
 
 def boxes_at(raw: RawFaces, calibration: BoxCalibration | None, threshold: float,
@@ -111,7 +94,7 @@ def boxes_at(raw: RawFaces, calibration: BoxCalibration | None, threshold: float
 
 def out_of_fold(shared: Path, work: Path, folds: list[Path]) -> dict[float, dict[str, float]]:
     """Pooled results per threshold, each fold detected by the detector trained without it."""
-    tallies = {t: Tally() for t in THRESHOLDS}
+    tallies = {t: Tally(()) for t in THRESHOLDS}
     held_out = read_name_list(ILC_TEST_LIST)
     for k, fold in enumerate(folds):
         model = work / f"fold{k}.tflite"
@@ -123,21 +106,21 @@ def out_of_fold(shared: Path, work: Path, folds: list[Path]) -> dict[float, dict
             rgb = read_rgb(item.path)
             raw = detector.detect_raw(rgb)  # type: ignore[attr-defined]
             for t, tally in tallies.items():
-                tally.add(item, *boxes_at(raw, calibration, t, rgb.shape))
-    return {t: tally.result() for t, tally in tallies.items()}
+                tally.add_boxes(item, *boxes_at(raw, calibration, t, rgb.shape))
+    return {t: summary(tally) for t, tally in tallies.items()}
 
 
 def precision_floor(shared: Path, folds: list[Path]) -> float:
     """The v0.1 default's precision (YuNet ONNX at width 320, raw boxes) on the same photos."""
     detector = create_detector(DetectorOptions(model=shared / ONNX, input_width=320,
                                                calibrate=False))
-    tally = Tally()
+    tally = Tally(())
     names = set().union(*(read_name_list(f) for f in folds))
     for item in load_voc(shared / ILC, only=names):
         faces = detector.detect(read_rgb(item.path))
-        tally.add(item, np.array([f.box for f in faces], np.float64).reshape(-1, 4),
-                  np.array([f.score for f in faces]))
-    return tally.result()["precision"]
+        tally.add_boxes(item, np.array([f.box for f in faces], np.float64).reshape(-1, 4),
+                        np.array([f.score for f in faces]))
+    return summary(tally)["precision"]
 
 
 def choose(table: dict[float, dict[str, float]], floor: float) -> float:

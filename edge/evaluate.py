@@ -66,8 +66,9 @@ def _ratio(num: int, den: int) -> float | None:
 
 
 @dataclass
-class _Tally:
-    """Running counts of one evaluation (see `evaluate`)."""
+class Tally:
+    """Running counts of one evaluation (see `evaluate`; `add_boxes` alone for a bare
+    detector)."""
 
     labels: tuple[str, ...]
     faces: Counter[str] = field(default_factory=Counter)
@@ -90,11 +91,11 @@ class _Tally:
     def index(self) -> dict[str, int]:
         return {name: i for i, name in enumerate(self.labels)}
 
-    def add_detections(self, item: AnnotatedImage, faces: tuple[FaceResult, ...]) -> None:
-        index = self.index
+    def add_boxes(self, item: AnnotatedImage, found: np.ndarray,
+                  scores: np.ndarray) -> np.ndarray:
+        """Count the annotated faces that `found` (N, 4) boxes find and the boxes that find one;
+        the index of each annotated face's box, or -1 (see `match`)."""
         truth = np.array([a.box for a in item.annotations], np.float64).reshape(-1, 4)
-        found = np.array([f.box for f in faces], np.float64).reshape(-1, 4)
-        scores = np.array([f.detector_score for f in faces])
         matched = match(truth, found, scores)
         loose = match(truth, found, scores, LOOSE_IOU)
         self.detections += len(found)
@@ -107,13 +108,20 @@ class _Tally:
                 self.faces_large[ann.label] += 1
                 self.found_large[ann.label] += hit
                 self.found_loose[ann.label] += int(near >= 0)
+        return matched
+
+    def add_detections(self, item: AnnotatedImage, faces: tuple[FaceResult, ...]) -> None:
+        index = self.index
+        found = np.array([f.box for f in faces], np.float64).reshape(-1, 4)
+        matched = self.add_boxes(item, found, np.array([f.detector_score for f in faces]))
+        for ann, d in zip(item.annotations, matched, strict=True):
             if ann.label in index:
                 self.known_faces += 1
-                if hit:
+                if d >= 0:
                     self.y_true.append(index[ann.label])
                     self.y_found.append(index[faces[d].label])
                     self.end_to_end += int(faces[d].label == ann.label)
-            elif hit:
+            elif d >= 0:
                 self.unknown.setdefault(ann.label, Counter())[faces[d].label] += 1
 
     def add_annotated_boxes(self, pipeline: Pipeline, rgb: np.ndarray,
@@ -174,7 +182,7 @@ def evaluate(pipeline: Pipeline, images: Iterable[AnnotatedImage],
     """Run the pipeline over annotated images and report detection and classification quality:
     recall per class for all faces and for faces of at least 32 px, precision, classifier
     accuracy on the faces found and on the annotated boxes, detector time."""
-    tally = _Tally(pipeline.labels)
+    tally = Tally(pipeline.labels)
     used = skipped = 0
     for item in images:
         rgb = read_rgb(item.path)

@@ -95,7 +95,8 @@ def run(
         help="Classifier .tflite (default: $MASKEDGE_MODEL or models/face_mask_2c_int8.tflite).",
         show_default=False)] = DEFAULTS.model,
     detector: Annotated[str, typer.Option(
-        help="yunet | blazeface-short | blazeface-full | none (whole frame is one face).")
+        help=f"{' | '.join(DETECTOR_NAMES)} (yunet: fine-tuned on masked faces; yunet-stock: "
+        "OpenCV's weights; none: the whole frame is one face).")
     ] = DEFAULTS.detector,
     detector_model: Annotated[Path | None, typer.Option(
         help="Detector model file (default: downloaded once, sha256-checked, cached).",

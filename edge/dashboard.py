@@ -31,6 +31,7 @@ import re
 import select
 import socket
 import threading
+import time
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -236,17 +237,25 @@ class LiveState:
 
 # --- frames ------------------------------------------------------------------------------------
 
-class FrameHub:
-    """The newest annotated frame; its JPEG is encoded once, by the first viewer that wants it."""
+#: The live view's frame-rate cap: viewers share at most this many JPEG encodes a second, so
+#: their cost does not grow with the pipeline's frame rate (hundreds of FPS on a fast CPU).
+LIVE_MAX_FPS = 30.0
 
-    def __init__(self, quality: int = 80) -> None:
+
+class FrameHub:
+    """The newest annotated frame; its JPEG is encoded once, by the first viewer that wants it,
+    and at most `max_fps` times a second: a viewer that asks sooner gets the last one."""
+
+    def __init__(self, quality: int = 80, max_fps: float = LIVE_MAX_FPS) -> None:
         self.quality = quality
+        self.min_interval = 1.0 / max_fps
         self.closing = False
         self._cond = threading.Condition()
         self._frame: np.ndarray | None = None
         self._seq = 0
         self._jpeg: bytes | None = None
         self._jpeg_seq = -1
+        self._encoded_at = float("-inf")
         self._encode_lock = threading.Lock()
 
     def publish(self, bgr: np.ndarray) -> None:
@@ -262,19 +271,24 @@ class FrameHub:
             self._cond.notify_all()
 
     def wait_jpeg(self, after: int, timeout: float) -> tuple[int, bytes | None]:
-        """The JPEG of the first frame newer than sequence number `after` (None on timeout)."""
+        """The JPEG of a frame newer than sequence number `after` (None on timeout)."""
         with self._cond:
             self._cond.wait_for(lambda: (self._seq > after and self._frame is not None)
                                 or self.closing, timeout)
             if self._seq <= after or self._frame is None:
                 return after, None
-            frame, seq = self._frame, self._seq
-        with self._encode_lock:
-            if self._jpeg_seq != seq:
-                ok, buf = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, self.quality])
-                if not ok:
-                    return after, None
-                self._jpeg, self._jpeg_seq = buf.tobytes(), seq
+        with self._encode_lock:  # the viewers queue here while one of them waits or encodes
+            if self._jpeg is not None and self._jpeg_seq > after:
+                return self._jpeg_seq, self._jpeg  # encoded since this viewer's last frame
+            wait = self._encoded_at + self.min_interval - time.monotonic()
+            if wait > 0 and not self.closing:
+                time.sleep(wait)
+            with self._cond:
+                frame, seq = self._frame, self._seq
+            ok, buf = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, self.quality])
+            if not ok:
+                return after, None
+            self._jpeg, self._jpeg_seq, self._encoded_at = buf.tobytes(), seq, time.monotonic()
             return seq, self._jpeg
 
 

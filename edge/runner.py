@@ -44,7 +44,8 @@ if TYPE_CHECKING:
     from edge.tracking import TrackerOptions
     from edge.zones import Zone
 
-DETECTOR_NAMES = ("yunet", "blazeface-short", "blazeface-full", "none")
+#: edge.detectors.DETECTORS' names (kept here so that the CLI starts without OpenCV).
+DETECTOR_NAMES = ("yunet", "yunet-stock", "blazeface-short", "blazeface-full", "none")
 RUNTIME_NAMES = ("auto", "litert", "tflite_runtime", "tensorflow")
 RTSP_TRANSPORTS = ("auto", "tcp", "udp")
 CAMERA_BACKENDS = ("auto", "opencv", "picamera2")  # edge.sources.CAMERA_BACKENDS

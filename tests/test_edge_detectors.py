@@ -23,6 +23,7 @@ from edge.detectors import DETECTORS as REGISTRY
 from edge.detectors import DetectorOptions, WholeFrameDetector, YuNetDetector, create_detector
 from edge.evaluate import load_voc, read_rgb
 from edge.fileio import sha256_file
+from edge.runner import DETECTOR_NAMES
 
 YUNET = DETECTORS / "face_detection_yunet_2023mar.onnx"
 SHORT = DETECTORS / "face_detection_short_range.tflite"
@@ -119,7 +120,8 @@ def test_yunet_downscaled_input_maps_boxes_back_to_frame_pixels() -> None:
 def test_whole_frame_detector_and_registry() -> None:
     faces = WholeFrameDetector().detect(np.zeros((48, 64, 3), np.uint8))
     assert [f.box for f in faces] == [(0.0, 0.0, 64.0, 48.0)]
-    assert set(REGISTRY) == {"yunet", "blazeface-short", "blazeface-full", "none"}
+    assert set(REGISTRY) == {"yunet", "yunet-stock", "blazeface-short", "blazeface-full", "none"}
+    assert tuple(REGISTRY) == DETECTOR_NAMES  # the CLI's list, kept apart for a fast start
     with pytest.raises(ValueError, match="unknown detector 'retina'"):
         create_detector(DetectorOptions("retina"))
 

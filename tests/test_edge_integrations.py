@@ -170,7 +170,7 @@ def test_mqtt_webhook_snapshots_stats_json_through_the_cli(
     events, shots = tmp_path / "events.jsonl", tmp_path / "shots"
     mqtt_url = f"mqtt://{USER}:{PASSWORD}@127.0.0.1:{secured_broker.port}/maskedge"
     result = edge_run([
-        "--source", str(unmasked_video), "--alert-after", "2", "--stats-every", "0.5",
+        "--source", str(unmasked_video), "--alert-after", "2", "--stats-every", "0.05",
         "--mqtt", mqtt_url, "--device-name", "door", "--webhook", hook_receiver.url(),
         "--snapshots", str(shots), "--snapshots-keep", str(KEEP), "--json", str(events),
         "--json-summary"], cwd=tmp_path)

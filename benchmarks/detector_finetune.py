@@ -28,12 +28,12 @@ import numpy as np
 from benchmarks.detector_calibration import matched_pairs
 from benchmarks.holdout_split import HOLDOUT_DIR, ILC_TEST_LIST
 from edge.assets import YUNET_CALIBRATION, YUNET_TFLITE, project_models_dir
-from edge.boxes import clip_box
+from edge.boxes import Face
 from edge.detectors import DetectorOptions, create_detector
 from edge.evaluate import SMALL_FACE, Tally, read_rgb
 from edge.fileio import atomic_path, write_text_atomic
-from edge.voc import load_voc, read_name_list
-from edge.yunet import BoxCalibration, RawFaces, fit_calibration
+from edge.voc import AnnotatedImage, load_voc, read_name_list
+from edge.yunet import fit_calibration
 
 SHARED = Path("../shared")
 ILC = "datasets/face-mask-ilc-dev"
@@ -78,18 +78,9 @@ def summary(tally: Tally) -> dict[str, float]:
             "precision": report["precision"]}
 
 
-def boxes_at(raw: RawFaces, calibration: BoxCalibration | None, threshold: float,
-             shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
-    """The detections at or above `threshold` (raw holds those >= the lowest threshold, after
-    non-maximum suppression, which keeps the same boxes for any higher threshold)."""
-    keep = raw.scores >= threshold
-    kept = RawFaces(raw.boxes[keep], raw.landmarks[keep], raw.scores[keep])
-    if calibration is None:
-        boxes = np.concatenate([kept.boxes[:, :2], kept.boxes[:, :2] + kept.boxes[:, 2:]], 1)
-    else:
-        boxes = calibration.apply(kept)
-    h, w = shape[:2]
-    return np.array([clip_box(b, w, h) for b in boxes], np.float64).reshape(-1, 4), kept.scores
+def add_faces(tally: Tally, item: AnnotatedImage, faces: list[Face]) -> None:
+    tally.add_boxes(item, np.array([f.box for f in faces], np.float64).reshape(-1, 4),
+                    np.array([f.score for f in faces]))
 
 
 def out_of_fold(shared: Path, work: Path, folds: list[Path]) -> dict[float, dict[str, float]]:
@@ -99,14 +90,16 @@ def out_of_fold(shared: Path, work: Path, folds: list[Path]) -> dict[float, dict
     for k, fold in enumerate(folds):
         model = work / f"fold{k}.tflite"
         names = read_name_list(fold)
-        calibration = fit_calibration(matched_pairs(shared / ILC, model, held_out | names))
         detector = create_detector(DetectorOptions(model=model, score_threshold=THRESHOLDS[0],
                                                    calibrate=False))
+        detector.calibration = fit_calibration(  # type: ignore[attr-defined]
+            matched_pairs(shared / ILC, model, held_out | names))
         for item in load_voc(shared / ILC, only=names):
             rgb = read_rgb(item.path)
             raw = detector.detect_raw(rgb)  # type: ignore[attr-defined]
             for t, tally in tallies.items():
-                tally.add_boxes(item, *boxes_at(raw, calibration, t, rgb.shape))
+                add_faces(tally, item, detector.faces(  # type: ignore[attr-defined]
+                    raw.at_least(t), rgb.shape[1], rgb.shape[0]))
     return {t: summary(tally) for t, tally in tallies.items()}
 
 
@@ -117,9 +110,7 @@ def precision_floor(shared: Path, folds: list[Path]) -> float:
     tally = Tally(())
     names = set().union(*(read_name_list(f) for f in folds))
     for item in load_voc(shared / ILC, only=names):
-        faces = detector.detect(read_rgb(item.path))
-        tally.add_boxes(item, np.array([f.box for f in faces], np.float64).reshape(-1, 4),
-                        np.array([f.score for f in faces]))
+        add_faces(tally, item, detector.detect(read_rgb(item.path)))
     return summary(tally)["precision"]
 
 

@@ -87,7 +87,11 @@ class _YuNetBase:
 
     def detect(self, rgb: np.ndarray) -> list[Face]:
         h, w = rgb.shape[:2]
-        raw = self.detect_raw(rgb)
+        return self.faces(self.detect_raw(rgb), w, h)
+
+    def faces(self, raw: RawFaces, width: int, height: int) -> list[Face]:
+        """Raw detections -> calibrated `Face` boxes clipped to a width x height frame."""
+        w, h = width, height
         if self.calibration is not None:
             boxes = self.calibration.apply(raw)
         else:

@@ -47,6 +47,12 @@ class RawFaces:
     def scaled(self, factor: float) -> RawFaces:
         return RawFaces(self.boxes * factor, self.landmarks * factor, self.scores)
 
+    def at_least(self, threshold: float) -> RawFaces:
+        """The detections scoring `threshold` or more (after NMS at a lower threshold: the same
+        boxes NMS at `threshold` keeps, since a box is only suppressed by a higher-scoring one)."""
+        keep = self.scores >= threshold
+        return RawFaces(self.boxes[keep], self.landmarks[keep], self.scores[keep])
+
 
 def prior_boxes(bbox: np.ndarray, prior_xy: np.ndarray, stride: np.ndarray | int) -> np.ndarray:
     """YuNet box outputs (N, 4) relative to their grid cells' prior points (cell corner times

@@ -109,6 +109,8 @@ BAD: dict[str, list[Any]] = {
     "trainer fit --val-fraction": ["-0.1", "1.5", "nan"],
     "trainer fit --test-fraction": ["0", "1.5", "nan"],
     "trainer fit --augment-views": ["-1"],
+    "trainer fit --augment": ["wild"],
+    "trainer fit --label-smoothing": ["1", "-0.1", "nan"],
     "trainer fit --fine-tune-layers": ["-1"],
     "trainer fit --fine-tune-epochs": ["0"],
     "trainer fit --fine-tune-learning-rate": ["0", "-1", "nan"],

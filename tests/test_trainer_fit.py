@@ -210,6 +210,25 @@ def test_reference_recipe_and_fine_tuning(tmp_path: Path) -> None:
                                   original.get_layer("block_1_expand").get_weights()[0])
 
 
+def test_mild_augmentation_label_smoothing_and_cosine_fine_tune(tmp_path: Path) -> None:
+    """The 3-class recipe's options: mild views (cached apart from reference ones), smoothed
+    cross-entropy in both phases, phase 2 on a cosine to 0; all recorded in the model file."""
+    config = small_config(DATA_VOC, tmp_path / "run", tmp_path / "cache", min_face=24,
+                          limit_per_class=20, epochs=2, augment="mild", label_smoothing=0.1,
+                          fine_tune_layers=20, fine_tune_epochs=2, fine_tune_learning_rate=1e-4)
+    result = fit(config, progress=False)
+    rows = list(csv.DictReader((tmp_path / "run" / "history.csv").open()))
+    assert {r["phase"] for r in rows} >= {"head", "fine_tune"}
+    assert all(np.isfinite(float(r["loss"])) for r in rows)
+    _, contract = load_keras_model(result.model_keras)
+    assert contract.source["augment"] == "mild" and contract.source["label_smoothing"] == 0.1
+    mild_views = set((tmp_path / "cache").glob("*.npy"))
+    fit(small_config(DATA_VOC, tmp_path / "run2", tmp_path / "cache", min_face=24,
+                     limit_per_class=20, epochs=2), progress=False)
+    # the reference run computed its own augmented view, not the mild one
+    assert len(set((tmp_path / "cache").glob("*.npy")) - mild_views) == 1
+
+
 def test_backbone_converts_fast_and_matches_keras(tmp_path: Path) -> None:
     from edge.contract import ModelContract
     from edge.runtime import BatchRunner, load_interpreter
@@ -254,3 +273,40 @@ def test_nose_band_model_trains_converts_to_int8_and_runs_on_the_edge(tmp_path: 
     images, _ = load_split(tmp_path / "run" / "split.json", "test", (128, 128))
     keras_top = model.predict(images[:16].astype(np.float32), verbose=0).argmax(1)
     assert (clf.predict(images[:16]).argmax(1) == keras_top).mean() >= 0.75
+
+
+def test_augment_policies_move_the_face_as_documented() -> None:
+    """'mild' shifts a face by at most a few pixels of 96 (the nose band stays on the nose);
+    'reference' moves it much further. Both flip some images."""
+    from trainer.augment import build_augmenter
+
+    img = np.zeros((64, SIZE, SIZE, 3), np.float32)
+    img[:, 40:56, 40:56] = 255.0  # a bright square at the centre
+
+    def centre_shift(policy: str) -> float:
+        out = np.asarray(build_augmenter(3, policy)(img, training=True)).mean(-1)
+        ys, xs = np.mgrid[:SIZE, :SIZE]
+        w = out / out.sum((1, 2), keepdims=True)
+        cy, cx = (w * ys).sum((1, 2)), (w * xs).sum((1, 2))
+        return float(np.max(np.hypot(cy - 47.5, cx - 47.5)))
+
+    assert centre_shift("mild") < 0.1 * SIZE < centre_shift("reference")
+    with pytest.raises(ValueError, match="unknown augmentation"):
+        build_augmenter(0, "wild")
+
+
+def test_cosine_phase_and_smoothed_loss() -> None:
+    import tensorflow as tf
+
+    from edge.contract import ModelContract
+    from trainer.training import Schedule, SparseSmoothedCrossentropy, learning_rate
+
+    ds = tf.data.Dataset.range(100).batch(10)
+    lr = learning_rate(Schedule(1e-4, epochs=5, batch_size=10, patience=0, cosine=True), ds)
+    assert float(lr(0)) == pytest.approx(1e-4) and float(lr(50)) == pytest.approx(0, abs=1e-9)
+    assert learning_rate(Schedule(1e-4, epochs=5, batch_size=10, patience=0), ds) == 1e-4
+    pred = np.array([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]], np.float32)
+    got = float(SparseSmoothedCrossentropy(0.1, 3)(np.array([0, 2]), pred))
+    soft = np.array([[0.1 / 3 + 0.9, 0.1 / 3, 0.1 / 3], [0.1 / 3, 0.1 / 3, 0.1 / 3 + 0.9]])
+    assert got == pytest.approx(float(-(soft * np.log(pred)).sum(1).mean()), rel=1e-5)
+    assert ModelContract.for_labels(("a", "b", "c"), 96).num_classes == 3

@@ -87,12 +87,20 @@ def fit(
     augment_views: Annotated[int, typer.Option(
         help="Augmented views per training image whose features are cached (feature-cache "
              "path).")] = DEFAULTS.augment_views,
+    augment: Annotated[str, typer.Option(
+        help="Augmentation policy: 'reference' (rotation 20, shift 20 %, zoom, shear, flip) or "
+             "'mild' (rotation 10, shift/zoom 5 %, flip, brightness/contrast).")
+    ] = DEFAULTS.augment,
+    label_smoothing: Annotated[float, typer.Option(
+        help="Label smoothing of the cross-entropy, every phase (0: none).")
+    ] = DEFAULTS.label_smoothing,
     fine_tune_layers: Annotated[int, typer.Option(
         help="Phase 2: unfreeze the top N backbone layers (BatchNorm stays frozen); 0 skips "
              "phase 2.")] = DEFAULTS.fine_tune_layers,
     fine_tune_epochs: Annotated[int, typer.Option(help="Phase-2 epochs.")
                                 ] = DEFAULTS.fine_tune_epochs,
-    fine_tune_learning_rate: Annotated[float, typer.Option(help="Phase-2 learning rate.")
+    fine_tune_learning_rate: Annotated[float, typer.Option(
+        help="Phase-2 learning rate, decaying along a cosine to 0 over the phase-2 epochs.")
                                        ] = DEFAULTS.fine_tune_learning_rate,
     min_face: Annotated[int, typer.Option(help="VOC: drop face boxes smaller than PX pixels.")
                         ] = DEFAULTS.min_face,

@@ -21,6 +21,7 @@ from trainer.errors import UserError
 ALPHAS = (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)
 STRATEGIES = ("auto", "one-device", "mirrored", "multi-worker")
 STREAM_MODES = ("auto", "on", "off")
+AUGMENT_POLICIES = ("reference", "mild")  # trainer.augment.POLICIES (that module needs Keras)
 
 
 @dataclass
@@ -43,6 +44,8 @@ class FitConfig:
     test_fraction: float = 0.15
     feature_cache: bool = True
     augment_views: int = 1
+    augment: str = "reference"  # augmentation policy: reference | mild (trainer.augment)
+    label_smoothing: float = 0.0  # cross-entropy label smoothing, every phase
     fine_tune_layers: int = 0
     fine_tune_epochs: int = 5
     fine_tune_learning_rate: float = 1e-5
@@ -77,6 +80,9 @@ class FitConfig:
             (self.batch_size >= 1, f"--batch-size must be >= 1, got {self.batch_size}"),
             (self.learning_rate > 0, "--learning-rate must be > 0"),
             (self.augment_views >= 0, "--augment-views must be >= 0"),
+            (self.augment in AUGMENT_POLICIES,
+             f"--augment must be one of {', '.join(AUGMENT_POLICIES)}, got {self.augment!r}"),
+            (0.0 <= self.label_smoothing < 1.0, "--label-smoothing must be in [0, 1)"),
             (self.fine_tune_layers >= 0, "--fine-tune-layers must be >= 0"),
             (self.fine_tune_epochs >= 1, "--fine-tune-epochs must be >= 1"),
             (self.min_face >= 1, "--min-face must be >= 1"),

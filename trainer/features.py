@@ -169,10 +169,10 @@ class FeatureExtractor:
         """(N, D) features of the images as they are."""
         return self._run(self._clean, images, advance)
 
-    def augmented(self, images: np.ndarray, seed: int,
-                  advance: Advance | None = None) -> np.ndarray:
+    def augmented(self, images: np.ndarray, seed: int, advance: Advance | None = None,
+                  policy: str = "reference") -> np.ndarray:
         """(N, D) features of one random augmented view of each image (seeded)."""
-        augmenter = build_augmenter(seed)
+        augmenter = build_augmenter(seed, policy)
         features = self.features
         if self._backbone is not None:
             augment = tf.function(lambda x: augmenter(x, training=True),

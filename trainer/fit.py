@@ -128,14 +128,14 @@ def _scan(dataset: Dataset, samples: list[Sample], size: tuple[int, int], show: 
 
 def _features(extractor: Callable[[], FeatureExtractor], images: np.ndarray, key: str,
               cache: FeatureCache, what: str, show: bool,
-              view_seed: int | None = None) -> tuple[np.ndarray, bool]:
+              view_seed: int | None = None, policy: str = "reference") -> tuple[np.ndarray, bool]:
     """Cached features of `images` (clean, or one augmented view when view_seed is given)."""
     cached = cache.get(key, len(images))
     if cached is not None:
         return cached, True
     with console.task(what, len(images), show) as advance:
         feats = (extractor().clean(images, advance) if view_seed is None
-                 else extractor().augmented(images, view_seed, advance))
+                 else extractor().augmented(images, view_seed, advance, policy))
     cache.put(key, feats)
     return feats, False
 
@@ -227,6 +227,7 @@ class FitRun:
                            "patience": c.patience, "weights": self.weights, "seed": c.seed,
                            "log_dir": self.log_dir, "verbose": 2 if self.show else 0,
                            "phase": phase, "checkpoint": self.work / "resume" / phase,
+                           "augment": c.augment, "label_smoothing": c.label_smoothing,
                            **changes})
 
 
@@ -290,10 +291,11 @@ def _augmented_views(run: FitRun, extractor: Callable[[], FeatureExtractor], cac
     views = []
     for view in range(c.augment_views):
         view_seed = c.seed * 1000 + view
-        key = cache_key(**base, kind="view", train=train_key, view_seed=view_seed)
+        policy = {} if c.augment == "reference" else {"augment": c.augment}  # old keys stay
+        key = cache_key(**base, kind="view", train=train_key, view_seed=view_seed, **policy)
         views.append(_features(extractor, run.loaded.images[train_idx], key, cache,
                                f"augmented view {view + 1}/{c.augment_views}", run.show,
-                               view_seed=view_seed))
+                               view_seed=view_seed, policy=c.augment))
     return views
 
 
@@ -331,7 +333,7 @@ def _fine_tune(run: FitRun) -> None:
     scale = run.distribution.get("learning_rate_scale", 1)
     run.history += _fit_on_images(run, run.schedule(
         "fine_tune", learning_rate=c.fine_tune_learning_rate * scale,
-        epochs=c.fine_tune_epochs, seed=c.seed + 1))
+        epochs=c.fine_tune_epochs, seed=c.seed + 1, cosine=True))
     run.clf.backbone.trainable = False
     run.fine_tune = {"layers": c.fine_tune_layers, "layers_with_trainable_weights": trainable,
                      "seconds": round(time.perf_counter() - t2, 2)}
@@ -583,7 +585,9 @@ def _write_model(run: FitRun, ev: Evaluation) -> ModelContract:
               "weights": c.weights, "weights_fingerprint": run.weight_fp,
               "alpha": c.alpha, "seed": c.seed, "phase1": run.phase1["path"],
               "augment_views": c.augment_views if c.feature_cache else None,
-              "fine_tune_layers": c.fine_tune_layers}
+              "fine_tune_layers": c.fine_tune_layers,
+              **({"augment": c.augment} if c.augment != "reference" else {}),
+              **({"label_smoothing": c.label_smoothing} if c.label_smoothing else {})}
     metrics = {"test_accuracy": round(ev.test["accuracy"], 6), "n_test": len(run.index("test")),
                "val_accuracy": round(ev.val["accuracy"], 6), "n_val": len(run.index("val")),
                "n_train": len(run.index("train")), "per_class": ev.per_class,

@@ -42,12 +42,13 @@ def shard_job(run: FitRun, cache: FeatureCache) -> ShardJob:
     train_mask = run.split == "train"
     train_key = hashlib.sha256(np.nonzero(train_mask)[0].tobytes()).hexdigest()[:16]
     seeds = [c.seed * 1000 + view for view in range(c.augment_views)]
-    views = [ShardSet(root / cache_key(**base, kind="view-shards", train=train_key, view_seed=s))
-             for s in seeds]
+    policy = {} if c.augment == "reference" else {"augment": c.augment}  # old keys stay valid
+    views = [ShardSet(root / cache_key(**base, kind="view-shards", train=train_key, view_seed=s,
+                                       **policy)) for s in seeds]
     cl = run.cluster
     mine = [s for s in range(stream.shards) if s % cl.workers == cl.worker_index]
     return ShardJob(ShardSet(root / cache_key(**base, kind="clean-shards")), views, seeds,
-                    train_mask, mine)
+                    train_mask, mine, c.augment)
 
 
 def _steps(run: FitRun, rows: int) -> int | None:
@@ -114,7 +115,7 @@ def fit_images_stream(run: FitRun, schedule: Schedule) -> list[dict[str, Any]]:
     val_rows = mine[run.split[mine] == "val"]
     gb = run.distribution["global_batch_size"]
     train_ds = distribute(cl, lambda b: image_dataset(
-        run.stream, train_rows, y_t, b, schedule.seed, True), gb)
+        run.stream, train_rows, y_t, b, schedule.seed, True, schedule.augment), gb)
     n_val = int((run.split == "val").sum())
     val_ds = (distribute(cl, lambda b: image_dataset(
         run.stream, val_rows, y_t, b, None, False), gb) if n_val else None)

@@ -141,9 +141,10 @@ class ShardSet:
                             "streaming needs a writable --cache-dir") from None
 
 
-def augment_fn(seed: int, size: tuple[int, int]) -> Callable[[np.ndarray], np.ndarray]:
+def augment_fn(seed: int, size: tuple[int, int],
+               policy: str = "reference") -> Callable[[np.ndarray], np.ndarray]:
     """One augmented view per call (the seeded random stream continues across calls)."""
-    augmenter = build_augmenter(seed)
+    augmenter = build_augmenter(seed, policy)
     spec = tf.TensorSpec((None, size[0], size[1], 3), tf.float32)
     fn = tf.function(lambda x: augmenter(x, training=True), input_signature=[spec])
     return lambda pixels: fn(tf.constant(pixels, tf.float32)).numpy()
@@ -158,6 +159,7 @@ class ShardJob:
     view_seeds: list[int]
     train_mask: np.ndarray  # (rows,) bool over usable rows
     mine: list[int]  # the shards this worker extracts
+    augment: str = "reference"  # the views' augmentation policy
 
 
 def extract_shards(stream: StreamData, job: ShardJob, extractor: Callable[[], Any],
@@ -181,7 +183,7 @@ def extract_shards(stream: StreamData, job: ShardJob, extractor: Callable[[], An
             job.clean.put(shard, extractor().clean(pixels))
         for v in need:
             if v not in augmenters:
-                augmenters[v] = augment_fn(job.view_seeds[v], stream.size)
+                augmenters[v] = augment_fn(job.view_seeds[v], stream.size, job.augment)
             picked = pixels[train]
             feats = [extractor().clean(augmenters[v](picked[i:i + batch].astype(np.float32)))
                      for i in range(0, len(picked), batch)]
@@ -267,7 +269,7 @@ def feature_dataset(parts: FeatureParts, batch: int, seed: int | None) -> tf.dat
 
 
 def image_dataset(stream: StreamData, rows: np.ndarray, targets: np.ndarray, batch: int,
-                  seed: int | None, augment: bool) -> tf.data.Dataset:
+                  seed: int | None, augment: bool, policy: str = "reference") -> tf.data.Dataset:
     """Batches of float pixels (augmented, chunk order shuffled) decoded chunk by chunk."""
     epoch = [0]
     h, w = stream.size
@@ -287,7 +289,7 @@ def image_dataset(stream: StreamData, rows: np.ndarray, targets: np.ndarray, bat
     ds = ds.batch(batch).map(lambda x, t: (tf.cast(x, tf.float32), t),
                              num_parallel_calls=tf.data.AUTOTUNE)
     if augment:
-        augmenter = build_augmenter(seed or 0)
+        augmenter = build_augmenter(seed or 0, policy)
         ds = ds.map(lambda x, t: (augmenter(x, training=True), t),
                     num_parallel_calls=tf.data.AUTOTUNE)
     steps = math.ceil(len(rows) / batch)

@@ -83,13 +83,41 @@ def targets(contract: ModelContract, labels: np.ndarray) -> np.ndarray:
     return y.reshape(-1, 1) if contract.output == "sigmoid" else y
 
 
-def compile_model(model: keras.Model, contract: ModelContract, learning_rate: float,
-                  steps_per_execution: int = 1) -> None:
-    loss = ("binary_crossentropy" if contract.output == "sigmoid"
-            else "sparse_categorical_crossentropy")
+@keras.saving.register_keras_serializable(package="maskedge")
+class SparseSmoothedCrossentropy(keras.losses.Loss):
+    """Categorical cross-entropy with label smoothing, on integer class targets."""
+
+    def __init__(self, smoothing: float = 0.0, num_classes: int = 2, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.smoothing, self.num_classes = float(smoothing), int(num_classes)
+
+    def call(self, y_true: Any, y_pred: Any) -> Any:
+        onehot = keras.ops.one_hot(keras.ops.cast(keras.ops.reshape(y_true, (-1,)), "int32"),
+                                   self.num_classes)
+        return keras.losses.categorical_crossentropy(onehot, y_pred,
+                                                     label_smoothing=self.smoothing)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "smoothing": self.smoothing,
+                "num_classes": self.num_classes}
+
+
+def loss_for(contract: ModelContract, smoothing: float = 0.0) -> Any:
+    """The training loss: binary or sparse categorical cross-entropy, label-smoothed if asked."""
+    if contract.output == "sigmoid":
+        return keras.losses.BinaryCrossentropy(label_smoothing=smoothing) if smoothing \
+            else "binary_crossentropy"
+    return SparseSmoothedCrossentropy(smoothing, contract.num_classes) if smoothing \
+        else "sparse_categorical_crossentropy"
+
+
+def compile_model(model: keras.Model, contract: ModelContract, learning_rate: Any,
+                  steps_per_execution: int = 1, smoothing: float = 0.0) -> None:
+    """Adam at `learning_rate` (a float or a schedule) on `loss_for(contract, smoothing)`."""
     if tf.distribute.has_strategy():  # Keras 3.15 fails on several steps per call there
         steps_per_execution = 1
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss, metrics=["accuracy"],
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate),
+                  loss=loss_for(contract, smoothing), metrics=["accuracy"],
                   steps_per_execution=steps_per_execution)
 
 
@@ -140,6 +168,9 @@ class Schedule:
     checkpoint: Path | None = None  # resumable: BackupAndRestore + PhaseState folder
     steps_per_epoch: int | None = None  # datasets that repeat (multi-worker)
     validation_steps: int | None = None
+    augment: str = "reference"  # augmentation policy of image batches (trainer.augment)
+    label_smoothing: float = 0.0
+    cosine: bool = False  # learning rate decays along a cosine to 0 over the phase's epochs
 
 
 Pair = tuple[np.ndarray, np.ndarray]
@@ -156,7 +187,8 @@ def fit_head(head: keras.Model, contract: ModelContract, train: Pair, val: Pair 
                                   schedule.log_dir, schedule.callbacks, schedule.checkpoint)
     # The head's steps take microseconds: run many per call to skip Python overhead.
     compile_model(head, contract, schedule.learning_rate,
-                  steps_per_execution=HEAD_STEPS_PER_EXECUTION)
+                  steps_per_execution=HEAD_STEPS_PER_EXECUTION,
+                  smoothing=schedule.label_smoothing)
     weights = schedule.weights
     head.fit(train[0], targets(contract, train[1]), batch_size=schedule.batch_size,
              epochs=schedule.epochs,
@@ -168,7 +200,7 @@ def fit_head(head: keras.Model, contract: ModelContract, train: Pair, val: Pair 
 
 
 def image_dataset(images: np.ndarray, y: np.ndarray, batch_size: int, seed: int,
-                  augment: bool) -> tf.data.Dataset:
+                  augment: bool, policy: str = "reference") -> tf.data.Dataset:
     """Batches of float pixels (augmented, shuffled) for training or plain ones for validation."""
     ds = tf.data.Dataset.from_tensor_slices((images, y))
     if augment:
@@ -176,7 +208,7 @@ def image_dataset(images: np.ndarray, y: np.ndarray, batch_size: int, seed: int,
     ds = ds.batch(batch_size).map(lambda x, t: (tf.cast(x, tf.float32), t),
                                   num_parallel_calls=tf.data.AUTOTUNE)
     if augment:
-        augmenter = build_augmenter(seed)
+        augmenter = build_augmenter(seed, policy)
         ds = ds.map(lambda x, t: (augmenter(x, training=True), t),
                     num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)
@@ -189,7 +221,7 @@ def fit_images(model: keras.Model, contract: ModelContract, train: Pair, val: Pa
     Per-sample weights (an array) are not used here: only class weights."""
     has_val = val is not None and len(val[0]) > 0
     train_ds = image_dataset(train[0], targets(contract, train[1]), schedule.batch_size,
-                             schedule.seed, True)
+                             schedule.seed, True, schedule.augment)
     val_ds = (image_dataset(val[0], targets(contract, val[1]), schedule.batch_size,
                             schedule.seed, False) if has_val and val is not None else None)
     return fit_datasets(model, contract, train_ds, val_ds, schedule)
@@ -204,7 +236,8 @@ def fit_datasets(model: keras.Model, contract: ModelContract, train: Any, val: A
         return rows
     all_callbacks, _ = _callbacks(schedule.phase, rows, val is not None, schedule.patience,
                                   schedule.log_dir, schedule.callbacks, schedule.checkpoint)
-    compile_model(model, contract, schedule.learning_rate, steps_per_execution)
+    compile_model(model, contract, learning_rate(schedule, train), steps_per_execution,
+                  schedule.label_smoothing)
     _multi_worker_fixes(model, train)
     weights = schedule.weights if isinstance(schedule.weights, dict) else None
     model.fit(train, validation_data=val, epochs=schedule.epochs, class_weight=weights,
@@ -212,6 +245,21 @@ def fit_datasets(model: keras.Model, contract: ModelContract, train: Any, val: A
               validation_steps=schedule.validation_steps if val is not None else None,
               callbacks=all_callbacks, verbose=schedule.verbose)
     return rows
+
+
+def learning_rate(schedule: Schedule, train: Any) -> Any:
+    """The phase's learning rate: a float, or a cosine decay to 0 over all its steps."""
+    if not schedule.cosine:
+        return schedule.learning_rate
+    steps = schedule.steps_per_epoch
+    if steps is None:
+        try:
+            steps = int(train.cardinality())
+        except (AttributeError, TypeError):
+            steps = -1
+    if steps is None or steps <= 0:  # unknown length (streamed, distributed): no decay
+        return schedule.learning_rate
+    return keras.optimizers.schedules.CosineDecay(schedule.learning_rate, steps * schedule.epochs)
 
 
 def _multi_worker_fixes(model: keras.Model, train: Any) -> None:

@@ -560,14 +560,19 @@ def is_seed_row(row: dict[str, Any]) -> bool:
     return "seed" in row.get("options", {})
 
 
-def seed_spread(rows: list[dict[str, Any]]) -> list[str]:
-    """A paragraph: mean and standard deviation of a row and its `@seedN` repeats."""
-    seeded = [row for row in rows if is_seed_row(row)]
-    if not seeded:
-        return []
-    base = seeded[0].get("base")
+def seed_spread(rows: list[dict[str, Any]], base: str | None = None) -> list[str]:
+    """A paragraph per recipe with `@seedN` repeats: mean and standard deviation of the recipe's
+    row and its repeats (only `base`'s when given)."""
+    bases = list(dict.fromkeys(row.get("base") for row in rows if is_seed_row(row)))
+    lines: list[str] = []
+    for b in bases if base is None else [x for x in bases if x == base]:
+        lines += _spread_of(rows, b)
+    return lines
+
+
+def _spread_of(rows: list[dict[str, Any]], base: str | None) -> list[str]:
     runs = [row for row in rows if row["name"] == base or (
-        row in seeded and row.get("base") == base)]
+        is_seed_row(row) and row.get("base") == base)]
     columns = zip(*(_threeclass_values(row.get("keras", {})) for row in runs), strict=True)
     parts = []
     for name, column in zip(("ilc accuracy", "ilc F1", "voc accuracy", "voc F1"), columns,

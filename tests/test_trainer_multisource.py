@@ -235,6 +235,10 @@ def test_threeclass_seed_rows_give_a_spread_and_never_ship() -> None:
         "row": SPREAD_OF, "model": "m.tflite", "size_bytes": 1, "keras": sets, "int8": sets,
         "command": "fit", "convert_command": "convert"}})
     assert f"`{SPREAD_OF}` and its 2 seed rows" in card
+    other = [{**row("b", 0.9, 0.7), "base": None},
+             {**row("b@seed1", 0.92, 0.8, seed=1), "base": "b"}]
+    text = "\n".join(render_threeclass({"rows": rows + other, "holdout": {}}))
+    assert f"`{SPREAD_OF}` and its 2 seed rows" in text and "`b` and its 1 seed rows" in text
 
 
 def test_threeclass_only_keeps_the_earlier_rows_and_start(tmp_path: Path) -> None:

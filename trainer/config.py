@@ -65,6 +65,11 @@ class FitConfig:
     stream_chunk: int = 256  # samples decoded at a time = rows per feature shard
     resume: Path | None = None  # the killed run's partial folder (set by --resume)
 
+    def view_key(self) -> dict[str, str]:
+        """What augmented views' cache keys add for the policy (nothing for 'reference', so the
+        keys of earlier runs stay valid)."""
+        return {} if self.augment == "reference" else {"augment": self.augment}
+
     def roots(self) -> list[Path]:
         """The data sources, in the order given."""
         return [Path(d) for d in self.data] if isinstance(self.data, (list, tuple)) \

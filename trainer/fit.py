@@ -291,8 +291,8 @@ def _augmented_views(run: FitRun, extractor: Callable[[], FeatureExtractor], cac
     views = []
     for view in range(c.augment_views):
         view_seed = c.seed * 1000 + view
-        policy = {} if c.augment == "reference" else {"augment": c.augment}  # old keys stay
-        key = cache_key(**base, kind="view", train=train_key, view_seed=view_seed, **policy)
+        key = cache_key(**base, kind="view", train=train_key, view_seed=view_seed,
+                        **c.view_key())
         views.append(_features(extractor, run.loaded.images[train_idx], key, cache,
                                f"augmented view {view + 1}/{c.augment_views}", run.show,
                                view_seed=view_seed, policy=c.augment))

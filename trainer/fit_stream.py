@@ -42,9 +42,8 @@ def shard_job(run: FitRun, cache: FeatureCache) -> ShardJob:
     train_mask = run.split == "train"
     train_key = hashlib.sha256(np.nonzero(train_mask)[0].tobytes()).hexdigest()[:16]
     seeds = [c.seed * 1000 + view for view in range(c.augment_views)]
-    policy = {} if c.augment == "reference" else {"augment": c.augment}  # old keys stay valid
     views = [ShardSet(root / cache_key(**base, kind="view-shards", train=train_key, view_seed=s,
-                                       **policy)) for s in seeds]
+                                       **c.view_key())) for s in seeds]
     cl = run.cluster
     mine = [s for s in range(stream.shards) if s % cl.workers == cl.worker_index]
     return ShardJob(ShardSet(root / cache_key(**base, kind="clean-shards")), views, seeds,

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import keras
 
+from trainer.config import AUGMENT_POLICIES as POLICIES
+
 ROTATION_DEGREES = 20.0
 ZOOM = 0.15
 SHIFT = 0.2
 SHEAR = 0.15
 
 
-POLICIES = ("reference", "mild")
 MILD_ROTATION_DEGREES = 10.0
 MILD_SHIFT_ZOOM = 0.05
 MILD_PHOTOMETRIC = 0.2

@@ -21,7 +21,7 @@ from trainer.errors import UserError
 ALPHAS = (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)
 STRATEGIES = ("auto", "one-device", "mirrored", "multi-worker")
 STREAM_MODES = ("auto", "on", "off")
-AUGMENT_POLICIES = ("reference", "mild")  # trainer.augment.POLICIES (that module needs Keras)
+AUGMENT_POLICIES = ("reference", "mild")  # trainer.augment builds them
 
 
 @dataclass

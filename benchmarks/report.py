@@ -595,6 +595,21 @@ def reruns(r: dict[str, Any]) -> list[dict[str, Any]]:
     return list(r.get("reruns") or ([r["rerun"]] if r.get("rerun") else []))
 
 
+def _tau_choice(choice: dict[str, Any] | None) -> list[str]:
+    """How the rows' `--logit-adjust` was chosen on held-in faces, with the whole grid."""
+    if not choice:
+        return []
+    runs = ", ".join(f"`{x}`" for x in choice["runs"])
+    grid = choice["grid"]
+    return ["", f"Logit adjustment: TAU = {choice['chosen']:g}, chosen on held-in faces only: the "
+            f"val and test faces of {runs} (each run's own, never trained on by it; "
+            f"{fmt(choice['faces'])} faces, {fmt(choice['weak_faces'])} mask_weared_incorrect), "
+            f"pooled; rule: {choice['rule']}. The held-in grid:", "",
+            *table(["TAU", *(f"{g['tau']:g}" for g in grid)],
+                   [["accuracy", *(f"{100 * g['accuracy']:.1f}" for g in grid)],
+                    ["F1", *(f"{g['f1']:.3f}" for g in grid)]])]
+
+
 def render_threeclass(r: dict[str, Any]) -> list[str]:
     """RESULTS.md's 3-class section from `threeclass.json` (`python -m benchmarks.threeclass`)."""
     lines = ["## 3-class: incorrectly worn masks (ablation and the shipped model)", "",
@@ -611,6 +626,7 @@ def render_threeclass(r: dict[str, Any]) -> list[str]:
     lines += table(["row", "change", "base", "train faces", "ilc acc", "ilc F1", "voc acc",
                     "voc F1", "train time"], rows)
     lines += seed_spread(r.get("rows", []))
+    lines += _tau_choice(r.get("tau_choice"))
     shipped = r.get("shipped")
     if not shipped:
         return lines
@@ -635,5 +651,6 @@ def render_threeclass(r: dict[str, Any]) -> list[str]:
               f">= 92 %): **{'met' if met else 'not met'}** (F1 {fmt(f1)}, accuracy "
               f"{pct(int8.get('accuracy'))}). int8 conversion gate: "
               f"{shipped.get('gate', 'passed')}."]
-    lines += ["", f"Reproduce: `{shipped['command']}`, then `{shipped['convert_command']}`."]
+    commands = " ".join(f"`{c}`," for c in shipped["command"].split(" && "))
+    lines += ["", f"Reproduce: {commands} then `{shipped['convert_command']}`."]
     return lines

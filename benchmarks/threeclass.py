@@ -5,7 +5,9 @@ its `base`), always holding out the same photos: the face-mask-ilc-dev held-out 
 (`benchmarks/holdout/face-mask-ilc-dev-test.txt`) and face-mask-voc's test photos
 (`benchmarks/holdout/face-mask-voc-test.txt`), both passed to `trainer fit` as `--exclude-list`.
 Every row's Keras model is measured on the faces of those photos (face boxes >= the trainer's
-min-face), as `trainer evaluate --only-list` would. The best row (mask_weared_incorrect F1 on
+min-face), as `trainer evaluate --only-list` would. `COMBINED` rows train nothing: they are
+`trainer ensemble` of finished rows' runs, with the logit adjustment chosen on held-in faces only
+(`choose_tau`: each run's own val and test faces). The best row (mask_weared_incorrect F1 on
 held-out ilc-dev, then accuracy) is converted to int8 (`convert -q int8`) and measured again
 through LiteRT; with the full profile it is written to `models/face_mask_3c_int8.tflite`.
 
@@ -76,6 +78,9 @@ SPREAD_OF = "more-train+nose-band"
 SPREAD_SEEDS = (1, 2, 3, 4)
 MILD_SPREAD_OF = "mild+fine-tune-all"
 MILD_SPREAD_SEEDS = (1, 2)
+#: Ensemble members: the recipe with other seeds on the split of seed 0 (`--split-seed 0`), so
+#: that the ensemble has one split (its calibration images and its own test split).
+MEMBER_SEEDS = (1, 2)
 ROWS = (
     Row("voc", "face-mask-voc only, 128 px (the 3-class model of today)", None, ("voc",),
         {"input_size": 128}),
@@ -138,7 +143,41 @@ ROWS = (
           {"input_size": 320, "nose_band": True, **LONG, **MORE_TRAIN, "augment": "mild",
            **MILD_FINE_TUNE, "seed": seed})
       for seed in MILD_SPREAD_SEEDS),
+    *(Row(f"{MILD_SPREAD_OF}@seed{seed}+split0", f"the same recipe, --seed {seed} --split-seed 0 "
+          "(head init and order; the split of seed 0): an ensemble member", MILD_SPREAD_OF,
+          ("voc", "ilc"), {"input_size": 320, "nose_band": True, **LONG, **MORE_TRAIN,
+                           "augment": "mild", **MILD_FINE_TUNE, "seed": seed, "split_seed": 0})
+      for seed in MEMBER_SEEDS),
 )
+
+@dataclass(frozen=True)
+class Combined:
+    """A row built from finished rows' runs, without training: `trainer ensemble` of `members`,
+    each member's decisions shifted first by the logit adjustment chosen on held-in faces
+    (`choose_tau`) when `adjust`."""
+
+    name: str
+    change: str  # "TAU" stands for the chosen adjustment
+    base: str
+    members: tuple[str, ...]
+    adjust: bool = False
+
+
+#: The recipe's runs on one split (seed 0's): the ensemble's members.
+MEMBERS = (MILD_SPREAD_OF, *(f"{MILD_SPREAD_OF}@seed{s}+split0" for s in MEMBER_SEEDS))
+COMBINED = (
+    Combined("mild+fine-tune-all+adjust", "decisions shifted toward the training class "
+             "frequencies (`--logit-adjust TAU`, TAU chosen on held-in faces)", MILD_SPREAD_OF,
+             (MILD_SPREAD_OF,), adjust=True),
+    Combined("ensemble3", "mean of 3 runs of the recipe on one split (seeds 0, 1, 2; `trainer "
+             "ensemble`), 3x the time per face", MILD_SPREAD_OF, MEMBERS),
+    Combined("ensemble3+adjust", "+ each member's decisions shifted (`--logit-adjust TAU`, "
+             "chosen on held-in faces)", "ensemble3", MEMBERS, adjust=True),
+)
+#: The logit adjustment is chosen on held-in faces: each of these runs' own val and test faces
+#: (which that run never trained on; the runs have different splits), pooled.
+TAU_RUNS = (MILD_SPREAD_OF, *(f"{MILD_SPREAD_OF}@seed{s}" for s in MILD_SPREAD_SEEDS))
+TAU_GRID = tuple(round(0.05 * i, 2) for i in range(21))
 QUICK_ROWS = (
     Row("voc", "face-mask-voc only", None, ("voc",),
         {"input_size": 96, "epochs": 2, "limit_per_class": 25}),
@@ -259,6 +298,82 @@ def run_row(row: Row, shared: Path, work: Path, sets: dict[str, Any], cache: dic
             "run_dir": str(run)}
 
 
+def choose_tau(work: Path) -> dict[str, Any]:
+    """The logit adjustment (`TAU_GRID`) with the best accuracy + mask_weared_incorrect F1 on
+    held-in faces: the val and test faces of each `TAU_RUNS` run, pooled (ties: the smaller).
+
+    Adding offsets to the log-probabilities picks the same class as adding them to the logits
+    (`trainer.model.shift_output`), so no model is rebuilt per candidate.
+    """
+    from trainer.model import prior_shift
+    from trainer.split import load_split, read_manifest
+
+    scores, truth = [], []
+    for name in TAU_RUNS:
+        run = work / name
+        predict, labels, size = keras_predictor(run / "model.h5")
+        weights = json.loads((run / "summary.json").read_text())["imbalance"]["class_weights"]
+        manifest = read_manifest(run / "split.json")
+        for split in ("val", "test"):
+            images, y = load_split(manifest, split, size)
+            probs = np.concatenate([predict(images[i:i + 64]) for i in range(0, len(images), 64)])
+            scores.append((np.log(np.clip(probs, 1e-12, 1.0)), prior_shift(weights, labels, 1.0)))
+            truth.append(y)
+    y, weak = np.concatenate(truth), labels.index(WEAK)
+    grid = []
+    for tau in TAU_GRID:
+        pred = np.concatenate([lp + tau * shift for lp, shift in scores]).argmax(1)
+        report = classification_report(y, pred, labels)
+        grid.append({"tau": tau, "accuracy": round(report["accuracy"], 5),
+                     "f1": round(report["per_class"][WEAK]["f1"], 5)})
+    return {"runs": list(TAU_RUNS), "faces": len(y), "weak_faces": int((y == weak).sum()),
+            "grid": grid, "chosen": pick_tau(grid),
+            "rule": "best held-in accuracy + mask_weared_incorrect F1, ties to the smaller"}
+
+
+def pick_tau(grid: list[dict[str, float]]) -> float:
+    """The grid's TAU with the best accuracy + F1 (ties: the smaller TAU, the smaller change)."""
+    return max(grid, key=lambda g: (round(g["accuracy"] + g["f1"], 5), -g["tau"]))["tau"]
+
+
+def combined_command(row: Combined, tau: float, out: str = "runs/3c") -> str:
+    """The commands that make a combined row: its members' `trainer fit`, then `trainer
+    ensemble` (one member: `trainer fit --logit-adjust` alone)."""
+    rows = {r.name: r for r in ROWS}
+    adjust = f" --logit-adjust {tau:g}" if row.adjust else ""
+    if len(row.members) == 1:
+        return command_of(rows[row.members[0]], out=out).replace(" --out ", f"{adjust} --out ")
+    outs = [f"{out}-seed{rows[m].options.get('seed', 0)}" for m in row.members]
+    fits = [command_of(rows[m], out=o) for m, o in zip(row.members, outs, strict=True)]
+    return " && ".join([*fits, f"trainer ensemble {' '.join(outs)}{adjust} --out {out}"])
+
+
+def run_combined(row: Combined, work: Path, sets: dict[str, Any], cache: dict[Any, Any],
+                 tau: float) -> dict[str, Any]:
+    """Build a combined row from its members' finished runs and measure its Keras model."""
+    from trainer.ensemble import EnsembleConfig, ensemble
+
+    t0 = time.perf_counter()
+    built = ensemble(EnsembleConfig([work / m for m in row.members], work / row.name,
+                                    tau if row.adjust else 0.0, overwrite=True), progress=False)
+    seconds = time.perf_counter() - t0
+    first = next(r for r in ROWS if r.name == row.members[0])
+    summaries = [json.loads((work / m / "summary.json").read_text()) for m in row.members]
+    predict, labels, size = keras_predictor(built.out / "model.h5")
+    return {"name": row.name, "change": row.change.replace("TAU", f"{tau:g}"), "base": row.base,
+            "sources": list(first.sources),
+            "options": {**first.options, "members": list(row.members),
+                        **({"logit_adjust": tau} if row.adjust else {})},
+            "command": combined_command(row, tau),
+            "train_seconds": round(sum(x["timing"]["wall_seconds"] for x in summaries)
+                                   + seconds, 1),
+            "train_faces": sum(summaries[0]["counts"]["train"].values()),
+            "train_counts": summaries[0]["counts"]["train"],
+            "own_test_accuracy": built.summary["test_accuracy"],
+            "keras": measure(predict, labels, _pixels(sets, size, cache)),
+            "run_dir": str(built.out)}
+
+
 def score(row: dict[str, Any]) -> tuple[float, float]:
     """Ranking key: incorrect-mask F1 on held-out ilc-dev, then its accuracy (seed rows last)."""
     from benchmarks.report import is_seed_row
@@ -344,6 +459,9 @@ def main(argv: list[str] | None = None) -> int:
         return ship_row(args.ship, args.force, args.out or FULL_OUT, shared)
     rows = QUICK_ROWS if args.quick else ROWS
     rows = tuple(r for r in rows if not args.only or r.name in args.only)
+    unknown = set(args.only or ()) - {r.name for r in (*ROWS, *COMBINED, *QUICK_ROWS)}
+    if unknown:
+        parser.error(f"unknown rows: {', '.join(sorted(unknown))}")
     out = args.out or (QUICK_OUT if args.quick else FULL_OUT)
     work = (QUICK_OUT if args.quick else FULL_WORK) / "threeclass"
     sets, cache = holdout_sets(shared, 16, args.quick), {}
@@ -352,11 +470,20 @@ def main(argv: list[str] | None = None) -> int:
         results.append(run_row(row, shared, work, sets, cache, args.reuse))
         print(_line(results[-1]), flush=True)
     earlier = _earlier(out / "threeclass.json") if args.only else {}
+    combined = () if args.quick else tuple(
+        c for c in COMBINED if not args.only or c.name in args.only)
+    tau_choice = choose_tau(work) if any(c.adjust for c in combined) else \
+        earlier.get("tau_choice")
+    for row in combined:
+        results.append(run_combined(row, work, sets, cache, tau_choice["chosen"]))
+        print(_line(results[-1]), flush=True)
     results = _merged(earlier, results)
     report = {"started": earlier.get("started", started),
-              **({"reruns": _reruns(earlier, started, [r.name for r in rows])} if earlier else {}),
+              **({"reruns": _reruns(earlier, started, [r.name for r in (*rows, *combined)])}
+                 if earlier else {}),
               "quick": args.quick,
               "rows": results, "best": max(results, key=score)["name"], "shipped": None,
+              **({"tau_choice": tau_choice} if tau_choice else {}),
               "holdout": {name: len(s) for name, (_, s) in sets.items()},
               "command": "python -m benchmarks.threeclass" + (" --quick" if args.quick else "")}
     if args.no_ship:  # models/ is untouched, so the earlier record of what shipped stays true
@@ -400,10 +527,10 @@ def model_card(report: dict[str, Any]) -> str:
         "# Model card: `face_mask_3c_int8.tflite`", "",
         "A 3-class face classifier for `edge run --model models/face_mask_3c_int8.tflite`: "
         "`mask_weared_incorrect` (a mask under the nose or on the chin), `with_mask`, "
-        "`without_mask`. Full-integer (int8) MobileNetV2 alpha 1.0 + the trainer's head, "
-        f"{_input_text(row['options'])} (uint8 camera pixels), softmax "
-        f"output; {shipped['size_bytes']:,} bytes. Labels and input size are inside the file "
-        "(`convert inspect`). The default 2-class model is unchanged.", "",
+        "`without_mask`. Full-integer (int8) MobileNetV2 alpha 1.0 + the trainer's head"
+        f"{_members_text(row['options'])}, {_input_text(row['options'])} (uint8 camera pixels), "
+        f"softmax output; {shipped['size_bytes']:,} bytes. Labels and input size are inside the "
+        "file (`convert inspect`). The default 2-class model is unchanged.", "",
         "## Data and licences", "", *sources,
         f"- training faces: {row['train_faces']:,} ({row['train_counts']}) after leaving out the "
         "held-out photos (`--exclude-list`): every ilc-dev photo in "
@@ -416,7 +543,7 @@ def model_card(report: dict[str, Any]) -> str:
         *seed_spread(report["rows"], row["name"]), "",
         f"Recipe (row `{row['name']}` of the ablation in `benchmarks/RESULTS.md`, 3-class "
         "section, and the rows it builds on): " + "; ".join(_lineage(report, row)) + ".", "",
-        "## Reproduce", "", "```bash", row["command"],
+        "## Reproduce", "", "```bash", *row["command"].split(" && "),
         shipped["convert_command"],
         "trainer evaluate runs/3c/model.h5 --data ../shared/datasets/face-mask-ilc-dev "
         "--only-list benchmarks/holdout/face-mask-ilc-dev-test.txt",
@@ -431,6 +558,14 @@ def _lineage(report: dict[str, Any], row: dict[str, Any]) -> list[str]:
         out.append(f"`{row['name']}`: {row['change']}")
         row = rows.get(row.get("base") or "")
     return out
+
+
+def _members_text(options: dict[str, Any]) -> str:
+    members, tau = options.get("members", []), options.get("logit_adjust")
+    text = (f" ({len(members)} networks trained alike with different seeds on one split, their "
+            "probabilities averaged: `trainer ensemble`)" if len(members) > 1 else "")
+    return text + (f", decisions shifted toward the training class frequencies (logit "
+                   f"adjustment {tau:g})" if tau else "")
 
 
 def _input_text(options: dict[str, Any]) -> str:
@@ -491,7 +626,7 @@ def _merged(earlier: dict[str, Any], results: list[dict[str, Any]]) -> list[dict
         return results
     rows = {r["name"]: r for r in earlier.get("rows", [])}
     rows.update({r["name"]: r for r in results})
-    order = [r.name for r in ROWS]
+    order = [r.name for r in (*ROWS, *COMBINED)]
     return sorted(rows.values(), key=lambda r: order.index(r["name"])
                   if r["name"] in order else len(order))
 

@@ -106,6 +106,8 @@ BAD: dict[str, list[Any]] = {
     "trainer fit --learning-rate": ["0", "-1", "nan"],
     "trainer fit --patience": ["-1"],
     "trainer fit --seed": ["-1"],
+    "trainer fit --split-seed": ["-1"],
+    "trainer fit --logit-adjust": ["-0.1", "1.5", "nan", ("0.5", ("--no-class-weights",))],
     "trainer fit --val-fraction": ["-0.1", "1.5", "nan"],
     "trainer fit --test-fraction": ["0", "1.5", "nan"],
     "trainer fit --augment-views": ["-1"],
@@ -133,6 +135,10 @@ BAD: dict[str, list[Any]] = {
     "trainer evaluate --label-map": ["noequals"],
     "trainer evaluate --only-list": [MISSING],
     "trainer evaluate --exclude-list": [MISSING],
+    # trainer ensemble
+    "trainer ensemble RUNS": [MISSING, "{tmp}/folders"],
+    "trainer ensemble --out": ["{tmp}/a-file", "{folders}"],
+    "trainer ensemble --logit-adjust": ["-0.1", "1.5", "nan"],
     # trainer fit-detector
     "trainer fit-detector DATA": [MISSING],
     "trainer fit-detector --onnx": [MISSING],
@@ -172,6 +178,7 @@ BASE: dict[str, list[str]] = {
     "edge info": [],
     "trainer fit": ["{folders}", "--out", "{tmp}/run", "--weights", "none", "--quiet"],
     "trainer evaluate": ["{tmp}/model.h5", "--data", "{folders}", "--quiet"],
+    "trainer ensemble": ["{run}", "--out", "{tmp}/ensemble"],
     "trainer fit-detector": ["{voc}", "--onnx", "{tmp}/yunet.onnx", "--out", "{tmp}/ft.tflite"],
     "convert export": ["{tmp}/model.h5", "--no-progress"],
     "convert inspect": ["{tflite}"],
@@ -280,10 +287,13 @@ def places(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     (tmp / "a-file").write_text("a regular file\n")
     (tmp / "model.h5").write_bytes(b"not really a model")
     (tmp / "yunet.onnx").write_bytes(b"not really a detector")
+    (tmp / "a-run").mkdir()
+    for name in ("model.h5", "split.json", "summary.json"):  # what `trainer ensemble` checks
+        (tmp / "a-run" / name).write_text("{}")
     from edge.assets import default_model_path
 
     return {"tmp": str(tmp), "video": str(tmp / "clip.avi"), "voc": str(voc),
-            "photos": str(photos), "folders": str(tmp / "folders"),
+            "photos": str(photos), "folders": str(tmp / "folders"), "run": str(tmp / "a-run"),
             "tflite": str(default_model_path())}
 
 

@@ -241,6 +241,41 @@ def test_threeclass_seed_rows_give_a_spread_and_never_ship() -> None:
     assert f"`{SPREAD_OF}` and its 2 seed rows" in text and "`b` and its 1 seed rows" in text
 
 
+def test_threeclass_combined_rows_commands_tau_choice_and_card() -> None:
+    """Combined rows: their reproduce commands, the held-in choice of TAU (ties to the smaller)
+    rendered with its grid, and the card of an ensemble."""
+    from benchmarks.report import render_threeclass
+    from benchmarks.threeclass import COMBINED, combined_command, model_card, pick_tau
+
+    rows = {c.name: c for c in COMBINED}
+    single = combined_command(rows["mild+fine-tune-all+adjust"], 0.3)
+    assert single.startswith("trainer fit ") and single.endswith("--logit-adjust 0.3 --out runs/3c")
+    commands = combined_command(rows["ensemble3+adjust"], 0.3).split(" && ")
+    assert len(commands) == 4 and "--seed 1 --split-seed 0 --out runs/3c-seed1" in commands[1]
+    assert commands[-1] == ("trainer ensemble runs/3c-seed0 runs/3c-seed1 runs/3c-seed2 "
+                            "--logit-adjust 0.3 --out runs/3c")
+    assert "--logit-adjust" not in combined_command(rows["ensemble3"], 0.3)
+    grid = [{"tau": 0.0, "accuracy": 0.9, "f1": 0.7}, {"tau": 0.1, "accuracy": 0.95, "f1": 0.7},
+            {"tau": 0.2, "accuracy": 0.94, "f1": 0.71}, {"tau": 0.3, "accuracy": 0.9, "f1": 0.6}]
+    assert pick_tau(grid) == 0.1  # 0.1 and 0.2 tie on accuracy + F1: the smaller
+    choice = {"runs": ["a", "b"], "faces": 1334, "weak_faces": 91, "grid": grid,
+              "chosen": 0.1, "rule": "best held-in accuracy + F1"}
+    text = "\n".join(render_threeclass({"rows": [], "holdout": {}, "tau_choice": choice}))
+    assert "TAU = 0.1, chosen on held-in faces only" in text and "| F1 | 0.700 |" in text
+    per = {c: {"precision": 1.0, "recall": 1.0, "f1": 1.0} for c in THREE}
+    sets = {k: {"accuracy": 1.0, "per_class": per} for k in ("ilc-dev held-out",
+                                                             "face-mask-voc test")}
+    ens = {"name": "ensemble3+adjust", "change": "c", "base": None, "sources": ["voc"],
+           "options": {"input_size": 320, "nose_band": True, "members": ["a", "b", "c"],
+                       "logit_adjust": 0.3}, "train_faces": 10, "train_counts": {},
+           "command": " && ".join(commands), "keras": sets}
+    card = model_card({"rows": [ens], "holdout": {}, "shipped": {
+        "row": ens["name"], "model": "m.tflite", "size_bytes": 1, "keras": sets, "int8": sets,
+        "command": ens["command"], "convert_command": "convert runs/3c/model.h5"}})
+    assert "3 networks trained alike" in card and "logit adjustment 0.3" in card
+    assert "\ntrainer ensemble runs/3c-seed0 runs/3c-seed1 runs/3c-seed2" in card
+
+
 def test_threeclass_only_keeps_the_earlier_rows_and_start(tmp_path: Path) -> None:
     from benchmarks.threeclass import _earlier, _merged
 

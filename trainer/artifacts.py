@@ -8,7 +8,10 @@ always in Keras safe mode: loading a model file never runs code from it.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import h5py
@@ -29,7 +32,8 @@ def save_keras_model(model: keras.Model, contract: ModelContract, out_dir: Path,
     for target in (h5_path, keras_path):
         with atomic_path(target) as tmp:
             tmp.unlink()  # Keras refuses to overwrite some files it did not create
-            model.save(tmp)
+            with _quiet_absl():  # Keras warns that .h5 is "legacy": maskedge ships it on purpose
+                model.save(tmp)
             if target.suffix == ".h5":
                 with h5py.File(tmp, "a") as f:
                     f.attrs[METADATA_KEY] = text
@@ -37,6 +41,17 @@ def save_keras_model(model: keras.Model, contract: ModelContract, out_dir: Path,
                 with zipfile.ZipFile(tmp, "a") as z:
                     z.writestr(KERAS_MEMBER, text)
     return h5_path, keras_path
+
+
+@contextlib.contextmanager
+def _quiet_absl() -> Iterator[None]:
+    logger = logging.getLogger("absl")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def read_keras_contract(path: str | Path) -> ModelContract:

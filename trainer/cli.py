@@ -1,4 +1,5 @@
-"""`trainer` command line: `trainer fit DATA --out RUN` and `trainer evaluate MODEL --data DATA`.
+"""`trainer` command line: `trainer fit DATA --out RUN`, `trainer evaluate MODEL --data DATA`,
+`trainer ensemble RUN [RUN ...] --out DIR` and `trainer fit-detector`.
 
 User errors (bad data, bad options, missing weights or model files) print one line,
 `trainer: error: ...`, on stderr and exit with code 2 (edge/console.py); no traceback, no partial
@@ -77,6 +78,9 @@ def fit(
         help="Early-stopping patience in epochs (0: off).")] = DEFAULTS.patience,
     seed: Annotated[int, typer.Option(help="Seed for split, augmentation and training.")
                     ] = DEFAULTS.seed,
+    split_seed: Annotated[int | None, typer.Option(
+        help="Seed of the split alone (default: --seed): runs that differ only in --seed then "
+             "share their split, as `trainer ensemble` members must.")] = DEFAULTS.split_seed,
     val_fraction: Annotated[float, typer.Option(help="Share of images for validation.")
                             ] = DEFAULTS.val_fraction,
     test_fraction: Annotated[float, typer.Option(help="Share of images for the test set.")
@@ -102,6 +106,11 @@ def fit(
     fine_tune_learning_rate: Annotated[float, typer.Option(
         help="Phase-2 learning rate, decaying along a cosine to 0 over the phase-2 epochs.")
                                        ] = DEFAULTS.fine_tune_learning_rate,
+    logit_adjust: Annotated[float, typer.Option(
+        help="After training, shift the decisions from the class-balanced prior back toward "
+             "the training split's class frequencies by TAU (0: balanced, 1: the training "
+             "frequencies; adds -TAU x log(class weight) to the output logits).")
+    ] = DEFAULTS.logit_adjust,
     min_face: Annotated[int, typer.Option(help="VOC: drop face boxes smaller than PX pixels.")
                         ] = DEFAULTS.min_face,
     limit_per_class: Annotated[int | None, typer.Option(
@@ -256,6 +265,41 @@ def evaluate(
         typer.echo(json.dumps(result.summary, indent=2, default=str))
     else:
         typer.echo(text)
+
+
+@app.command("ensemble")
+def ensemble_(
+    runs: Annotated[list[Path], typer.Argument(
+        help="Run folders of `trainer fit` (model.h5, split.json, summary.json) that share "
+             "labels, input size and split (the same --split-seed).")],
+    out: Annotated[Path, typer.Option(
+        "--out", "-o", help="Folder to write model.h5, model.keras, metadata.json, split.json, "
+        "report.txt (must be new or empty unless --overwrite).")],
+    logit_adjust: Annotated[float, typer.Option(
+        help="First shift each member's decisions from the class-balanced prior toward its "
+             "training class frequencies by TAU (as `trainer fit --logit-adjust`).")] = 0.0,
+    overwrite: Annotated[bool, typer.Option(help="Replace a non-empty --out folder.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+    json_out: Annotated[bool, typer.Option(
+        "--json", help="Print the summary as JSON on stdout.")] = False,
+) -> None:
+    """Average RUNS' class probabilities in one model file (one member's cost per member),
+    measured on their shared test split; `convert` and `edge` take it like any model."""
+    with user_errors(PROG, KNOWN_ERRORS, json_out=json_out):
+        from trainer.config import check_ensemble
+
+        check_ensemble(runs, out, logit_adjust, overwrite)  # one line, before TensorFlow
+        _import_tensorflow_quietly()
+        from trainer.ensemble import EnsembleConfig, ensemble
+
+        result = ensemble(EnsembleConfig(list(runs), out, logit_adjust, overwrite),
+                          progress=not quiet)
+    if json_out:
+        typer.echo(json.dumps(result.summary, indent=2, default=str))
+    else:
+        n = sum(v["support"] for v in result.test["per_class"].values())
+        typer.echo(f"ensemble of {len(runs)}: test accuracy {100 * result.test['accuracy']:.2f} % "
+                   f"on {n} test images (shared split); folder {result.out}")
 
 
 @app.command("fit-detector")

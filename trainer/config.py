@@ -40,6 +40,7 @@ class FitConfig:
     learning_rate: float = 1e-4
     patience: int = 5
     seed: int = 0
+    split_seed: int | None = None  # None: --seed; members of an ensemble share one split
     val_fraction: float = 0.15
     test_fraction: float = 0.15
     feature_cache: bool = True
@@ -49,6 +50,7 @@ class FitConfig:
     fine_tune_layers: int = 0
     fine_tune_epochs: int = 5
     fine_tune_learning_rate: float = 1e-5
+    logit_adjust: float = 0.0  # after training: tau of the prior shift (trainer.model)
     min_face: int = DEFAULT_MIN_FACE
     limit_per_class: int | None = None
     mixed_precision: bool = False
@@ -64,6 +66,11 @@ class FitConfig:
     stream: str = "auto"  # on | off | auto (stream when decoded pixels would exceed 2 GiB)
     stream_chunk: int = 256  # samples decoded at a time = rows per feature shard
     resume: Path | None = None  # the killed run's partial folder (set by --resume)
+
+    @property
+    def data_seed(self) -> int:
+        """The seed of the split and of --limit-per-class: --split-seed, else --seed."""
+        return self.seed if self.split_seed is None else self.split_seed
 
     def view_key(self) -> dict[str, str]:
         """What augmented views' cache keys add for the policy (nothing for 'reference', so the
@@ -93,6 +100,10 @@ class FitConfig:
             (self.min_face >= 1, "--min-face must be >= 1"),
             (self.patience >= 0, "--patience must be >= 0 (0: off)"),
             (self.seed >= 0, "--seed must be >= 0"),
+            (self.split_seed is None or self.split_seed >= 0, "--split-seed must be >= 0"),
+            (0.0 <= self.logit_adjust <= 1.0, "--logit-adjust must be in [0, 1]"),
+            (self.logit_adjust == 0.0 or self.class_weighting,
+             "--logit-adjust undoes part of the class weighting: it needs --class-weights"),
             (self.fine_tune_learning_rate > 0, "--fine-tune-learning-rate must be > 0"),
             (self.cache_dir is None or not Path(self.cache_dir).exists()
              or Path(self.cache_dir).is_dir(), f"--cache-dir {self.cache_dir} is not a folder"),
@@ -110,7 +121,7 @@ class FitConfig:
                 raise UserError(message)
 
 
-def _out_dir_ready(out: Path, overwrite: bool) -> None:
+def out_dir_ready(out: Path, overwrite: bool) -> None:
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} exists and is not a folder")
     if out.is_dir() and any(out.iterdir()) and not overwrite:
@@ -179,10 +190,30 @@ def check_evaluate(model: Path, data: Path, split: str, out: Path | None,
         raise UserError("--min-face must be >= 1")
 
 
+#: What a `trainer fit` run folder holds that `trainer ensemble` reads.
+RUN_FILES = ("model.h5", "split.json", "summary.json")
+
+
+def check_ensemble(runs: list[Path], out: Path, logit_adjust: float, overwrite: bool) -> None:
+    """`trainer ensemble`'s paths and options, checked before TensorFlow loads."""
+    if not runs:
+        raise UserError("give at least one run folder")
+    for run in runs:
+        missing = [name for name in RUN_FILES if not (Path(run).expanduser() / name).is_file()]
+        if missing:
+            raise UserError(f"{run} is not a finished `trainer fit` run folder (no "
+                            f"{', '.join(missing)})")
+    if len({Path(r).expanduser().resolve() for r in runs}) != len(runs):
+        raise UserError("a run folder is given twice")
+    if not 0.0 <= logit_adjust <= 1.0:
+        raise UserError("--logit-adjust must be in [0, 1]")
+    out_dir_ready(Path(out).expanduser(), overwrite)
+
+
 def preflight(config: FitConfig) -> Dataset:
     """Validate everything that can be checked cheaply; return the discovered data set."""
     config.validate()
-    _out_dir_ready(Path(config.out).expanduser(), config.overwrite)
+    out_dir_ready(Path(config.out).expanduser(), config.overwrite)
     check_weights(config.weights)
     dataset = discover_many(config.roots(), config.min_face, parse_label_map(config.label_map),
                             exclude=name_lists(config.exclude_lists))

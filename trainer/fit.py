@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import logging
 import os
 import platform
 import re
@@ -51,7 +50,7 @@ from trainer.features import (
     default_cache_dir,
     weights_fingerprint,
 )
-from trainer.model import Classifier, build_classifier, unfreeze_top
+from trainer.model import Classifier, build_classifier, prior_shift, shift_output, unfreeze_top
 from trainer.pixels import Loaded, load_from_sources
 from trainer.reports import plot_confusion, plot_curves, report_text, write_history_csv, write_json
 from trainer.split import SPLITS, SplitManifest, make_manifest, write_manifest
@@ -416,7 +415,7 @@ def _split(config: FitConfig, dataset: Dataset, labels: tuple[str, ...], samples
            grouping: Any) -> SplitManifest:
     """The run's split manifest (every source recorded) with its grouping and selection info."""
     manifest = make_manifest(
-        dataset.root, dataset.format, labels, samples, grouping.groups, config.seed,
+        dataset.root, dataset.format, labels, samples, grouping.groups, config.data_seed,
         (config.val_fraction, config.test_fraction),
         info={"groups": int(grouping.groups.max()) + 1,
               "near_duplicate_pairs": grouping.near_duplicate_pairs,
@@ -435,7 +434,7 @@ def _fit_with(config: FitConfig, dataset: Dataset, built: Built,
               start: float, show: bool) -> FitResult:
     """Decode, group and split the samples, then train and write the run (see `fit`)."""
     out = Path(config.out).expanduser()
-    samples = _limit_samples(dataset.samples, config.limit_per_class, config.seed)
+    samples = _limit_samples(dataset.samples, config.limit_per_class, config.data_seed)
     size = (config.input_size, config.input_size)
     t_decode = time.perf_counter()
     streaming = should_stream(config.stream, len(samples), config.input_size,
@@ -506,18 +505,30 @@ def _train_and_write(run: FitRun) -> FitResult:
         result = _worker_result(run)
         _barrier(run)  # stay until the chief has written the run (it checks our heartbeat)
         return result
+    _adjust_prior(run)
     evaluation = _evaluate(run)
     contract = _write_model(run, evaluation)
     _write_reports(run, evaluation)
     summary = _summary(run, evaluation)
     shutil.rmtree(run.work / "resume", ignore_errors=True)  # checkpoints of the phases
     write_json(run.work / "summary.json", summary)
-    _publish(run.work, run.out)
+    publish_run(run.work, run.out)
     _barrier(run)
     out = run.out
     return FitResult(run_dir=out, model_h5=out / "model.h5", model_keras=out / "model.keras",
                      contract=contract, test_accuracy=evaluation.test["accuracy"],
                      wall_seconds=summary["timing"]["wall_seconds"], summary=summary)
+
+
+def _adjust_prior(run: FitRun) -> None:
+    """--logit-adjust: shift the trained model's decisions toward the training frequencies."""
+    tau, weights = run.config.logit_adjust, run.info["imbalance"]["class_weights"]
+    if not tau or not weights:
+        return
+    offsets = prior_shift(weights, run.labels, tau)
+    shift_output(run.clf.model, offsets)
+    run.info["logit_adjust"] = {"tau": tau, "offsets": dict(zip(
+        run.labels, (round(float(x), 6) for x in offsets), strict=True))}
 
 
 def _write_inputs(run: FitRun) -> None:
@@ -587,14 +598,16 @@ def _write_model(run: FitRun, ev: Evaluation) -> ModelContract:
               "augment_views": c.augment_views if c.feature_cache else None,
               "fine_tune_layers": c.fine_tune_layers,
               **({"augment": c.augment} if c.augment != "reference" else {}),
-              **({"label_smoothing": c.label_smoothing} if c.label_smoothing else {})}
+              **({"label_smoothing": c.label_smoothing} if c.label_smoothing else {}),
+              **({"split_seed": c.split_seed} if c.split_seed is not None else {}),
+              **({"logit_adjust": run.info["logit_adjust"]} if "logit_adjust" in run.info
+                 else {})}
     metrics = {"test_accuracy": round(ev.test["accuracy"], 6), "n_test": len(run.index("test")),
                "val_accuracy": round(ev.val["accuracy"], 6), "n_val": len(run.index("val")),
                "n_train": len(run.index("train")), "per_class": ev.per_class,
                "macro_f1": round(ev.test["macro"]["f1"], 6)}
     contract = ModelContract.for_labels(run.labels, c.input_size, source=source, metrics=metrics)
-    with _quiet_absl():  # Keras warns that .h5 is "legacy": the project ships it on purpose
-        save_keras_model(run.clf.model, contract, run.work)
+    save_keras_model(run.clf.model, contract, run.work)
     write_text_atomic(run.work / "metadata.json", contract.to_json() + "\n")
     return contract
 
@@ -617,7 +630,10 @@ def _write_reports(run: FitRun, ev: Evaluation) -> None:
                f"({grouping['samples_in_merged_groups']} images)",
                f"class imbalance (train): {imbalance['train_counts']}, ratio "
                f"{imbalance['ratio_largest_to_smallest']}, class weights "
-               f"{imbalance['class_weights']}", _distribution_text(run)]
+               f"{imbalance['class_weights']}"
+               + (f"; logit offsets (--logit-adjust {info['logit_adjust']['tau']}): "
+                  f"{info['logit_adjust']['offsets']}" if "logit_adjust" in info else ""),
+               _distribution_text(run)]
     text = report_text("Test set", ev.test, details) + "\n" + per_source_text(
         ev.by_source) + report_text("Validation set", ev.val)
     write_text_atomic(run.work / "report.txt", text)
@@ -638,7 +654,8 @@ def _summary(run: FitRun, ev: Evaluation) -> dict[str, Any]:
         "val_accuracy": round(ev.val["accuracy"], 6), "per_class": ev.per_class,
         "counts": run.manifest.counts(), "skipped": len(info["skipped"]),
         "skipped_by_reason": _reasons(info["skipped"]), "grouping": info["grouping"],
-        "imbalance": info["imbalance"], "phase1": run.phase1, "fine_tune": run.fine_tune,
+        "imbalance": info["imbalance"], "logit_adjust": info.get("logit_adjust"),
+        "phase1": run.phase1, "fine_tune": run.fine_tune,
         "epochs_run": len(run.history), "best_epoch": _best_row(run.history),
         "consistency": ev.consistency, "data_fingerprint": run.fingerprint,
         "device": run.device, "notes": dict(run.dataset.notes),
@@ -689,17 +706,6 @@ def per_source_text(by_source: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n\n"
 
 
-@contextlib.contextmanager
-def _quiet_absl() -> Any:
-    logger = logging.getLogger("absl")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
-
-
 def _best_row(history: list[dict[str, Any]]) -> dict[str, Any] | None:
     scored = [r for r in history if "val_loss" in r]
     return min(scored, key=lambda r: r["val_loss"]) if scored else None
@@ -713,7 +719,7 @@ def _reasons(skipped: list) -> dict[str, int]:
     return counts
 
 
-def _publish(work: Path, out: Path) -> None:
+def publish_run(work: Path, out: Path) -> None:
     """Move the finished run into place (replacing `out` only if it was empty or --overwrite)."""
     if out.is_dir():
         old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))

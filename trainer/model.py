@@ -18,11 +18,13 @@ nose-and-mouth band of the face at twice the whole face's resolution:
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import keras
+import numpy as np
 
 from edge.contract import ModelContract
 from trainer.errors import WeightsError
@@ -138,3 +140,31 @@ def unfreeze_top(backbone: keras.Model, layers: int) -> int:
         trainable = i >= cut and not isinstance(layer, keras.layers.BatchNormalization)
         layer.trainable = trainable
     return sum(1 for layer in backbone.layers if layer.trainable and layer.weights)
+
+
+def prior_shift(class_weights: Mapping[str, float], labels: Sequence[str],
+                tau: float) -> np.ndarray:
+    """Logit offsets, one per label, that undo `tau` of a run's class weighting: -tau x log(w).
+
+    Class-balanced weights (w proportional to 1 / training count) make a model decide as if every
+    class were equally frequent, which over-calls a rare class. Adding tau x log(1 / w), that
+    is tau x log(count) up to a constant, moves its decisions back toward the training
+    frequencies (logit adjustment, Menon et al. 2021): 0 keeps them balanced, 1 undoes the
+    weighting.
+    """
+    missing = [label for label in labels if label not in class_weights]
+    if missing:
+        raise ValueError(f"no class weight for {missing}")
+    return -float(tau) * np.log(np.array([class_weights[x] for x in labels], np.float64))
+
+
+def shift_output(model: keras.Model, offsets: np.ndarray) -> None:
+    """Add `offsets` (one per label) to the logits of `model`'s output layer, in place.
+
+    Softmax: one offset per unit. Sigmoid (two labels): the unit's logit is label 1's minus
+    label 0's, so it moves by offsets[1] - offsets[0].
+    """
+    layer = model.get_layer("head_output")
+    kernel, bias = layer.get_weights()
+    step = np.array([offsets[1] - offsets[0]]) if bias.shape[0] == 1 else np.asarray(offsets)
+    layer.set_weights([kernel, (bias + step).astype(bias.dtype)])

@@ -1,0 +1,185 @@
+"""`trainer ensemble`: several runs of one recipe as one model file.
+
+The members' class probabilities are averaged inside one Keras model (one input, the members side
+by side, an `Average` layer), so the converters and `edge` read it like any classifier; it costs
+one member's time per member. Members must share labels, input size and split (train them with
+the same `--split-seed`): the ensemble keeps that split, so the converters calibrate int8 on its
+training images and check it on its test images, which no member trained on.
+
+`--logit-adjust TAU` first shifts each member's decisions from the class-balanced prior toward its
+training class frequencies (`trainer.model.prior_shift`, as `trainer fit --logit-adjust` does for
+one run); with one run, that shift is all the command does.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+from edge import console
+from edge.contract import ModelContract
+from edge.fileio import write_text_atomic
+from edge.metrics import classification_report
+from trainer.artifacts import load_keras_model, read_keras_contract, save_keras_model
+from trainer.config import check_ensemble
+from trainer.errors import UserError
+from trainer.fit import publish_run
+from trainer.model import prior_shift, shift_output
+from trainer.reports import report_text, write_json
+from trainer.split import load_split, read_manifest
+
+
+@dataclass(frozen=True)
+class EnsembleConfig:
+    """What `trainer ensemble` was asked for."""
+
+    runs: list[Path]
+    out: Path
+    logit_adjust: float = 0.0
+    overwrite: bool = False
+
+
+@dataclass(frozen=True)
+class Member:
+    """One run folder of `trainer fit`."""
+
+    run: Path
+    contract: ModelContract
+    summary: dict[str, Any]
+    split_rows: list[tuple[Any, ...]]  # (source, path, box, split, label) of every row
+
+
+@dataclass
+class EnsembleResult:
+    """What `trainer ensemble` wrote and measured."""
+
+    out: Path
+    contract: ModelContract
+    test: dict[str, Any]  # classification report on the shared test split
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+def read_member(run: Path) -> Member:
+    """A member run folder's contract, summary and split rows (checked by `check_ensemble`)."""
+    run = Path(run).expanduser()
+    try:
+        summary = json.loads((run / "summary.json").read_text())
+    except ValueError as exc:
+        raise UserError(f"{run / 'summary.json'} is not valid JSON: {exc}") from None
+    rows = read_manifest(run / "split.json").rows
+    return Member(run, read_keras_contract(run / "model.h5"), summary,
+                  [(r.get("source", 0), r["path"], tuple(r.get("box") or ()), r["split"],
+                    r["label"]) for r in rows])
+
+
+def check_members(members: list[Member], tau: float) -> None:
+    """Members must be distinct runs over the same labels, input size and split."""
+    first = members[0]
+    for m in members[1:]:
+        if (m.contract.labels, m.contract.input_size) != (first.contract.labels,
+                                                          first.contract.input_size):
+            raise UserError(f"{m.run} has labels {list(m.contract.labels)} at "
+                            f"{m.contract.input_size}, {first.run} has "
+                            f"{list(first.contract.labels)} at {first.contract.input_size}")
+        if m.split_rows != first.split_rows:
+            raise UserError(f"{m.run} and {first.run} have different splits (train members "
+                            "with the same --split-seed and data)")
+    for m in members:
+        if tau and m.contract.source.get("logit_adjust"):
+            raise UserError(f"{m.run} was trained with --logit-adjust already")
+        if tau and not (m.summary.get("imbalance") or {}).get("class_weights"):
+            raise UserError(f"{m.run} was trained without class weights: nothing to adjust")
+
+
+def combine(models: list[keras.Model], input_size: tuple[int, int]) -> keras.Model:
+    """One model whose output is the mean of the members' outputs (one model: itself)."""
+    if len(models) == 1:
+        return models[0]
+    pixels = keras.Input(shape=(*input_size, 3), name="pixels")
+    for i, model in enumerate(models):
+        model.name = f"member_{i}"  # nested models need distinct names to be saved
+    mean = keras.layers.Average(name="ensemble_mean")([model(pixels) for model in models])
+    return keras.Model(pixels, mean, name="maskedge_ensemble")
+
+
+def _member_model(member: Member, tau: float) -> tuple[keras.Model, dict[str, float] | None]:
+    model, contract = load_keras_model(member.run / "model.h5")
+    if not tau:
+        return model, None
+    offsets = prior_shift(member.summary["imbalance"]["class_weights"], contract.labels, tau)
+    shift_output(model, offsets)
+    return model, {k: round(float(v), 6) for k, v in zip(contract.labels, offsets, strict=True)}
+
+
+def _test_report(model: keras.Model, members: list[Member], show: bool) -> dict[str, Any]:
+    """The ensemble on the members' shared test split."""
+    contract = members[0].contract
+    images, y = load_split(members[0].run / "split.json", "test", contract.input_size)
+    probs = []
+    with console.task("ensemble on the test split", len(images), show) as advance:
+        for begin in range(0, len(images), 32):
+            chunk = images[begin:begin + 32].astype(np.float32)
+            probs.append(contract.probabilities(np.asarray(model.predict_on_batch(chunk))))
+            advance(len(chunk))
+    return classification_report(y, np.concatenate(probs).argmax(1), contract.labels)
+
+
+def _contract(members: list[Member], test: dict[str, Any], tau: float,
+              offsets: list[dict[str, float] | None]) -> ModelContract:
+    first = members[0].contract
+    source = {**first.source, "split_manifest": "split.json",
+              "ensemble": [{"run": str(m.run.resolve()), "seed": m.contract.source.get("seed"),
+                            **({"logit_offsets": o} if o else {})}
+                           for m, o in zip(members, offsets, strict=True)],
+              **({"logit_adjust": {"tau": tau}} if tau else {})}
+    source.pop("seed", None)
+    architecture = first.architecture if len(members) == 1 else \
+        f"{first.architecture} x{len(members)} (mean of the members' probabilities)"
+    metrics = {"test_accuracy": round(test["accuracy"], 6),
+               "n_test": sum(v["support"] for v in test["per_class"].values()),
+               "per_class": {k: {m: round(v[m], 4) for m in ("precision", "recall", "f1")}
+                             | {"support": v["support"]} for k, v in test["per_class"].items()},
+               "macro_f1": round(test["macro"]["f1"], 6)}
+    return first.with_(architecture=architecture, source=source, metrics=metrics)
+
+
+def ensemble(config: EnsembleConfig, progress: bool = True) -> EnsembleResult:
+    """Build, measure and write the ensemble of `config.runs` (see the module docstring)."""
+    start = time.perf_counter()
+    check_ensemble(config.runs, config.out, config.logit_adjust, config.overwrite)
+    out = Path(config.out).expanduser()
+    members = [read_member(r) for r in config.runs]
+    check_members(members, config.logit_adjust)
+    loaded = [_member_model(m, config.logit_adjust) for m in members]
+    model = combine([m for m, _ in loaded], members[0].contract.input_size)
+    test = _test_report(model, members, progress)
+    contract = _contract(members, test, config.logit_adjust, [o for _, o in loaded])
+    out.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    try:
+        save_keras_model(model, contract, work)
+        shutil.copyfile(members[0].run / "split.json", work / "split.json")
+        write_text_atomic(work / "metadata.json", contract.to_json() + "\n")
+        write_text_atomic(work / "report.txt", report_text("Test set (shared split)", test, [
+            f"ensemble of {len(members)}: {', '.join(str(m.run) for m in members)}",
+            f"logit adjust: {config.logit_adjust}"]))
+        summary = {"run_dir": str(out.resolve()), "model_h5": str(out.resolve() / "model.h5"),
+                   "members": [str(m.run.resolve()) for m in members],
+                   "logit_adjust": config.logit_adjust, "labels": list(contract.labels),
+                   "test_accuracy": round(test["accuracy"], 6),
+                   "per_class": contract.metrics["per_class"],
+                   "wall_seconds": round(time.perf_counter() - start, 2)}
+        write_json(work / "summary.json", summary)
+        publish_run(work, out)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    return EnsembleResult(out, contract, test, summary)

@@ -584,7 +584,8 @@ def _spread_of(rows: list[dict[str, Any]], base: str | None) -> list[str]:
         parts.append(f"{name} {scale * statistics.mean(xs):.{1 if unit else 2}f}{unit} ± "
                      f"{scale * statistics.stdev(xs):.{1 if unit else 2}f}")
     return ["", f"Chance alone: `{base}` and its {len(runs) - 1} seed rows (the same recipe; the "
-            "seed moves the split, the head's start and the order) give, in Keras, "
+            "seed moves the head's start and the order, and the split unless `--split-seed` holds "
+            "it) give, in Keras, "
             f"{'; '.join(parts)} "
             f"(mean ± standard deviation of {len(runs)} runs). Differences between rows smaller "
             "than about two standard deviations are not evidence; seed rows are never shipped."]

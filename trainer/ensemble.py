@@ -135,12 +135,14 @@ def _test_report(model: keras.Model, members: list[Member], show: bool) -> dict[
 def _contract(members: list[Member], test: dict[str, Any], tau: float,
               offsets: list[dict[str, float] | None]) -> ModelContract:
     first = members[0].contract
-    source = {**first.source, "split_manifest": "split.json",
-              "ensemble": [{"run": str(m.run.resolve()), "seed": m.contract.source.get("seed"),
-                            **({"logit_offsets": o} if o else {})}
-                           for m, o in zip(members, offsets, strict=True)],
-              **({"logit_adjust": {"tau": tau}} if tau else {})}
-    source.pop("seed", None)
+    source = {k: v for k, v in first.source.items() if k not in ("seed", "logit_adjust")}
+    source |= {"split_manifest": "split.json",
+               "ensemble": [{"run": str(m.run.resolve()), "seed": m.contract.source.get("seed"),
+                             **({"logit_adjust": m.contract.source["logit_adjust"]}
+                                if "logit_adjust" in m.contract.source else {}),
+                             **({"logit_offsets": o} if o else {})}
+                            for m, o in zip(members, offsets, strict=True)],
+               **({"logit_adjust": {"tau": tau}} if tau else {})}
     architecture = first.architecture if len(members) == 1 else \
         f"{first.architecture} x{len(members)} (mean of the members' probabilities)"
     metrics = {"test_accuracy": round(test["accuracy"], 6),

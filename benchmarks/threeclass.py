@@ -32,7 +32,7 @@ import numpy as np
 
 from benchmarks.config import FULL_OUT, FULL_WORK, QUICK_OUT, REPO, default_shared
 from edge.fileio import write_text_atomic
-from edge.metrics import classification_report
+from edge.metrics import classification_report, per_class_summary
 
 HOLDOUT = REPO / "benchmarks" / "holdout"
 ILC_LIST = HOLDOUT / "face-mask-ilc-dev-test.txt"
@@ -257,9 +257,7 @@ def measure(predict: Any, labels: tuple[str, ...],
         report = classification_report(np.array([index[t] for t in truth]), probs.argmax(1),
                                        labels)
         out[name] = {"n": len(truth), "accuracy": round(report["accuracy"], 4),
-                     "per_class": {k: {m: round(v[m], 4) for m in ("precision", "recall", "f1")}
-                                   | {"support": v["support"]}
-                                   for k, v in report["per_class"].items()},
+                     "per_class": per_class_summary(report),
                      "confusion_matrix": report["confusion_matrix"]}
     return out
 

@@ -50,6 +50,12 @@ def classification_report(y_true: np.ndarray, y_pred: np.ndarray,
     }
 
 
+def per_class_summary(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """A report's per-class precision, recall and F1 rounded to 4 digits, with their support."""
+    return {k: {m: round(v[m], 4) for m in ("precision", "recall", "f1")}
+            | {"support": v["support"]} for k, v in report["per_class"].items()}
+
+
 def format_report(report: dict[str, Any]) -> str:
     """The report as text, laid out like scikit-learn's classification_report."""
     names = [*list(report["per_class"]), "macro avg", "weighted avg"]

@@ -27,7 +27,7 @@ import numpy as np
 from edge import console
 from edge.contract import ModelContract
 from edge.fileio import write_text_atomic
-from edge.metrics import classification_report
+from edge.metrics import classification_report, per_class_summary
 from trainer.artifacts import load_keras_model, read_keras_contract, save_keras_model
 from trainer.config import check_ensemble
 from trainer.errors import UserError
@@ -81,7 +81,8 @@ def read_member(run: Path) -> Member:
 
 
 def check_members(members: list[Member], tau: float) -> None:
-    """Members must be distinct runs over the same labels, input size and split."""
+    """Members must have the same labels, input size and split; adjusting needs class weights
+    and members not adjusted already."""
     first = members[0]
     for m in members[1:]:
         if (m.contract.labels, m.contract.input_size) != (first.contract.labels,
@@ -147,8 +148,7 @@ def _contract(members: list[Member], test: dict[str, Any], tau: float,
         f"{first.architecture} x{len(members)} (mean of the members' probabilities)"
     metrics = {"test_accuracy": round(test["accuracy"], 6),
                "n_test": sum(v["support"] for v in test["per_class"].values()),
-               "per_class": {k: {m: round(v[m], 4) for m in ("precision", "recall", "f1")}
-                             | {"support": v["support"]} for k, v in test["per_class"].items()},
+               "per_class": per_class_summary(test),
                "macro_f1": round(test["macro"]["f1"], 6)}
     return first.with_(architecture=architecture, source=source, metrics=metrics)
 

@@ -18,7 +18,7 @@ import numpy as np
 from edge import console
 from edge.fileio import write_text_atomic
 from edge.labelmap import LabelMap
-from edge.metrics import classification_report
+from edge.metrics import classification_report, per_class_summary
 from trainer.artifacts import load_keras_model, read_keras_contract
 from trainer.datasets import DEFAULT_MIN_FACE, Sample, Skipped, Source, discover
 from trainer.errors import UserError
@@ -117,9 +117,7 @@ def evaluate(model_path: str | Path, data: str | Path, split: str = "test",
     summary = {"model": str(Path(model_path).resolve()), "data": where, "format": fmt,
                "labels": list(contract.labels), "accuracy": round(report["accuracy"], 6),
                "accuracy_percent": round(100 * report["accuracy"], 2), "n": len(y_true),
-               "per_class": {k: {m: round(v[m], 4) for m in ("precision", "recall", "f1")}
-                             | {"support": v["support"]}
-                             for k, v in report["per_class"].items()},
+               "per_class": per_class_summary(report),
                "confusion_matrix": report["confusion_matrix"], "skipped": len(skipped),
                "seconds": round(time.perf_counter() - start, 2)}
     if out is not None:

@@ -34,7 +34,7 @@ import tensorflow as tf
 from edge import console
 from edge.contract import ModelContract
 from edge.fileio import write_text_atomic
-from edge.metrics import classification_report
+from edge.metrics import classification_report, per_class_summary
 from trainer import fit_stream
 from trainer.artifacts import save_keras_model
 from trainer.config import FitConfig, preflight
@@ -553,8 +553,7 @@ class Evaluation:
 
     @property
     def per_class(self) -> dict[str, dict[str, Any]]:
-        return {k: {m: round(v[m], 4) for m in ("precision", "recall", "f1")}
-                | {"support": v["support"]} for k, v in self.test["per_class"].items()}
+        return per_class_summary(self.test)
 
 
 def _evaluate(run: FitRun) -> Evaluation:

@@ -133,11 +133,24 @@ def test_multi_source_fit_split_report_and_evaluate(crops: Path, tmp_path: Path)
     names = tmp_path / "few.txt"
     names.write_text("".join(f"{n}\n" for n in sorted(held_out)[:5]))
     evaluated = runner.invoke(app, ["evaluate", str(out / "model.h5"), "--data", str(DATA_ILC),
-                                    "--only-list", str(names), "--quiet", "--json"])
+                                    "--only-list", str(names), "--quiet", "--json",
+                                    "--out", str(tmp_path / "ev")])
     assert evaluated.exit_code == 0, evaluated.output
     expected = sum(a.short_side >= 16 for i in load_voc(DATA_ILC, only=set(
         names.read_text().split())) for a in i.annotations)
-    assert json.loads(evaluated.stdout)["n"] == expected
+    result = json.loads(evaluated.stdout)
+    assert result["n"] == expected
+    # the misclassified faces, most confident first, for auditing the labels
+    import csv
+
+    errors = list(csv.DictReader((tmp_path / "ev" / "errors.csv").open()))
+    assert len(errors) == result["errors"] == round(expected * (1 - result["accuracy"]))
+    assert all(e["source"] == "face-mask-ilc-dev" and e["label"] != e["predicted"]
+               and len(e["box"].split()) == 4 for e in errors)
+    confidence = [float(e["confidence"]) for e in errors]
+    assert confidence == sorted(confidence, reverse=True)
+    with Image.open(tmp_path / "ev" / "errors.jpg") as sheet:
+        assert sheet.width == 10 * 112 and sheet.height >= 126
 
 
 @pytest.mark.skipif(not MODEL_3C.is_file(), reason="3-class model not built yet")

@@ -227,7 +227,8 @@ def evaluate(
                      ] = "test",
     out: Annotated[Path | None, typer.Option(
         "--out", "-o", help="Folder for report.txt, metrics.json, confusion_matrix.png, "
-        "summary.json.")] = None,
+        "summary.json, and errors.csv + errors.jpg: the misclassified images, most confident "
+        "first (where a label is likeliest to be wrong).")] = None,
     min_face: Annotated[int, typer.Option(help="VOC: drop face boxes smaller than PX pixels.")
                         ] = DEFAULTS.min_face,
     drop_unknown_labels: Annotated[bool, typer.Option(

@@ -23,7 +23,7 @@ from trainer.artifacts import load_keras_model, read_keras_contract
 from trainer.datasets import DEFAULT_MIN_FACE, Sample, Skipped, Source, discover
 from trainer.errors import UserError
 from trainer.pixels import load_from_sources
-from trainer.reports import report_text, write_evaluation, write_json
+from trainer.reports import report_text, write_errors, write_evaluation, write_json
 from trainer.split import read_manifest
 
 #: Images per prediction batch.
@@ -127,6 +127,9 @@ def evaluate(model_path: str | Path, data: str | Path, split: str = "test",
         write_evaluation(out, report, "Evaluation", details, extra={"summary": summary})
         write_text_atomic(out / "skipped.txt",
                           "".join(f"{s.path}\t{s.reason}\n" for s in skipped))
+        where_ = [(sources[s.origin or 0].name, s.path, s.box) for s in loaded.samples]
+        summary["errors"] = write_errors(out, where_, loaded.images, y_true, probs,
+                                         contract.labels)
         write_json(out / "summary.json", summary)
     summary["report_text"] = report_text("Evaluation", report, [f"data: {where}"])
     return EvalResult(accuracy=report["accuracy"], report=report, summary=summary)

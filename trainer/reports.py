@@ -1,7 +1,8 @@
 """What a run or an evaluation leaves for people: text report, JSON metrics, plots, history.
 
 report.txt (per-class precision/recall/F1 from `edge.metrics`, accuracy %, confusion matrix),
-metrics.json, confusion_matrix.png, curves.png (loss and accuracy per epoch) and history.csv.
+metrics.json, confusion_matrix.png, curves.png (loss and accuracy per epoch), history.csv, and for
+an evaluation errors.csv and errors.jpg (the misclassified images, for auditing the labels).
 Every file is written atomically (`edge.fileio`).
 """
 
@@ -14,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib
+import numpy as np
+from PIL import Image, ImageDraw
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
@@ -112,3 +115,36 @@ def write_evaluation(out_dir: Path, report: dict[str, Any], title: str,
     write_text_atomic(out_dir / "report.txt", report_text(title, report, details))
     write_json(out_dir / "metrics.json", {"test": report, **(extra or {})})
     plot_confusion(out_dir / "confusion_matrix.png", report, title)
+
+
+#: errors.jpg: tiles of this many pixels, this many per row, at most this many tiles.
+ERROR_TILE, ERROR_COLUMNS, ERROR_TILES = 112, 10, 100
+
+
+def write_errors(out_dir: Path, where: list[tuple[str, str, Any]], images: np.ndarray,
+                 y_true: np.ndarray, probs: np.ndarray, labels: tuple[str, ...]) -> int:
+    """errors.csv (every misclassified image: source, file, box, true and predicted label,
+    confidence) and errors.jpg (the most confident errors first: where a label is likeliest to
+    be wrong). `where` is (source name, file, box) per image. Returns the number of errors."""
+    pred = probs.argmax(1)
+    wrong = sorted(np.nonzero(pred != y_true)[0], key=lambda i: -probs[i, pred[i]])
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["source", "file", "box", "label", "predicted", "confidence"])
+    for i in wrong:
+        source, path, box = where[i]
+        writer.writerow([source, path, " ".join(f"{v:.0f}" for v in box) if box else "",
+                         labels[y_true[i]], labels[pred[i]], f"{probs[i, pred[i]]:.4f}"])
+    write_text_atomic(Path(out_dir) / "errors.csv", buf.getvalue())
+    shown = wrong[:ERROR_TILES]
+    rows = max(1, -(-len(shown) // ERROR_COLUMNS))
+    sheet = Image.new("RGB", (ERROR_COLUMNS * ERROR_TILE, rows * (ERROR_TILE + 14)), "white")
+    draw = ImageDraw.Draw(sheet)
+    for k, i in enumerate(shown):
+        x, y = (k % ERROR_COLUMNS) * ERROR_TILE, (k // ERROR_COLUMNS) * (ERROR_TILE + 14)
+        sheet.paste(Image.fromarray(images[i]).resize((ERROR_TILE, ERROR_TILE)), (x, y))
+        draw.text((x + 2, y + ERROR_TILE), f"{labels[y_true[i]][:9]}>{labels[pred[i]][:9]}",
+                  fill="black")
+    with atomic_path(Path(out_dir) / "errors.jpg") as tmp:
+        sheet.save(tmp, quality=90)
+    return len(wrong)

@@ -611,6 +611,17 @@ def _tau_choice(choice: dict[str, Any] | None) -> list[str]:
                     ["F1", *(f"{g['f1']:.3f}" for g in grid)]])]
 
 
+def _combined_text(rows: list[dict[str, Any]]) -> str:
+    """Which rows train nothing (built by `trainer ensemble` from other rows' runs)."""
+    combined = [row for row in rows if row.get("options", {}).get("members")]
+    if not combined:
+        return ""
+    names = ", ".join(f"`{row['name']}`" for row in combined)
+    members = "`, `".join(dict.fromkeys(m for row in combined for m in row["options"]["members"]))
+    return (f" {names} train nothing: `trainer ensemble` builds each from the runs of the rows "
+            f"it names (`{members}`); their train time is their members' sum.")
+
+
 def render_threeclass(r: dict[str, Any]) -> list[str]:
     """RESULTS.md's 3-class section from `threeclass.json` (`python -m benchmarks.threeclass`)."""
     lines = ["## 3-class: incorrectly worn masks (ablation and the shipped model)", "",
@@ -620,7 +631,7 @@ def render_threeclass(r: dict[str, Any]) -> list[str]:
              f"photos ({fmt(r.get('holdout', {}).get('ilc-dev held-out'))} faces) and of "
              f"face-mask-voc's test photos ({fmt(r.get('holdout', {}).get('face-mask-voc test'))}"
              " faces). F1 = mask_weared_incorrect F1; each row changes one thing against its "
-             "base row.", ""]
+             f"base row.{_combined_text(r.get('rows', []))}", ""]
     rows = [[f"`{row['name']}`", row["change"], f"`{row.get('base') or '-'}`",
              fmt(row.get("train_faces")), *_threeclass_cells(row.get("keras", {})),
              f"{fmt(row.get('train_seconds'), 0)} s"] for row in r.get("rows", [])]

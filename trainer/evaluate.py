@@ -127,8 +127,8 @@ def evaluate(model_path: str | Path, data: str | Path, split: str = "test",
         write_evaluation(out, report, "Evaluation", details, extra={"summary": summary})
         write_text_atomic(out / "skipped.txt",
                           "".join(f"{s.path}\t{s.reason}\n" for s in skipped))
-        where_ = [(sources[s.origin or 0].name, s.path, s.box) for s in loaded.samples]
-        summary["errors"] = write_errors(out, where_, loaded.images, y_true, probs,
+        origins = [(sources[s.origin or 0].name, s.path, s.box) for s in loaded.samples]
+        summary["errors"] = write_errors(out, origins, loaded.images, y_true, probs,
                                          contract.labels)
         write_json(out / "summary.json", summary)
     summary["report_text"] = report_text("Evaluation", report, [f"data: {where}"])

@@ -247,12 +247,17 @@ def _pixels(sets: dict[str, Any], size: tuple[int, int],
     return cache[size]
 
 
+def probabilities(predict: Any, images: np.ndarray, batch: int = 64) -> np.ndarray:
+    """`predict` (images -> probabilities) over `images` in batches."""
+    return np.concatenate([predict(images[i:i + batch]) for i in range(0, len(images), batch)])
+
+
 def measure(predict: Any, labels: tuple[str, ...],
             pixels: dict[str, tuple[np.ndarray, list[str]]]) -> dict[str, Any]:
     """Accuracy and per-class precision/recall/F1 of `predict` (images -> probs) per set."""
     out = {}
     for name, (images, truth) in pixels.items():
-        probs = np.concatenate([predict(images[i:i + 64]) for i in range(0, len(images), 64)])
+        probs = probabilities(predict, images)
         index = {x: i for i, x in enumerate(labels)}
         report = classification_report(np.array([index[t] for t in truth]), probs.argmax(1),
                                        labels)
@@ -314,7 +319,7 @@ def choose_tau(work: Path) -> dict[str, Any]:
         manifest = read_manifest(run / "split.json")
         for split in ("val", "test"):
             images, y = load_split(manifest, split, size)
-            probs = np.concatenate([predict(images[i:i + 64]) for i in range(0, len(images), 64)])
+            probs = probabilities(predict, images)
             scores.append((np.log(np.clip(probs, 1e-12, 1.0)), prior_shift(weights, labels, 1.0)))
             truth.append(y)
     y, weak = np.concatenate(truth), labels.index(WEAK)

@@ -7,7 +7,7 @@ the same `--split-seed`): the ensemble keeps that split, so the converters calib
 training images and check it on its test images, which no member trained on.
 
 `--logit-adjust TAU` first shifts each member's decisions from the class-balanced prior toward its
-training class frequencies (`trainer.model.prior_shift`, as `trainer fit --logit-adjust` does for
+training class frequencies (`trainer.model.adjust_prior`, as `trainer fit --logit-adjust` does for
 one run); with one run, that shift is all the command does.
 """
 
@@ -32,9 +32,10 @@ from trainer.artifacts import load_keras_model, read_keras_contract, save_keras_
 from trainer.config import check_ensemble
 from trainer.errors import UserError
 from trainer.fit import publish_run
-from trainer.model import prior_shift, shift_output
+from trainer.model import adjust_prior
 from trainer.reports import report_text, write_json
 from trainer.split import load_split, read_manifest
+from trainer.training import predict
 
 
 @dataclass(frozen=True)
@@ -115,22 +116,17 @@ def _member_model(member: Member, tau: float) -> tuple[keras.Model, dict[str, fl
     model, contract = load_keras_model(member.run / "model.h5")
     if not tau:
         return model, None
-    offsets = prior_shift(member.summary["imbalance"]["class_weights"], contract.labels, tau)
-    shift_output(model, offsets)
-    return model, {k: round(float(v), 6) for k, v in zip(contract.labels, offsets, strict=True)}
+    return model, adjust_prior(model, member.summary["imbalance"]["class_weights"],
+                               contract.labels, tau)
 
 
 def _test_report(model: keras.Model, members: list[Member], show: bool) -> dict[str, Any]:
     """The ensemble on the members' shared test split."""
     contract = members[0].contract
     images, y = load_split(members[0].run / "split.json", "test", contract.input_size)
-    probs = []
-    with console.task("ensemble on the test split", len(images), show) as advance:
-        for begin in range(0, len(images), 32):
-            chunk = images[begin:begin + 32].astype(np.float32)
-            probs.append(contract.probabilities(np.asarray(model.predict_on_batch(chunk))))
-            advance(len(chunk))
-    return classification_report(y, np.concatenate(probs).argmax(1), contract.labels)
+    console.say(f"ensemble on the test split ({len(images)} images)", show)
+    probs = contract.probabilities(predict(model, images.astype(np.float32), batch_size=32))
+    return classification_report(y, probs.argmax(1), contract.labels)
 
 
 def _contract(members: list[Member], test: dict[str, Any], tau: float,

@@ -50,7 +50,7 @@ from trainer.features import (
     default_cache_dir,
     weights_fingerprint,
 )
-from trainer.model import Classifier, build_classifier, prior_shift, shift_output, unfreeze_top
+from trainer.model import Classifier, adjust_prior, build_classifier, unfreeze_top
 from trainer.pixels import Loaded, load_from_sources
 from trainer.reports import plot_confusion, plot_curves, report_text, write_history_csv, write_json
 from trainer.split import SPLITS, SplitManifest, make_manifest, write_manifest
@@ -525,10 +525,8 @@ def _adjust_prior(run: FitRun) -> None:
     tau, weights = run.config.logit_adjust, run.info["imbalance"]["class_weights"]
     if not tau or not weights:
         return
-    offsets = prior_shift(weights, run.labels, tau)
-    shift_output(run.clf.model, offsets)
-    run.info["logit_adjust"] = {"tau": tau, "offsets": dict(zip(
-        run.labels, (round(float(x), 6) for x in offsets), strict=True))}
+    run.info["logit_adjust"] = {"tau": tau, "offsets": adjust_prior(run.clf.model, weights,
+                                                                      run.labels, tau)}
 
 
 def _write_inputs(run: FitRun) -> None:

@@ -158,6 +158,15 @@ def prior_shift(class_weights: Mapping[str, float], labels: Sequence[str],
     return -float(tau) * np.log(np.array([class_weights[x] for x in labels], np.float64))
 
 
+def adjust_prior(model: keras.Model, class_weights: Mapping[str, float],
+                 labels: Sequence[str], tau: float) -> dict[str, float]:
+    """`shift_output` by `prior_shift`: the logit adjustment of `trainer fit --logit-adjust` and
+    `trainer ensemble --logit-adjust`. Returns the offsets per label (rounded, for the record)."""
+    offsets = prior_shift(class_weights, labels, tau)
+    shift_output(model, offsets)
+    return {k: round(float(v), 6) for k, v in zip(labels, offsets, strict=True)}
+
+
 def shift_output(model: keras.Model, offsets: np.ndarray) -> None:
     """Add `offsets` (one per label) to the logits of `model`'s output layer, in place.
 

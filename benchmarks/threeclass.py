@@ -148,6 +148,12 @@ ROWS = (
           ("voc", "ilc"), {"input_size": 320, "nose_band": True, **LONG, **MORE_TRAIN,
                            "augment": "mild", **MILD_FINE_TUNE, "seed": seed, "split_seed": 0})
       for seed in MEMBER_SEEDS),
+    *(Row(f"{MILD_SPREAD_OF}@seed{seed}+bag", f"the same recipe, --seed {seed} --split-seed 0 "
+          f"--val-seed {seed} (seed 0's test split, its own validation faces): a bagged "
+          "ensemble member", MILD_SPREAD_OF, ("voc", "ilc"),
+          {"input_size": 320, "nose_band": True, **LONG, **MORE_TRAIN, "augment": "mild",
+           **MILD_FINE_TUNE, "seed": seed, "split_seed": 0, "val_seed": seed})
+      for seed in MEMBER_SEEDS),
 )
 
 @dataclass(frozen=True)
@@ -165,6 +171,8 @@ class Combined:
 
 #: The recipe's runs on one split (seed 0's): the ensemble's members.
 MEMBERS = (MILD_SPREAD_OF, *(f"{MILD_SPREAD_OF}@seed{s}+split0" for s in MEMBER_SEEDS))
+#: The recipe's runs on seed 0's test split, each validating on (so not training on) other faces.
+BAGGED = (MILD_SPREAD_OF, *(f"{MILD_SPREAD_OF}@seed{s}+bag" for s in MEMBER_SEEDS))
 COMBINED = (
     Combined("mild+fine-tune-all+adjust", "decisions shifted toward the training class "
              "frequencies (`--logit-adjust TAU`, TAU chosen on held-in faces)", MILD_SPREAD_OF,
@@ -173,6 +181,10 @@ COMBINED = (
              "ensemble`), 3x the time per face", MILD_SPREAD_OF, MEMBERS),
     Combined("ensemble3+adjust", "+ each member's decisions shifted (`--logit-adjust TAU`, "
              "chosen on held-in faces)", "ensemble3", MEMBERS, adjust=True),
+    Combined("bagged3", "members that share the test split but each validate on other faces "
+             "(`--val-seed`): together they train on every held-in face", "ensemble3", BAGGED),
+    Combined("bagged3+adjust", "+ each member's decisions shifted (`--logit-adjust TAU`, chosen "
+             "on held-in faces)", "bagged3", BAGGED, adjust=True),
 )
 #: The logit adjustment is chosen on held-in faces: each of these runs' own val and test faces
 #: (which that run never trained on; the runs have different splits), pooled.
@@ -366,7 +378,9 @@ def run_combined(row: Combined, work: Path, sets: dict[str, Any], cache: dict[An
     return {"name": row.name, "change": row.change.replace("TAU", f"{tau:g}"), "base": row.base,
             "sources": list(first.sources),
             "options": {**first.options, "members": list(row.members),
-                        **({"logit_adjust": tau} if row.adjust else {})},
+                        **({"logit_adjust": tau} if row.adjust else {}),
+                        **({"bagged": True} if any("val_seed" in r.options for r in ROWS
+                                                   if r.name in row.members) else {})},
             "command": combined_command(row, tau),
             "train_seconds": round(sum(x["timing"]["wall_seconds"] for x in summaries)
                                    + seconds, 1),
@@ -565,7 +579,9 @@ def _lineage(report: dict[str, Any], row: dict[str, Any]) -> list[str]:
 
 def _members_text(options: dict[str, Any]) -> str:
     members, tau = options.get("members", []), options.get("logit_adjust")
-    text = (f" ({len(members)} networks trained alike with different seeds on one split, their "
+    split = ("one test split, each validating on other faces (`--val-seed`)"
+             if options.get("bagged") else "one split")
+    text = (f" ({len(members)} networks trained alike with different seeds on {split}, their "
             "probabilities averaged: `trainer ensemble`)" if len(members) > 1 else "")
     return text + (f", decisions shifted toward the training class frequencies (logit "
                    f"adjustment {tau:g})" if tau else "")

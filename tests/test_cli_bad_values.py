@@ -107,6 +107,7 @@ BAD: dict[str, list[Any]] = {
     "trainer fit --patience": ["-1"],
     "trainer fit --seed": ["-1"],
     "trainer fit --split-seed": ["-1"],
+    "trainer fit --val-seed": ["-1", ("1", ("--val-fraction", "0"))],
     "trainer fit --logit-adjust": ["-0.1", "1.5", "nan", ("0.5", ("--no-class-weights",))],
     "trainer fit --val-fraction": ["-0.1", "1.5", "nan"],
     "trainer fit --test-fraction": ["0", "1.5", "nan"],

@@ -32,12 +32,13 @@ def _config(out: Path, cache: Path, **kw: object) -> FitConfig:
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Three real runs: seed 0; seed 1 on seed 0's split; seed 0 with --logit-adjust 0.5."""
+    """Three real runs: seed 0; seed 1 on seed 0's test split with its own validation faces
+    (--val-seed 1, bagging); seed 0 with --logit-adjust 0.5."""
     root = tmp_path_factory.mktemp("ensemble")
     cache = root / "cache"
     out = {"a": root / "a", "b": root / "b", "adjusted": root / "adjusted"}
     fit(_config(out["a"], cache), progress=False)
-    fit(_config(out["b"], cache, seed=1, split_seed=0), progress=False)
+    fit(_config(out["b"], cache, seed=1, split_seed=0, val_seed=1), progress=False)
     fit(_config(out["adjusted"], cache, logit_adjust=0.5), progress=False)
     return out
 
@@ -62,9 +63,11 @@ def test_prior_shift_moves_logits_of_softmax_and_sigmoid_outputs() -> None:
 @pytest.mark.slow
 def test_members_share_a_split_and_the_ensemble_is_their_mean(runs: dict[str, Path],
                                                               tmp_path: Path) -> None:
-    split_a = json.loads((runs["a"] / "split.json").read_text())
-    split_b = json.loads((runs["b"] / "split.json").read_text())
-    assert split_a["rows"] == split_b["rows"]  # --split-seed 0: seed 1 trains on seed 0's split
+    rows_a = json.loads((runs["a"] / "split.json").read_text())["rows"]
+    rows_b = json.loads((runs["b"] / "split.json").read_text())["rows"]
+    # --split-seed 0: seed 1 keeps seed 0's test faces; --val-seed 1: it validates on others
+    assert [r["split"] == "test" for r in rows_a] == [r["split"] == "test" for r in rows_b]
+    assert [r["split"] for r in rows_a] != [r["split"] for r in rows_b]
     result = runner.invoke(app, ["ensemble", str(runs["a"]), str(runs["b"]), "--out",
                                  str(tmp_path / "ens"), "--quiet", "--json"])
     assert result.exit_code == 0, result.output
@@ -72,7 +75,9 @@ def test_members_share_a_split_and_the_ensemble_is_their_mean(runs: dict[str, Pa
     out = tmp_path / "ens"
     assert {"model.h5", "model.keras", "metadata.json", "split.json", "report.txt",
             "summary.json"} <= {p.name for p in out.iterdir()}
-    assert (out / "split.json").read_bytes() == (runs["a"] / "split.json").read_bytes()
+    merged = [r["split"] for r in json.loads((out / "split.json").read_text())["rows"]]
+    assert merged == ["test" if a["split"] == "test" else "val" if a["split"] == b["split"] == "val"
+                      else "train" for a, b in zip(rows_a, rows_b, strict=True)]
     images, _ = load_split(out / "split.json", "test", (SIZE, SIZE))
     x = images.astype(np.float32)
     members = [load_keras_model(runs[k] / "model.h5")[0].predict_on_batch(x) for k in "ab"]
@@ -81,6 +86,8 @@ def test_members_share_a_split_and_the_ensemble_is_their_mean(runs: dict[str, Pa
         np.testing.assert_allclose(model.predict_on_batch(x), np.mean(members, 0), atol=1e-5)
     assert contract.architecture.startswith("MobileNetV2 x2")
     assert [m["seed"] for m in contract.source["ensemble"]] == [0, 1]
+    assert [m.get("val_seed") for m in contract.source["ensemble"]] == [None, 1]
+    assert "val_seed" not in contract.source
     assert contract.metrics["n_test"] == len(images) == sum(
         v["support"] for v in summary["per_class"].values())
 
@@ -129,7 +136,7 @@ def test_runs_of_other_splits_are_refused_in_one_line(runs: dict[str, Path],
     result = runner.invoke(app, ["ensemble", str(runs["a"]), str(other), "--out",
                                  str(tmp_path / "ens")])
     assert result.exit_code == 2
-    assert "different splits" in result.output and "Traceback" not in result.output
+    assert "different test splits" in result.output and "Traceback" not in result.output
     assert not (tmp_path / "ens").exists() and not list(tmp_path.glob(".ens*"))
 
 

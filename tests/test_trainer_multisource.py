@@ -287,6 +287,13 @@ def test_threeclass_combined_rows_commands_tau_choice_and_card() -> None:
         "command": ens["command"], "convert_command": "convert runs/3c/model.h5"}})
     assert "3 networks trained alike" in card and "logit adjustment 0.3" in card
     assert "\ntrainer ensemble runs/3c-seed0 runs/3c-seed1 runs/3c-seed2" in card
+    bag = combined_command(rows["bagged3+adjust"], 0.3).split(" && ")
+    assert "--seed 2 --split-seed 0 --val-seed 2 --out runs/3c-seed2" in bag[2]
+    bagged = {**ens, "options": {**ens["options"], "bagged": True}}
+    card = model_card({"rows": [bagged], "holdout": {}, "shipped": {
+        "row": ens["name"], "model": "m.tflite", "size_bytes": 1, "keras": sets, "int8": sets,
+        "command": ens["command"], "convert_command": "convert runs/3c/model.h5"}})
+    assert "each validating on other faces (`--val-seed`)" in card
 
 
 def test_threeclass_only_keeps_the_earlier_rows_and_start(tmp_path: Path) -> None:

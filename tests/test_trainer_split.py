@@ -15,7 +15,14 @@ from PIL import Image
 from trainer.datasets import discover
 from trainer.dedup import group_samples
 from trainer.pixels import load_pixels
-from trainer.split import assign_splits, load_split, make_manifest, read_manifest, write_manifest
+from trainer.split import (
+    assign_splits,
+    load_split,
+    make_manifest,
+    read_manifest,
+    redraw_val,
+    write_manifest,
+)
 
 SIZE = (64, 64)
 
@@ -98,6 +105,29 @@ def test_split_is_stratified_and_seeded() -> None:
                 (label, split, counts)
     assert splits == assign_splits(labels, groups, seed=7, val_fraction=0.15, test_fraction=0.15)
     assert splits != assign_splits(labels, groups, seed=8, val_fraction=0.15, test_fraction=0.15)
+
+
+def test_val_seed_keeps_the_test_split_and_draws_val_again(twin_data) -> None:
+    """Bagging: runs with one --split-seed and other --val-seed share every test row, hold out
+    other faces for validation, keep groups whole and the class shares about as asked."""
+    root, dataset, loaded, grouping, twins = twin_data
+    args = (root, dataset.format, dataset.labels, loaded.samples, grouping.groups, 0, (0.2, 0.2))
+    base = make_manifest(*args)
+    bags = [make_manifest(*args, val_seed=v) for v in (1, 2)]
+    test = [r["path"] for r in base.rows if r["split"] == "test"]
+    vals = []
+    for bag in bags:
+        assert [r["path"] for r in bag.rows if r["split"] == "test"] == test
+        assert bag.info["val_seed"] in (1, 2)
+        split_of = {r["path"]: r["split"] for r in bag.rows}
+        assert all(split_of[a] == split_of[b] for a, b in twins)
+        counts = Counter((r["label"], r["split"]) for r in bag.rows)
+        for label in dataset.labels:
+            total = sum(n for (lab, _), n in counts.items() if lab == label)
+            assert abs(counts[(label, "val")] - 0.2 * total) <= max(3, 0.05 * total), counts
+        vals.append({r["path"] for r in bag.rows if r["split"] == "val"})
+    assert vals[0] != vals[1]
+    assert redraw_val(["a", "b"], np.arange(2), ["test", "test"], 0, 0.2, 0.2) == ["test"] * 2
 
 
 def test_every_class_keeps_training_data() -> None:

@@ -81,6 +81,10 @@ def fit(
     split_seed: Annotated[int | None, typer.Option(
         help="Seed of the split alone (default: --seed): runs that differ only in --seed then "
              "share their split, as `trainer ensemble` members must.")] = DEFAULTS.split_seed,
+    val_seed: Annotated[int | None, typer.Option(
+        help="Draw train/val again with this seed, keeping the test split: ensemble members "
+             "that share a test split then train on different faces (bagging).")
+    ] = DEFAULTS.val_seed,
     val_fraction: Annotated[float, typer.Option(help="Share of images for validation.")
                             ] = DEFAULTS.val_fraction,
     test_fraction: Annotated[float, typer.Option(help="Share of images for the test set.")

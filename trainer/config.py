@@ -41,6 +41,7 @@ class FitConfig:
     patience: int = 5
     seed: int = 0
     split_seed: int | None = None  # None: --seed; members of an ensemble share one split
+    val_seed: int | None = None  # redraw train/val with it, keeping the test split (bagging)
     val_fraction: float = 0.15
     test_fraction: float = 0.15
     feature_cache: bool = True
@@ -101,6 +102,8 @@ class FitConfig:
             (self.patience >= 0, "--patience must be >= 0 (0: off)"),
             (self.seed >= 0, "--seed must be >= 0"),
             (self.split_seed is None or self.split_seed >= 0, "--split-seed must be >= 0"),
+            (self.val_seed is None or self.val_seed >= 0, "--val-seed must be >= 0"),
+            (self.val_seed is None or self.val_fraction > 0, "--val-seed needs --val-fraction > 0"),
             (0.0 <= self.logit_adjust <= 1.0, "--logit-adjust must be in [0, 1]"),
             (self.logit_adjust == 0.0 or self.class_weighting,
              "--logit-adjust undoes part of the class weighting: it needs --class-weights"),

@@ -2,9 +2,10 @@
 
 The members' class probabilities are averaged inside one Keras model (one input, the members side
 by side, an `Average` layer), so the converters and `edge` read it like any classifier; it costs
-one member's time per member. Members must share labels, input size and split (train them with
-the same `--split-seed`): the ensemble keeps that split, so the converters calibrate int8 on its
-training images and check it on its test images, which no member trained on.
+one member's time per member. Members must share labels, input size and test split (train them
+with the same `--split-seed`; `--val-seed` lets each hold out, and so train on, different faces):
+the ensemble keeps that test split, so the converters calibrate int8 on its training images (those
+any member trained on) and check it on its test images, which no member trained on.
 
 `--logit-adjust TAU` first shifts each member's decisions from the class-balanced prior toward its
 training class frequencies (`trainer.model.adjust_prior`, as `trainer fit --logit-adjust` does for
@@ -34,7 +35,7 @@ from trainer.errors import UserError
 from trainer.fit import publish_run
 from trainer.model import adjust_prior
 from trainer.reports import report_text, write_json
-from trainer.split import load_split, read_manifest
+from trainer.split import SplitManifest, load_split, read_manifest, write_manifest
 from trainer.training import predict
 
 
@@ -55,7 +56,7 @@ class Member:
     run: Path
     contract: ModelContract
     summary: dict[str, Any]
-    split_rows: list[tuple[Any, ...]]  # (source, path, box, split, label) of every row
+    split_rows: list[tuple[Any, ...]]  # (source, path, box, is-test, label) of every row
 
 
 @dataclass
@@ -77,13 +78,13 @@ def read_member(run: Path) -> Member:
         raise UserError(f"{run / 'summary.json'} is not valid JSON: {exc}") from None
     rows = read_manifest(run / "split.json").rows
     return Member(run, read_keras_contract(run / "model.h5"), summary,
-                  [(r.get("source", 0), r["path"], tuple(r.get("box") or ()), r["split"],
-                    r["label"]) for r in rows])
+                  [(r.get("source", 0), r["path"], tuple(r.get("box") or ()),
+                    r["split"] == "test", r["label"]) for r in rows])
 
 
 def check_members(members: list[Member], tau: float) -> None:
-    """Members must have the same labels, input size and split; adjusting needs class weights
-    and members not adjusted already."""
+    """Members must have the same labels, input size and test split (train/val may differ);
+    adjusting needs class weights and members not adjusted already."""
     first = members[0]
     for m in members[1:]:
         if (m.contract.labels, m.contract.input_size) != (first.contract.labels,
@@ -92,13 +93,23 @@ def check_members(members: list[Member], tau: float) -> None:
                             f"{m.contract.input_size}, {first.run} has "
                             f"{list(first.contract.labels)} at {first.contract.input_size}")
         if m.split_rows != first.split_rows:
-            raise UserError(f"{m.run} and {first.run} have different splits (train members "
+            raise UserError(f"{m.run} and {first.run} have different test splits (train members "
                             "with the same --split-seed and data)")
     for m in members:
         if tau and m.contract.source.get("logit_adjust"):
             raise UserError(f"{m.run} was trained with --logit-adjust already")
         if tau and not (m.summary.get("imbalance") or {}).get("class_weights"):
             raise UserError(f"{m.run} was trained without class weights: nothing to adjust")
+
+
+def merged_manifest(members: list[Member]) -> SplitManifest:
+    """The ensemble's split: test as the members', train where any member trained, else val."""
+    manifests = [read_manifest(m.run / "split.json") for m in members]
+    merged = manifests[0]
+    for i, row in enumerate(merged.rows):
+        seen = [mf.rows[i]["split"] for mf in manifests]
+        row["split"] = "test" if seen[0] == "test" else "train" if "train" in seen else "val"
+    return merged
 
 
 def combine(models: list[keras.Model], input_size: tuple[int, int]) -> keras.Model:
@@ -132,9 +143,12 @@ def _test_report(model: keras.Model, members: list[Member], show: bool) -> dict[
 def _contract(members: list[Member], test: dict[str, Any], tau: float,
               offsets: list[dict[str, float] | None]) -> ModelContract:
     first = members[0].contract
-    source = {k: v for k, v in first.source.items() if k not in ("seed", "logit_adjust")}
+    own = ("seed", "val_seed", "logit_adjust")  # each member's, recorded per member
+    source = {k: v for k, v in first.source.items() if k not in own}
     source |= {"split_manifest": "split.json",
                "ensemble": [{"run": str(m.run.resolve()), "seed": m.contract.source.get("seed"),
+                             **({"val_seed": m.contract.source["val_seed"]}
+                                if "val_seed" in m.contract.source else {}),
                              **({"logit_adjust": m.contract.source["logit_adjust"]}
                                 if "logit_adjust" in m.contract.source else {}),
                              **({"logit_offsets": o} if o else {})}
@@ -164,7 +178,7 @@ def ensemble(config: EnsembleConfig, progress: bool = True) -> EnsembleResult:
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
     try:
         save_keras_model(model, contract, work)
-        shutil.copyfile(members[0].run / "split.json", work / "split.json")
+        write_manifest(merged_manifest(members), work / "split.json")
         write_text_atomic(work / "metadata.json", contract.to_json() + "\n")
         write_text_atomic(work / "report.txt", report_text("Test set (shared split)", test, [
             f"ensemble of {len(members)}: {', '.join(str(m.run) for m in members)}",

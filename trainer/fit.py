@@ -424,7 +424,8 @@ def _split(config: FitConfig, dataset: Dataset, labels: tuple[str, ...], samples
               "min_face": config.min_face if dataset.format in ("voc", "mixed") else None,
               "limit_per_class": config.limit_per_class,
               "label_map": config.label_map or None,
-              "exclude_lists": [str(x) for x in config.exclude_lists] or None})
+              "exclude_lists": [str(x) for x in config.exclude_lists] or None},
+        val_seed=config.val_seed)
     manifest.sources = dataset.sources
     return manifest
 
@@ -597,6 +598,7 @@ def _write_model(run: FitRun, ev: Evaluation) -> ModelContract:
               **({"augment": c.augment} if c.augment != "reference" else {}),
               **({"label_smoothing": c.label_smoothing} if c.label_smoothing else {}),
               **({"split_seed": c.split_seed} if c.split_seed is not None else {}),
+              **({"val_seed": c.val_seed} if c.val_seed is not None else {}),
               **({"logit_adjust": run.info["logit_adjust"]} if "logit_adjust" in run.info
                  else {})}
     metrics = {"test_accuracy": round(ev.test["accuracy"], 6), "n_test": len(run.index("test")),

@@ -608,7 +608,18 @@ def _tau_choice(choice: dict[str, Any] | None) -> list[str]:
             f"pooled; rule: {choice['rule']}. The held-in grid:", "",
             *table(["TAU", *(f"{g['tau']:g}" for g in grid)],
                    [["accuracy", *(f"{100 * g['accuracy']:.1f}" for g in grid)],
-                    ["F1", *(f"{g['f1']:.3f}" for g in grid)]])]
+                    ["F1", *(f"{g['f1']:.3f}" for g in grid)],
+                    *_flip_grid(choice)])]
+
+
+def _flip_grid(choice: dict[str, Any]) -> list[list[str]]:
+    """The held-in grid with each face's mirror averaged in (`--flip`), when it was measured."""
+    grid = choice.get("grid_flip")
+    if not grid:
+        return []
+    chosen = f" (TAU {choice['chosen_flip']:g} chosen)"
+    return [[f"accuracy, mirror too{chosen}", *(f"{100 * g['accuracy']:.1f}" for g in grid)],
+            [f"F1, mirror too{chosen}", *(f"{g['f1']:.3f}" for g in grid)]]
 
 
 def _combined_text(rows: list[dict[str, Any]]) -> str:

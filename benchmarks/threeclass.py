@@ -167,6 +167,7 @@ class Combined:
     base: str
     members: tuple[str, ...]
     adjust: bool = False
+    flip: bool = False  # each face read mirrored too (`trainer ensemble --flip`)
 
 
 #: The recipe's runs on one split (seed 0's): the ensemble's members.
@@ -185,6 +186,9 @@ COMBINED = (
              "(`--val-seed`): together they train on every held-in face", "ensemble3", BAGGED),
     Combined("bagged3+adjust", "+ each member's decisions shifted (`--logit-adjust TAU`, chosen "
              "on held-in faces)", "bagged3", BAGGED, adjust=True),
+    Combined("bagged3+adjust+flip", "+ each face read mirrored too, both views averaged "
+             "(`--flip`; TAU chosen again on held-in faces, with the mirror), 2x the time per "
+             "face", "bagged3+adjust", BAGGED, adjust=True, flip=True),
 )
 #: The logit adjustment is chosen on held-in faces: each of these runs' own val and test faces
 #: (which that run never trained on; the runs have different splits), pooled.
@@ -315,10 +319,11 @@ def run_row(row: Row, shared: Path, work: Path, sets: dict[str, Any], cache: dic
 
 def choose_tau(work: Path) -> dict[str, Any]:
     """The logit adjustment (`TAU_GRID`) with the best accuracy + mask_weared_incorrect F1 on
-    held-in faces: the val and test faces of each `TAU_RUNS` run, pooled (ties: the smaller).
+    held-in faces: the val and test faces of each `TAU_RUNS` run, pooled (ties: the smaller);
+    again with each face's mirror averaged in (`--flip`: `grid_flip`, `chosen_flip`).
 
-    Adding offsets to the log-probabilities picks the same class as adding them to the logits
-    (`trainer.model.shift_output`), so no model is rebuilt per candidate.
+    Offsets added to the log-probabilities give the probabilities that offsets added to the
+    logits give (`trainer.model.shift_output`), so no model is rebuilt per candidate.
     """
     from trainer.model import prior_shift
     from trainer.split import load_split, read_manifest
@@ -331,19 +336,34 @@ def choose_tau(work: Path) -> dict[str, Any]:
         manifest = read_manifest(run / "split.json")
         for split in ("val", "test"):
             images, y = load_split(manifest, split, size)
-            probs = probabilities(predict, images)
-            scores.append((np.log(np.clip(probs, 1e-12, 1.0)), prior_shift(weights, labels, 1.0)))
+            views = [probabilities(predict, x) for x in (images, images[:, :, ::-1])]
+            scores.append(([np.log(np.clip(p, 1e-12, 1.0)) for p in views],
+                           prior_shift(weights, labels, 1.0)))
             truth.append(y)
     y, weak = np.concatenate(truth), labels.index(WEAK)
+    grids = {flip: _tau_grid(scores, y, labels, flip) for flip in (False, True)}
+    return {"runs": list(TAU_RUNS), "faces": len(y), "weak_faces": int((y == weak).sum()),
+            "grid": grids[False], "chosen": pick_tau(grids[False]),
+            "grid_flip": grids[True], "chosen_flip": pick_tau(grids[True]),
+            "rule": "best held-in accuracy + mask_weared_incorrect F1, ties to the smaller"}
+
+
+def _tau_grid(scores: list[tuple[list[np.ndarray], np.ndarray]], y: np.ndarray,
+              labels: tuple[str, ...], flip: bool) -> list[dict[str, float]]:
+    """Held-in accuracy and weak-class F1 per TAU: each view's shifted softmax, averaged."""
+    def shifted(lp: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+        z = np.exp(lp + offsets - (lp + offsets).max(1, keepdims=True))
+        return z / z.sum(1, keepdims=True)
+
     grid = []
     for tau in TAU_GRID:
-        pred = np.concatenate([lp + tau * shift for lp, shift in scores]).argmax(1)
+        pred = np.concatenate([
+            np.mean([shifted(lp, tau * shift) for lp in (views if flip else views[:1])], 0)
+            for views, shift in scores]).argmax(1)
         report = classification_report(y, pred, labels)
         grid.append({"tau": tau, "accuracy": round(report["accuracy"], 5),
                      "f1": round(report["per_class"][WEAK]["f1"], 5)})
-    return {"runs": list(TAU_RUNS), "faces": len(y), "weak_faces": int((y == weak).sum()),
-            "grid": grid, "chosen": pick_tau(grid),
-            "rule": "best held-in accuracy + mask_weared_incorrect F1, ties to the smaller"}
+    return grid
 
 
 def pick_tau(grid: list[dict[str, float]]) -> float:
@@ -355,7 +375,7 @@ def combined_command(row: Combined, tau: float, out: str = "runs/3c") -> str:
     """The commands that make a combined row: its members' `trainer fit`, then `trainer
     ensemble` (one member: `trainer fit --logit-adjust` alone)."""
     rows = {r.name: r for r in ROWS}
-    adjust = f" --logit-adjust {tau:g}" if row.adjust else ""
+    adjust = (f" --logit-adjust {tau:g}" if row.adjust else "") + (" --flip" if row.flip else "")
     if len(row.members) == 1:
         return command_of(rows[row.members[0]], out=out).replace(" --out ", f"{adjust} --out ")
     outs = [f"{out}-seed{rows[m].options.get('seed', 0)}" for m in row.members]
@@ -370,7 +390,8 @@ def run_combined(row: Combined, work: Path, sets: dict[str, Any], cache: dict[An
 
     t0 = time.perf_counter()
     built = ensemble(EnsembleConfig([work / m for m in row.members], work / row.name,
-                                    tau if row.adjust else 0.0, overwrite=True), progress=False)
+                                    tau if row.adjust else 0.0, overwrite=True, flip=row.flip),
+                     progress=False)
     seconds = time.perf_counter() - t0
     first = next(r for r in ROWS if r.name == row.members[0])
     summaries = [json.loads((work / m / "summary.json").read_text()) for m in row.members]
@@ -379,6 +400,7 @@ def run_combined(row: Combined, work: Path, sets: dict[str, Any], cache: dict[An
             "sources": list(first.sources),
             "options": {**first.options, "members": list(row.members),
                         **({"logit_adjust": tau} if row.adjust else {}),
+                        **({"flip": True} if row.flip else {}),
                         **({"bagged": True} if any("val_seed" in r.options for r in ROWS
                                                    if r.name in row.members) else {})},
             "command": combined_command(row, tau),
@@ -492,7 +514,8 @@ def main(argv: list[str] | None = None) -> int:
     tau_choice = choose_tau(work) if any(c.adjust for c in combined) else \
         earlier.get("tau_choice")
     for row in combined:
-        results.append(run_combined(row, work, sets, cache, tau_choice["chosen"]))
+        tau = tau_choice["chosen_flip" if row.flip else "chosen"] if tau_choice else 0.0
+        results.append(run_combined(row, work, sets, cache, tau))
         print(_line(results[-1]), flush=True)
     results = _merged(earlier, results)
     report = {"started": earlier.get("started", started),
@@ -584,7 +607,8 @@ def _members_text(options: dict[str, Any]) -> str:
     text = (f" ({len(members)} networks trained alike with different seeds on {split}, their "
             "probabilities averaged: `trainer ensemble`)" if len(members) > 1 else "")
     return text + (f", decisions shifted toward the training class frequencies (logit "
-                   f"adjustment {tau:g})" if tau else "")
+                   f"adjustment {tau:g})" if tau else "") + (
+        ", each face read as it is and mirrored, the two averaged" if options.get("flip") else "")
 
 
 def _input_text(options: dict[str, Any]) -> str:

@@ -141,14 +141,36 @@ def test_runs_of_other_splits_are_refused_in_one_line(runs: dict[str, Path],
 
 
 @pytest.mark.slow
+def test_flip_averages_each_member_on_the_face_and_its_mirror(runs: dict[str, Path],
+                                                              tmp_path: Path) -> None:
+    """--flip: the file holds the mirror (a registered layer, loaded in safe mode) and its output
+    is the mean over members and both views; the contract says so."""
+    result = runner.invoke(app, ["ensemble", str(runs["a"]), str(runs["b"]), "--flip", "--out",
+                                 str(tmp_path / "ens"), "--quiet", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["flip"] is True
+    images, _ = load_split(runs["a"] / "split.json", "test", (SIZE, SIZE))
+    x = images.astype(np.float32)
+    members = [load_keras_model(runs[k] / "model.h5")[0] for k in "ab"]
+    want = np.mean([m.predict_on_batch(v) for m in members for v in (x, x[:, :, ::-1])], 0)
+    for name in ("model.h5", "model.keras"):
+        model, contract = load_keras_model(tmp_path / "ens" / name)
+        np.testing.assert_allclose(model.predict_on_batch(x), want, atol=1e-5)
+    assert contract.source["flip"] is True
+    assert contract.architecture.endswith("probabilities on the face and its mirror)")
+    assert "--flip): True" in (tmp_path / "ens" / "report.txt").read_text()
+
+
+@pytest.mark.slow
 def test_ensemble_converts_to_int8_and_runs_on_the_edge(runs: dict[str, Path],
                                                         tmp_path: Path) -> None:
     """The ensemble is one model file: `convert` calibrates and checks it on the shared split,
-    and the edge classifier (no TensorFlow) reads its three classes."""
+    and the edge classifier (no TensorFlow) reads its three classes; the mirror of `--flip` is
+    one op LiteRT runs on the uint8 pixels."""
     from converters.cli import app as convert_app
     from edge.classifier import ClassifierOptions, MaskClassifier
 
-    ensemble(EnsembleConfig([runs["a"], runs["b"]], tmp_path / "ens"), progress=False)
+    ensemble(EnsembleConfig([runs["a"], runs["b"]], tmp_path / "ens", flip=True), progress=False)
     out = tmp_path / "ens_int8.tflite"
     result = runner.invoke(convert_app, [str(tmp_path / "ens" / "model.h5"), "-q", "int8",
                                          "--samples", "20", "--out", str(out), "--json",
@@ -160,3 +182,6 @@ def test_ensemble_converts_to_int8_and_runs_on_the_edge(runs: dict[str, Path],
     probs = clf.predict(images)
     assert probs.shape == (len(images), 3)
     np.testing.assert_allclose(probs.sum(1), 1.0, atol=0.02)
+    keras_model, _ = load_keras_model(tmp_path / "ens" / "model.h5")
+    agree = probs.argmax(1) == keras_model.predict_on_batch(images.astype(np.float32)).argmax(1)
+    assert agree.mean() >= 0.8, agree

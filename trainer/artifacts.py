@@ -20,6 +20,7 @@ import keras
 from edge.contract import KERAS_MEMBER, METADATA_KEY, ContractError, ModelContract
 from edge.fileio import atomic_path
 from trainer.errors import ModelFileError
+from trainer.model import Mirror  # noqa: F401  (registers the layer for loading)
 
 
 def save_keras_model(model: keras.Model, contract: ModelContract, out_dir: Path,

@@ -276,13 +276,16 @@ def evaluate(
 def ensemble_(
     runs: Annotated[list[Path], typer.Argument(
         help="Run folders of `trainer fit` (model.h5, split.json, summary.json) that share "
-             "labels, input size and split (the same --split-seed).")],
+             "labels, input size and test split (the same --split-seed).")],
     out: Annotated[Path, typer.Option(
         "--out", "-o", help="Folder to write model.h5, model.keras, metadata.json, split.json, "
         "report.txt (must be new or empty unless --overwrite).")],
     logit_adjust: Annotated[float, typer.Option(
         help="First shift each member's decisions from the class-balanced prior toward its "
              "training class frequencies by TAU (as `trainer fit --logit-adjust`).")] = 0.0,
+    flip: Annotated[bool, typer.Option(
+        "--flip/--no-flip", help="Also read each face mirrored and average both views "
+        "(test-time augmentation): twice the time per face.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace a non-empty --out folder.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
     json_out: Annotated[bool, typer.Option(
@@ -297,7 +300,7 @@ def ensemble_(
         _import_tensorflow_quietly()
         from trainer.ensemble import EnsembleConfig, ensemble
 
-        result = ensemble(EnsembleConfig(list(runs), out, logit_adjust, overwrite),
+        result = ensemble(EnsembleConfig(list(runs), out, logit_adjust, overwrite, flip),
                           progress=not quiet)
     if json_out:
         typer.echo(json.dumps(result.summary, indent=2, default=str))

@@ -33,7 +33,7 @@ from trainer.artifacts import load_keras_model, read_keras_contract, save_keras_
 from trainer.config import check_ensemble
 from trainer.errors import UserError
 from trainer.fit import publish_run
-from trainer.model import adjust_prior
+from trainer.model import Mirror, adjust_prior
 from trainer.reports import report_text, write_json
 from trainer.split import SplitManifest, load_split, read_manifest, write_manifest
 from trainer.training import predict
@@ -47,6 +47,7 @@ class EnsembleConfig:
     out: Path
     logit_adjust: float = 0.0
     overwrite: bool = False
+    flip: bool = False  # also read each face mirrored and average both (test-time augmentation)
 
 
 @dataclass(frozen=True)
@@ -112,14 +113,18 @@ def merged_manifest(members: list[Member]) -> SplitManifest:
     return merged
 
 
-def combine(models: list[keras.Model], input_size: tuple[int, int]) -> keras.Model:
-    """One model whose output is the mean of the members' outputs (one model: itself)."""
-    if len(models) == 1:
+def combine(models: list[keras.Model], input_size: tuple[int, int],
+            flip: bool = False) -> keras.Model:
+    """One model whose output is the mean of the members' outputs (one model, no `flip`:
+    itself); with `flip`, of each member on the face and on its mirror too."""
+    if len(models) == 1 and not flip:
         return models[0]
     pixels = keras.Input(shape=(*input_size, 3), name="pixels")
     for i, model in enumerate(models):
         model.name = f"member_{i}"  # nested models need distinct names to be saved
-    mean = keras.layers.Average(name="ensemble_mean")([model(pixels) for model in models])
+    views = [pixels, Mirror(name="mirror")(pixels)] if flip else [pixels]
+    mean = keras.layers.Average(name="ensemble_mean")(
+        [model(view) for view in views for model in models])
     return keras.Model(pixels, mean, name="maskedge_ensemble")
 
 
@@ -140,9 +145,9 @@ def _test_report(model: keras.Model, members: list[Member], show: bool) -> dict[
     return classification_report(y, probs.argmax(1), contract.labels)
 
 
-def _contract(members: list[Member], test: dict[str, Any], tau: float,
+def _contract(members: list[Member], test: dict[str, Any], config: EnsembleConfig,
               offsets: list[dict[str, float] | None]) -> ModelContract:
-    first = members[0].contract
+    first, tau = members[0].contract, config.logit_adjust
     own = ("seed", "val_seed", "logit_adjust")  # each member's, recorded per member
     source = {k: v for k, v in first.source.items() if k not in own}
     source |= {"split_manifest": "split.json",
@@ -153,9 +158,11 @@ def _contract(members: list[Member], test: dict[str, Any], tau: float,
                                 if "logit_adjust" in m.contract.source else {}),
                              **({"logit_offsets": o} if o else {})}
                             for m, o in zip(members, offsets, strict=True)],
-               **({"logit_adjust": {"tau": tau}} if tau else {})}
-    architecture = first.architecture if len(members) == 1 else \
-        f"{first.architecture} x{len(members)} (mean of the members' probabilities)"
+               **({"logit_adjust": {"tau": tau}} if tau else {}),
+               **({"flip": True} if config.flip else {})}
+    views = " on the face and its mirror" if config.flip else ""
+    architecture = first.architecture if len(members) == 1 and not config.flip else \
+        f"{first.architecture} x{len(members)} (mean of the members' probabilities{views})"
     metrics = {"test_accuracy": round(test["accuracy"], 6),
                "n_test": sum(v["support"] for v in test["per_class"].values()),
                "per_class": per_class_summary(test),
@@ -171,9 +178,9 @@ def ensemble(config: EnsembleConfig, progress: bool = True) -> EnsembleResult:
     members = [read_member(r) for r in config.runs]
     check_members(members, config.logit_adjust)
     loaded = [_member_model(m, config.logit_adjust) for m in members]
-    model = combine([m for m, _ in loaded], members[0].contract.input_size)
+    model = combine([m for m, _ in loaded], members[0].contract.input_size, config.flip)
     test = _test_report(model, members, progress)
-    contract = _contract(members, test, config.logit_adjust, [o for _, o in loaded])
+    contract = _contract(members, test, config, [o for _, o in loaded])
     out.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
     try:
@@ -182,10 +189,11 @@ def ensemble(config: EnsembleConfig, progress: bool = True) -> EnsembleResult:
         write_text_atomic(work / "metadata.json", contract.to_json() + "\n")
         write_text_atomic(work / "report.txt", report_text("Test set (shared split)", test, [
             f"ensemble of {len(members)}: {', '.join(str(m.run) for m in members)}",
-            f"logit adjust: {config.logit_adjust}"]))
+            f"logit adjust: {config.logit_adjust}", f"mirror too (--flip): {config.flip}"]))
         summary = {"run_dir": str(out.resolve()), "model_h5": str(out.resolve() / "model.h5"),
                    "members": [str(m.run.resolve()) for m in members],
-                   "logit_adjust": config.logit_adjust, "labels": list(contract.labels),
+                   "logit_adjust": config.logit_adjust, "flip": config.flip,
+                   "labels": list(contract.labels),
                    "test_accuracy": round(test["accuracy"], 6),
                    "per_class": contract.metrics["per_class"],
                    "wall_seconds": round(time.perf_counter() - start, 2)}

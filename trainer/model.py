@@ -35,6 +35,16 @@ WEIGHT_CHOICES = "imagenet | none | PATH to a no-top MobileNetV2 weights file"
 NOSE_BAND = ((0.30, 0.80), (0.15, 0.85))
 
 
+@keras.saving.register_keras_serializable(package="maskedge")
+class Mirror(keras.layers.Layer):
+    """The image mirrored left to right (a face and its mirror: `trainer ensemble --flip`).
+    A registered layer, not a Lambda, so the file loads in safe mode; TFLite runs it as one
+    REVERSE_V2 op on the uint8 pixels."""
+
+    def call(self, images: Any) -> Any:
+        return keras.ops.flip(images, axis=2)
+
+
 @dataclass
 class Classifier:
     """The full model, its frozen backbone, and the head that reads pooled backbone features."""

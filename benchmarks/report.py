@@ -609,7 +609,7 @@ def _tau_choice(choice: dict[str, Any] | None) -> list[str]:
             *table(["TAU", *(f"{g['tau']:g}" for g in grid)],
                    [["accuracy", *(f"{100 * g['accuracy']:.1f}" for g in grid)],
                     ["F1", *(f"{g['f1']:.3f}" for g in grid)],
-                    *_flip_grid(choice)])]
+                    *_flip_grid(choice)]), *_flip_choice(choice)]
 
 
 def _flip_grid(choice: dict[str, Any]) -> list[list[str]]:
@@ -620,6 +620,23 @@ def _flip_grid(choice: dict[str, Any]) -> list[list[str]]:
     chosen = f" (TAU {choice['chosen_flip']:g} chosen)"
     return [[f"accuracy, mirror too{chosen}", *(f"{100 * g['accuracy']:.1f}" for g in grid)],
             [f"F1, mirror too{chosen}", *(f"{g['f1']:.3f}" for g in grid)]]
+
+
+def _flip_choice(choice: dict[str, Any]) -> list[str]:
+    """Whether reading the mirror too (`--flip`) wins on the held-in faces (the rule that
+    decides whether a `--flip` row may ship, fixed before its held-out numbers existed)."""
+    if not choice.get("grid_flip"):
+        return []
+    best = {flip: next(g for g in choice["grid_flip" if flip else "grid"]
+                       if g["tau"] == choice["chosen_flip" if flip else "chosen"])
+            for flip in (False, True)}
+    wins = sum(best[True][k] for k in ("accuracy", "f1")) > sum(
+        best[False][k] for k in ("accuracy", "f1"))
+    return ["", "Mirror (`--flip`), decided on the same held-in faces: its best accuracy + F1 is "
+            f"{100 * best[True]['accuracy']:.1f} % / {best[True]['f1']:.3f} (TAU "
+            f"{choice['chosen_flip']:g}) against {100 * best[False]['accuracy']:.1f} % / "
+            f"{best[False]['f1']:.3f} (TAU {choice['chosen']:g}) without, so `--flip` rows "
+            + ("may ship." if wins else "do not ship.")]
 
 
 def _combined_text(rows: list[dict[str, Any]]) -> str:

@@ -187,8 +187,8 @@ COMBINED = (
     Combined("bagged3+adjust", "+ each member's decisions shifted (`--logit-adjust TAU`, chosen "
              "on held-in faces)", "bagged3", BAGGED, adjust=True),
     Combined("bagged3+adjust+flip", "+ each face read mirrored too, both views averaged "
-             "(`--flip`; TAU chosen again on held-in faces, with the mirror), 2x the time per "
-             "face", "bagged3+adjust", BAGGED, adjust=True, flip=True),
+             "(`--flip`), with `--logit-adjust TAU` chosen again on held-in faces with the "
+             "mirror; 2x the time per face", "bagged3+adjust", BAGGED, adjust=True, flip=True),
 )
 #: The logit adjustment is chosen on held-in faces: each of these runs' own val and test faces
 #: (which that run never trained on; the runs have different splits), pooled.

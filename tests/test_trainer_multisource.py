@@ -275,6 +275,11 @@ def test_threeclass_combined_rows_commands_tau_choice_and_card() -> None:
               "chosen": 0.1, "rule": "best held-in accuracy + F1"}
     text = "\n".join(render_threeclass({"rows": [], "holdout": {}, "tau_choice": choice}))
     assert "TAU = 0.1, chosen on held-in faces only" in text and "| F1 | 0.700 |" in text
+    flipped = {**choice, "grid_flip": grid, "chosen_flip": 0.2}
+    text = "\n".join(render_threeclass({"rows": [], "holdout": {}, "tau_choice": flipped}))
+    assert "| F1, mirror too (TAU 0.2 chosen) | 0.700 |" in text
+    flip = combined_command(rows["bagged3+adjust+flip"], 0.4).split(" && ")[-1]
+    assert flip.endswith("runs/3c-seed2 --logit-adjust 0.4 --flip --out runs/3c")
     per = {c: {"precision": 1.0, "recall": 1.0, "f1": 1.0} for c in THREE}
     sets = {k: {"accuracy": 1.0, "per_class": per} for k in ("ilc-dev held-out",
                                                              "face-mask-voc test")}
@@ -289,11 +294,12 @@ def test_threeclass_combined_rows_commands_tau_choice_and_card() -> None:
     assert "\ntrainer ensemble runs/3c-seed0 runs/3c-seed1 runs/3c-seed2" in card
     bag = combined_command(rows["bagged3+adjust"], 0.3).split(" && ")
     assert "--seed 2 --split-seed 0 --val-seed 2 --out runs/3c-seed2" in bag[2]
-    bagged = {**ens, "options": {**ens["options"], "bagged": True}}
+    bagged = {**ens, "options": {**ens["options"], "bagged": True, "flip": True}}
     card = model_card({"rows": [bagged], "holdout": {}, "shipped": {
         "row": ens["name"], "model": "m.tflite", "size_bytes": 1, "keras": sets, "int8": sets,
         "command": ens["command"], "convert_command": "convert runs/3c/model.h5"}})
     assert "each validating on other faces (`--val-seed`)" in card
+    assert "each face read as it is and mirrored, the two averaged" in card
 
 
 def test_threeclass_only_keeps_the_earlier_rows_and_start(tmp_path: Path) -> None:

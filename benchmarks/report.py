@@ -622,16 +622,28 @@ def _flip_grid(choice: dict[str, Any]) -> list[list[str]]:
             [f"F1, mirror too{chosen}", *(f"{g['f1']:.3f}" for g in grid)]]
 
 
-def _flip_choice(choice: dict[str, Any]) -> list[str]:
-    """Whether reading the mirror too (`--flip`) wins on the held-in faces (the rule that
-    decides whether a `--flip` row may ship, fixed before its held-out numbers existed)."""
-    if not choice.get("grid_flip"):
-        return []
-    best = {flip: next(g for g in choice["grid_flip" if flip else "grid"]
+def _best_held_in(choice: dict[str, Any]) -> dict[bool, dict[str, float]]:
+    """The chosen TAU's held-in grid point, without (False) and with (True) the mirror."""
+    return {flip: next(g for g in choice["grid_flip" if flip else "grid"]
                        if g["tau"] == choice["chosen_flip" if flip else "chosen"])
             for flip in (False, True)}
-    wins = sum(best[True][k] for k in ("accuracy", "f1")) > sum(
+
+
+def flip_wins(choice: dict[str, Any]) -> bool:
+    """Whether reading the mirror too (`--flip`) has the better held-in accuracy + F1: the rule
+    that lets a `--flip` row ship, fixed before its held-out numbers existed."""
+    if not choice.get("grid_flip"):
+        return False
+    best = _best_held_in(choice)
+    return sum(best[True][k] for k in ("accuracy", "f1")) > sum(
         best[False][k] for k in ("accuracy", "f1"))
+
+
+def _flip_choice(choice: dict[str, Any]) -> list[str]:
+    """The held-in decision on `--flip`, in words."""
+    if not choice.get("grid_flip"):
+        return []
+    best, wins = _best_held_in(choice), flip_wins(choice)
     return ["", "Mirror (`--flip`), decided on the same held-in faces: its best accuracy + F1 is "
             f"{100 * best[True]['accuracy']:.1f} % / {best[True]['f1']:.3f} (TAU "
             f"{choice['chosen_flip']:g}) against {100 * best[False]['accuracy']:.1f} % / "

@@ -413,6 +413,18 @@ def run_combined(row: Combined, work: Path, sets: dict[str, Any], cache: dict[An
             "run_dir": str(built.out)}
 
 
+def run_combined_rows(rows: tuple[Combined, ...], work: Path, sets: dict[str, Any],
+                      cache: dict[Any, Any], tau_choice: dict[str, Any] | None
+                      ) -> list[dict[str, Any]]:
+    """`run_combined` for each row, with the TAU chosen on held-in faces for its views."""
+    results = []
+    for row in rows:
+        tau = tau_choice["chosen_flip" if row.flip else "chosen"] if tau_choice else 0.0
+        results.append(run_combined(row, work, sets, cache, tau))
+        print(_line(results[-1]), flush=True)
+    return results
+
+
 def score(row: dict[str, Any]) -> tuple[float, float]:
     """Ranking key: incorrect-mask F1 on held-out ilc-dev, then its accuracy (seed rows last)."""
     from benchmarks.report import is_seed_row
@@ -513,10 +525,7 @@ def main(argv: list[str] | None = None) -> int:
         c for c in COMBINED if not args.only or c.name in args.only)
     tau_choice = choose_tau(work) if any(c.adjust for c in combined) else \
         earlier.get("tau_choice")
-    for row in combined:
-        tau = tau_choice["chosen_flip" if row.flip else "chosen"] if tau_choice else 0.0
-        results.append(run_combined(row, work, sets, cache, tau))
-        print(_line(results[-1]), flush=True)
+    results += run_combined_rows(combined, work, sets, cache, tau_choice)
     results = _merged(earlier, results)
     report = {"started": earlier.get("started", started),
               **({"reruns": _reruns(earlier, started, [r.name for r in (*rows, *combined)])}
@@ -532,7 +541,8 @@ def main(argv: list[str] | None = None) -> int:
     write_text_atomic(out / "threeclass.json", json.dumps(report, indent=1) + "\n")
     if not args.no_ship:
         report["shipped"], report["not_shipped"] = ship_best(
-            results, work / "face_mask_3c_int8.tflite" if args.quick else SHIPPED, sets, cache)
+            results, work / "face_mask_3c_int8.tflite" if args.quick else SHIPPED, sets, cache,
+            tau_choice)
         write_text_atomic(out / "threeclass.json", json.dumps(report, indent=1) + "\n")
     shipped = report["shipped"]
     if shipped and not args.quick:  # with --no-ship: the kept record, with the new rows
@@ -620,12 +630,16 @@ def _input_text(options: dict[str, Any]) -> str:
 
 
 def ship_best(results: list[dict[str, Any]], target: Path, sets: dict[str, Any],
-              cache: dict[Any, Any]) -> tuple[dict[str, Any] | None, list[dict[str, str]]]:
-    """Ship the best row whose int8 conversion passes the gate; list the rows that did not."""
+              cache: dict[Any, Any], tau_choice: dict[str, Any] | None = None
+              ) -> tuple[dict[str, Any] | None, list[dict[str, str]]]:
+    """Ship the best row whose int8 conversion passes the gate; list the rows that did not.
+    Seed rows never ship; `--flip` rows only when the mirror wins on held-in faces."""
     refused = []
-    from benchmarks.report import is_seed_row
+    from benchmarks.report import flip_wins, is_seed_row
 
-    candidates = [r for r in results if not is_seed_row(r)]
+    mirror = flip_wins(tau_choice or {})
+    candidates = [r for r in results if not is_seed_row(r)
+                  and (mirror or not r.get("options", {}).get("flip"))]
     for row in sorted(candidates, key=score, reverse=True)[:SHIP_TRIES]:
         try:
             return ship(row, target, sets, cache), refused

@@ -257,7 +257,7 @@ def test_threeclass_seed_rows_give_a_spread_and_never_ship() -> None:
 def test_threeclass_combined_rows_commands_tau_choice_and_card() -> None:
     """Combined rows: their reproduce commands, the held-in choice of TAU (ties to the smaller)
     rendered with its grid, and the card of an ensemble."""
-    from benchmarks.report import render_threeclass
+    from benchmarks.report import flip_wins, render_threeclass
     from benchmarks.threeclass import COMBINED, combined_command, model_card, pick_tau
 
     rows = {c.name: c for c in COMBINED}
@@ -278,6 +278,9 @@ def test_threeclass_combined_rows_commands_tau_choice_and_card() -> None:
     flipped = {**choice, "grid_flip": grid, "chosen_flip": 0.2}
     text = "\n".join(render_threeclass({"rows": [], "holdout": {}, "tau_choice": flipped}))
     assert "| F1, mirror too (TAU 0.2 chosen) | 0.700 |" in text
+    assert not flip_wins(flipped) and "so `--flip` rows do not ship." in text  # a tie: no
+    better = {**flipped, "grid_flip": [{**g, "f1": g["f1"] + 0.01} for g in grid]}
+    assert flip_wins(better) and not flip_wins(choice)
     flip = combined_command(rows["bagged3+adjust+flip"], 0.4).split(" && ")[-1]
     assert flip.endswith("runs/3c-seed2 --logit-adjust 0.4 --flip --out runs/3c")
     per = {c: {"precision": 1.0, "recall": 1.0, "f1": 1.0} for c in THREE}

@@ -53,7 +53,7 @@ from trainer.features import (
 from trainer.model import Classifier, adjust_prior, build_classifier, unfreeze_top
 from trainer.pixels import Loaded, load_from_sources
 from trainer.reports import plot_confusion, plot_curves, report_text, write_history_csv, write_json
-from trainer.split import SPLITS, SplitManifest, make_manifest, write_manifest
+from trainer.split import SPLITS, SplitManifest, make_manifest, redraw_val, write_manifest
 from trainer.stream import ShardJob, StreamData, scan, should_stream
 from trainer.training import Schedule, class_weights, fit_head, fit_images, predict
 
@@ -424,10 +424,9 @@ def _split(config: FitConfig, dataset: Dataset, labels: tuple[str, ...], samples
               "min_face": config.min_face if dataset.format in ("voc", "mixed") else None,
               "limit_per_class": config.limit_per_class,
               "label_map": config.label_map or None,
-              "exclude_lists": [str(x) for x in config.exclude_lists] or None},
-        val_seed=config.val_seed)
+              "exclude_lists": [str(x) for x in config.exclude_lists] or None})
     manifest.sources = dataset.sources
-    return manifest
+    return manifest if config.val_seed is None else redraw_val(manifest, config.val_seed)
 
 
 def _fit_with(config: FitConfig, dataset: Dataset, built: Built,

@@ -128,36 +128,29 @@ def assign_splits(labels: list[str], groups: np.ndarray, seed: int, val_fraction
     return [SPLITS[assigned[g]] for g in groups.tolist()]
 
 
-def redraw_val(labels: list[str], groups: np.ndarray, splits: list[str], seed: int,
-               val_fraction: float, test_fraction: float) -> list[str]:
-    """`splits` with the test rows kept and train/val drawn again with `seed` (bagging: runs
-    that share a test split but each hold out, and so train on, different faces)."""
-    rest = [i for i, sp in enumerate(splits) if sp != "test"]
-    if not rest:
-        return list(splits)
-    _, sub_groups = np.unique(np.asarray(groups)[rest], return_inverse=True)
-    share = val_fraction / (1.0 - test_fraction)
-    redrawn = assign_splits([labels[i] for i in rest], sub_groups, seed, share, 0.0)
-    out = list(splits)
-    for i, sp in zip(rest, redrawn, strict=True):
-        out[i] = sp
-    return out
+def redraw_val(manifest: SplitManifest, seed: int) -> SplitManifest:
+    """`manifest` with its test rows kept and train/val drawn again with `seed`, groups whole
+    (bagging: runs that share a test split but each hold out, so train on, different faces)."""
+    rest = [r for r in manifest.rows if r["split"] != "test"]
+    if rest:
+        _, groups = np.unique([r["group"] for r in rest], return_inverse=True)
+        share = manifest.info["val_fraction"] / (1.0 - manifest.info["test_fraction"])
+        redrawn = assign_splits([r["label"] for r in rest], groups, seed, share, 0.0)
+        for row, split in zip(rest, redrawn, strict=True):
+            row["split"] = split
+    manifest.info["val_seed"] = seed
+    return manifest
 
 
 def make_manifest(root: Path, fmt: str, labels: tuple[str, ...], samples: list[Sample],
                   groups: np.ndarray, seed: int, fractions: tuple[float, float],
-                  info: dict[str, Any] | None = None, val_seed: int | None = None
-                  ) -> SplitManifest:
+                  info: dict[str, Any] | None = None) -> SplitManifest:
     """Split `samples` (`fractions`: validation and test shares) and record it (a multi-source
-    set then sets `sources`). `val_seed` draws train/val again, keeping the test split."""
+    set then sets `sources`)."""
     val_fraction, test_fraction = fractions
-    names = [s.label for s in samples]
-    splits = assign_splits(names, groups, seed, val_fraction, test_fraction)
-    if val_seed is not None:
-        splits = redraw_val(names, groups, splits, val_seed, val_fraction, test_fraction)
+    splits = assign_splits([s.label for s in samples], groups, seed, val_fraction, test_fraction)
     rows = [sample_to_row(s, sp, g) for s, sp, g in zip(samples, splits, groups, strict=True)]
-    meta = {"val_fraction": val_fraction, "test_fraction": test_fraction,
-            **({"val_seed": val_seed} if val_seed is not None else {}), **(info or {})}
+    meta = {"val_fraction": val_fraction, "test_fraction": test_fraction, **(info or {})}
     return SplitManifest(root=Path(root).resolve(), format=fmt, labels=tuple(labels), seed=seed,
                          rows=rows, info=meta)
 

@@ -9,7 +9,8 @@ any member trained on) and check it on its test images, which no member trained 
 
 `--logit-adjust TAU` first shifts each member's decisions from the class-balanced prior toward its
 training class frequencies (`trainer.model.adjust_prior`, as `trainer fit --logit-adjust` does for
-one run); with one run, that shift is all the command does.
+one run); with one run, that shift is all the command does. `--flip` also runs every member on the
+mirrored face (`trainer.model.Mirror`) and averages all the views: twice the time per face.
 """
 
 from __future__ import annotations

@@ -39,7 +39,7 @@ NOSE_BAND = ((0.30, 0.80), (0.15, 0.85))
 class Mirror(keras.layers.Layer):
     """The image mirrored left to right (a face and its mirror: `trainer ensemble --flip`).
     A registered layer, not a Lambda, so the file loads in safe mode; TFLite runs it as one
-    REVERSE_V2 op on the uint8 pixels."""
+    REVERSE_V2 op on the quantized pixels."""
 
     def call(self, images: Any) -> Any:
         return keras.ops.flip(images, axis=2)

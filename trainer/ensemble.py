@@ -15,6 +15,7 @@ mirrored face (`trainer.model.Mirror`) and averages all the views: twice the tim
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import tempfile
@@ -58,7 +59,13 @@ class Member:
     run: Path
     contract: ModelContract
     summary: dict[str, Any]
-    split_rows: list[tuple[Any, ...]]  # (source, path, box, is-test, label) of every row
+    manifest: SplitManifest  # its split.json
+
+    @property
+    def split_rows(self) -> list[tuple[Any, ...]]:
+        """(source, path, box, is-test, label) of every row: what members must share."""
+        return [(r.get("source", 0), r["path"], tuple(r.get("box") or ()), r["split"] == "test",
+                 r["label"]) for r in self.manifest.rows]
 
 
 @dataclass
@@ -78,10 +85,8 @@ def read_member(run: Path) -> Member:
         summary = json.loads((run / "summary.json").read_text())
     except ValueError as exc:
         raise UserError(f"{run / 'summary.json'} is not valid JSON: {exc}") from None
-    rows = read_manifest(run / "split.json").rows
     return Member(run, read_keras_contract(run / "model.h5"), summary,
-                  [(r.get("source", 0), r["path"], tuple(r.get("box") or ()),
-                    r["split"] == "test", r["label"]) for r in rows])
+                  read_manifest(run / "split.json"))
 
 
 def check_members(members: list[Member], tau: float) -> None:
@@ -106,12 +111,12 @@ def check_members(members: list[Member], tau: float) -> None:
 
 def merged_manifest(members: list[Member]) -> SplitManifest:
     """The ensemble's split: test as the members', train where any member trained, else val."""
-    manifests = [read_manifest(m.run / "split.json") for m in members]
-    merged = manifests[0]
-    for i, row in enumerate(merged.rows):
-        seen = [mf.rows[i]["split"] for mf in manifests]
-        row["split"] = "test" if seen[0] == "test" else "train" if "train" in seen else "val"
-    return merged
+    rows = []
+    for i, row in enumerate(members[0].manifest.rows):
+        seen = [m.manifest.rows[i]["split"] for m in members]
+        rows.append({**row, "split": "test" if seen[0] == "test"
+                     else "train" if "train" in seen else "val"})
+    return dataclasses.replace(members[0].manifest, rows=rows)
 
 
 def combine(models: list[keras.Model], input_size: tuple[int, int],

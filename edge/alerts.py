@@ -5,6 +5,8 @@ zone with an alert label (its smoothed label, so one misread frame neither start
 streak). A sighting with another label resets the streak; frames the track is missed or outside
 every zone leave it as it is. When the streak reaches `after_frames` the track alerts, once for
 its life; a face that leaves for longer than the tracker's max-age comes back as a new track.
+A photo (a still: an image file, or a folder's image) is one sighting of each of its faces, so an
+unmasked face there alerts at once; nothing carries from one photo to the next.
 """
 
 from __future__ import annotations
@@ -40,17 +42,18 @@ class TrackAlerts:
         self._streaks: dict[int, int] = {}
         self._alerted: set[int] = set()
 
-    def update(self, frame: int, faces: Sequence[TrackedFace],
-               alive: Collection[int]) -> list[dict[str, Any]]:
+    def update(self, frame: int, faces: Sequence[TrackedFace], alive: Collection[int],
+               still: bool = False) -> list[dict[str, Any]]:
         """Alerts raised by this frame's faces; `alive` are the ids of the tracker's live tracks
-        (state of ended tracks is dropped)."""
+        (state of ended tracks is dropped). On a `still` (a photo) one sighting is enough."""
+        after = 1 if still else self.after_frames
         alerts = []
         for face in faces:
             if not face.in_zone:
                 continue
             streak = self._streaks.get(face.track, 0) + 1 if face.label in self.labels else 0
             self._streaks[face.track] = streak
-            if streak >= self.after_frames and face.track not in self._alerted:
+            if streak >= after and face.track not in self._alerted:
                 self._alerted.add(face.track)
                 alerts.append({"event": ALERT, "frame": frame, "track": face.track,
                                "label": face.label, "score": round(face.score, 4),

@@ -7,6 +7,10 @@
 - files and folders: the reader waits until the slot is free, so every frame is processed while
   decoding the next one overlaps with processing this one.
 
+Every frame carries a scene number (edge/scenecut.py), computed here so that a cut hidden in a
+dropped frame still shows in the next frame handed on: a new scene at a cut, after a reopen,
+after a `--loop` file restarts (the source's `restarts`), and for every photo.
+
 Unreadable frames are skipped and counted. A lost live source is reopened with exponential
 backoff; when the attempts run out the grabber finishes with an error message. A `notice` callback
 hears, in one line each, that the source was lost, that it came back, and why the first
@@ -23,6 +27,7 @@ from typing import Self
 import numpy as np
 
 from edge.handoff import HandoffThread
+from edge.scenecut import SceneCuts
 from edge.sources import FrameSource, SourceError, SourceLost, StreamEnded, UnreadableFrame
 
 
@@ -45,6 +50,8 @@ class CapturedFrame:
     time: float  # wall-clock time of capture (time.time())
     capture_ms: float  # reading + decoding + colour conversion
     name: str | None = None  # the file the frame came from (image folders; `frame_name`)
+    #: Scene number (edge/scenecut.py): a new one after a cut, a reconnect, a restart, a photo.
+    scene: int = 0
 
 
 @dataclass
@@ -69,6 +76,8 @@ class FrameGrabber(HandoffThread[CapturedFrame]):
         self.error: str | None = None  # why capture stopped early, if it did
         super().__init__("capture")
         self._index = 0
+        self._scenes = SceneCuts()
+        self._restarts = 0  # the source's count of rewinds (a `--loop` file starting again)
 
     def start(self) -> Self:
         """Open the source (SourceError propagates to the caller) and start reading."""
@@ -93,9 +102,17 @@ class FrameGrabber(HandoffThread[CapturedFrame]):
             except SourceError:
                 continue
             self.stats.reconnects += 1
+            self._scenes.restart()
             self.notice(f"{self.source.description} is back: reopened")
             return True
         return False
+
+    def _scene(self, rgb: np.ndarray, still: bool) -> int:
+        """This frame's scene number: photos are scenes of their own; a rewound file starts one."""
+        restarts = getattr(self.source, "restarts", 0)
+        new = still or restarts != self._restarts
+        self._restarts = restarts
+        return self._scenes.next(rgb, new_scene=new)
 
     def _run(self) -> None:
         try:
@@ -122,9 +139,10 @@ class FrameGrabber(HandoffThread[CapturedFrame]):
                                           f"{self.backoff.attempts} attempts")
                         break
                     continue
+                name = getattr(self.source, "frame_name", None)
                 captured = CapturedFrame(self._index, rgb, time.time(),
-                                         (time.perf_counter() - start) * 1000.0,
-                                         getattr(self.source, "frame_name", None))
+                                         (time.perf_counter() - start) * 1000.0, name,
+                                         self._scene(rgb, still=name is not None))
                 self._index += 1
                 self._put(captured)
         except Exception as exc:  # a broken driver must not kill the loop silently

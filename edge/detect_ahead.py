@@ -41,7 +41,7 @@ class DetectAhead(HandoffThread[DetectedFrame]):
                         break
                     continue
                 faces, detect_ms = (self.pipeline.detect(frame.rgb) if frame.name is not None
-                                    else self.pipeline.detect_video(frame.rgb))
+                                    else self.pipeline.detect_video(frame.rgb, frame.scene))
                 self._handoff.put(DetectedFrame(frame, faces, detect_ms), wait=True)
         except Exception as exc:  # surface detector failures to the loop
             self.error = f"detection failed: {type(exc).__name__}: {exc}"

@@ -15,7 +15,9 @@ The frame loop hands each sink (`edge.outputs.Sink`) two kinds of objects:
   - `stats`: `{"event": "stats", "time", "frame", "people": {label: distinct tracks},
     "total", "compliance": share of people with_mask (None before anyone was seen),
     "now": {label: faces in this frame}, "fps"}`; every `--stats-every` seconds and at the end.
-    With `--zone`, people and faces count only inside the zones (edge/zones.py).
+    With `--zone`, people and faces count only inside the zones (edge/zones.py). On video a
+    person is a track (edge/tracking.py; a cut ends every track); for photos every face of
+    every photo is one person of that photo and nothing carries from one photo to the next.
 
 Alert hooks (`AlertHook`) run in the frame loop *before* an alert reaches the sinks and may add
 fields to it (the snapshot writer adds the paths of its JPEGs), so every sink sees one alert.

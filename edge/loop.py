@@ -36,6 +36,11 @@ from edge.tracking import TrackedFace, Tracker, TrackerOptions
 from edge.zones import PixelBox, Zone, in_zones, pixel_zones
 
 STAGES = ("capture", "wait", "detect", "classify", "track", "draw", "output")
+#: What the people count and the alerts of a run mean, for its summary.
+COUNTING = {
+    "tracks": "a person is a track seen in several frames; a cut ends every track",
+    "photos": "photos are independent: each face of each photo counts once and alerts at once",
+}
 Status = Callable[[str], None]
 
 
@@ -66,6 +71,9 @@ class RunSummary:
     faces: dict[str, int] = field(default_factory=dict)  # face sightings in zones, smoothed label
     people: dict[str, int] = field(default_factory=dict)  # distinct tracks per majority label
     compliance: float | None = None  # share of people with a mask (None: nobody counted)
+    #: "tracks" (video, cameras, streams: a person is a track seen `count_after` times) or
+    #: "photos" (every face of every photo is a person of that photo; nothing carries over).
+    counting: str = "tracks"
     alerts: int = 0
     timings_ms: dict[str, float] = field(default_factory=dict)  # mean per processed frame
     stopped_by: str = ""
@@ -87,7 +95,7 @@ class RunSummary:
             f"(captured {self.captured}, dropped {self.dropped}, unreadable {self.unreadable}, "
             f"reconnects {self.reconnects})",
             f"faces       {faces}",
-            f"people      {people} (compliance {compliance})",
+            f"people      {people} (compliance {compliance}; {COUNTING[self.counting]})",
             f"alerts      {self.alerts}",
             f"ms/frame    {stages}",
         ]
@@ -127,7 +135,8 @@ class _Feed:
             self._check(self.grabber.finished, None)
             return None
         wait_ms = (time.perf_counter() - waited) * 1000.0
-        return captured, self.pipeline.process(captured.rgb, captured.name is None), wait_ms
+        return captured, self.pipeline.process(captured.rgb, captured.name is None,
+                                               captured.scene), wait_ms
 
     def _check(self, finished: bool, error: str | None) -> None:
         if finished:
@@ -154,7 +163,7 @@ class _AheadFeed(_Feed):
         wait_ms = (time.perf_counter() - waited) * 1000.0
         frame = detected.frame
         return frame, self.pipeline.classify(frame.rgb, detected.faces, detected.detect_ms,
-                                             frame.name is None), wait_ms
+                                             frame.name is None, frame.scene), wait_ms
 
     def close(self) -> None:
         self.ahead.stop()
@@ -205,8 +214,11 @@ class _FrameLoop:
         timings = {"capture": captured.capture_ms, "wait": wait_ms, **result.timings_ms}
         clock = time.perf_counter()
         zones = self.zones(captured.rgb)
-        tracked = self.tracker.update(result.faces, in_zones([f.box for f in result.faces], zones))
+        tracked = self.tracker.update(result.faces, in_zones([f.box for f in result.faces], zones),
+                                      captured.scene, still=captured.name is not None)
         self.people.update()
+        if captured.name is not None:
+            self.summary.counting = "photos"
         timings["track"] = (time.perf_counter() - clock) * 1000.0
         clock = time.perf_counter()
         annotated = (annotate(captured.rgb, tracked, self.fps, zones=zones,
@@ -228,7 +240,8 @@ class _FrameLoop:
         if self.alerts is None:
             return
         alive = {t.id for t in self.tracker.tracks}
-        for alert in self.alerts.update(captured.index, tracked, alive):
+        for alert in self.alerts.update(captured.index, tracked, alive,
+                                        still=captured.name is not None):
             alert["time"] = round(captured.time, 3)
             if captured.name is not None:
                 alert["source"] = captured.name

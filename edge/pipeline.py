@@ -17,7 +17,10 @@ frames before it is classified again (`FaceResult.reused`), so the classifier ru
 the faces at the default of 3. With `detect_every` N > 1 the detector runs on every Nth video frame
 and the frames between reuse its boxes (a new face shows up to N-1 frames late; default 2, which
 keeps a 640x480 video above 60 FPS on a slow 2-core x86; 1 detects every frame).
-Photos (`video=False`, the default) are always detected and classified afresh.
+Photos (`video=False`, the default) are always detected and classified afresh. A new `scene`
+(edge/scenecut.py: a cut, a reconnect, a restart) forgets the boxes and labels to reuse, and a
+face is only taken for the previous frame's face when it also looks like it
+(edge/appearance.py), so a new person at the same spot is classified afresh.
 """
 
 from __future__ import annotations
@@ -29,8 +32,9 @@ from typing import Any
 
 import numpy as np
 
+from edge.appearance import SAME_FACE, descriptor, similarities
 from edge.assets import resolve_model
-from edge.boxes import Box, Face, match_iou
+from edge.boxes import Box, Face, greedy_pairs, iou_matrix
 from edge.classifier import ClassifierOptions, MaskClassifier
 from edge.detectors import DEFAULT_DETECTOR, Detector, DetectorOptions, create_detector
 from edge.imageops import FACE_MARGIN, crop_face
@@ -75,6 +79,8 @@ class FaceResult:
     probabilities: tuple[float, ...]  # one per model label, in label order
     detector_score: float
     reused: int = 0  # frames since the probabilities were computed (0: classified on this frame)
+    #: Video: what the face looks like (edge/appearance.py), for the tracker; not in the JSON.
+    appearance: np.ndarray | None = field(default=None, compare=False, repr=False)
 
     def to_json(self) -> dict[str, Any]:
         record = {"box": [round(v, 1) for v in self.box], "label": self.label,
@@ -112,6 +118,9 @@ class Pipeline:
         self._previous: list[FaceResult] = []
         self._detected: list[Face] | None = None  # video: the last detector output
         self._since_detect = 0
+        # The scenes the reused labels and the reused boxes belong to (two attributes: with
+        # --detect-ahead, detection runs on its own thread).
+        self._label_scene = self._box_scene = -1
 
     @classmethod
     def from_parts(cls, detector: Detector, classifier: MaskClassifier,
@@ -124,10 +133,13 @@ class Pipeline:
         return self.classifier.labels
 
     def classify_faces(self, rgb: np.ndarray, faces: list[Face],
-                       video: bool = False) -> list[FaceResult]:
+                       video: bool = False, scene: int = 0) -> list[FaceResult]:
         """Crop every face with the margin and classify them in one batch; with `video`, faces
-        seen on the previous frame may keep their probabilities (module docstring)."""
-        reuse = self._reusable(faces) if video else {}
+        seen on the previous frame of the same scene may keep their probabilities."""
+        if scene != self._label_scene:
+            self._previous, self._label_scene = [], scene
+        looks = [descriptor(rgb, f.box) for f in faces] if video else [None] * len(faces)
+        reuse = self._reusable(faces, looks) if video else {}
         fresh = [i for i in range(len(faces)) if i not in reuse]
         probs = (self.classifier.classify([crop_face(rgb, faces[i].box, self.options.margin)
                                            for i in fresh]) if fresh else np.zeros((0, 0)))
@@ -140,17 +152,21 @@ class Pipeline:
             k = int(np.argmax(p))
             results.append(FaceResult(face.box, labels[k], float(p[k]),
                                       tuple(float(v) for v in p), face.score,
-                                      0 if previous is None else previous.reused + 1))
+                                      0 if previous is None else previous.reused + 1, looks[i]))
         self._previous = results if video else []
         return results
 
-    def _reusable(self, faces: list[Face]) -> dict[int, FaceResult]:
-        """Face index -> the previous frame's result whose probabilities it may keep."""
+    def _reusable(self, faces: list[Face],
+                  looks: list[np.ndarray | None]) -> dict[int, FaceResult]:
+        """Face index -> the previous frame's result whose probabilities it may keep: the same
+        spot (IoU >= REUSE_IOU) and the same look (edge/appearance.py)."""
         previous = [r for r in self._previous if r.reused + 1 < self.options.classify_every]
         if not faces or not previous:
             return {}
-        pairs = match_iou(np.array([f.box for f in faces], np.float64),
-                          np.array([r.box for r in previous], np.float64), REUSE_IOU)
+        ious = iou_matrix(np.array([f.box for f in faces], np.float64),
+                          np.array([r.box for r in previous], np.float64))
+        same = similarities(looks, [r.appearance for r in previous]) >= SAME_FACE
+        pairs = greedy_pairs(ious, (ious >= REUSE_IOU) & same)
         return {i: previous[j] for i, j in pairs}
 
     def detect(self, rgb: np.ndarray) -> tuple[list[Face], float]:
@@ -160,21 +176,25 @@ class Pipeline:
         return faces, (time.perf_counter() - start) * 1000.0
 
     def classify(self, rgb: np.ndarray, faces: list[Face], detect_ms: float,
-                 video: bool = False) -> FrameResult:
+                 video: bool = False, scene: int = 0) -> FrameResult:
         """Classify detected faces; the second half of `process`."""
         start = time.perf_counter()
-        results = self.classify_faces(rgb, faces, video)
+        results = self.classify_faces(rgb, faces, video, scene)
         return FrameResult(tuple(results), {"detect": detect_ms,
                                             "classify": (time.perf_counter() - start) * 1000.0})
 
-    def process(self, rgb: np.ndarray, video: bool = False) -> FrameResult:
-        """Detect and classify the faces of one RGB frame (`video`: the next frame of a video)."""
-        faces, detect_ms = self.detect_video(rgb) if video else self.detect(rgb)
-        return self.classify(rgb, faces, detect_ms, video)
+    def process(self, rgb: np.ndarray, video: bool = False, scene: int = 0) -> FrameResult:
+        """Detect and classify the faces of one RGB frame (`video`: the next frame of a video,
+        `scene`: its scene number, edge/scenecut.py)."""
+        faces, detect_ms = self.detect_video(rgb, scene) if video else self.detect(rgb)
+        return self.classify(rgb, faces, detect_ms, video, scene)
 
-    def detect_video(self, rgb: np.ndarray) -> tuple[list[Face], float]:
-        """`detect` on every `detect_every`-th frame of a video; the last faces in between."""
+    def detect_video(self, rgb: np.ndarray, scene: int = 0) -> tuple[list[Face], float]:
+        """`detect` on every `detect_every`-th frame of a video and on the first of a scene;
+        the last faces in between."""
         self._since_detect += 1
+        if scene != self._box_scene:
+            self._detected, self._box_scene = None, scene
         if self._detected is None or self._since_detect >= self.options.detect_every:
             self._detected, ms = self.detect(rgb)
             self._since_detect = 0

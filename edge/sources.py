@@ -110,6 +110,7 @@ class OpenCVSource:
         self._cap: Any = None
         self._failures = 0
         self._pacer = Pacer(None)
+        self.restarts = 0  # times a `loop` file started again from its first frame
 
     def open(self) -> None:
         self.close()
@@ -132,6 +133,7 @@ class OpenCVSource:
         ok, frame = self._cap.read()
         if ok and frame is not None:
             self._cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
+            self.restarts += 1
             return True
         return False
 

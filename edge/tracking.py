@@ -1,15 +1,27 @@
 """Follow faces from frame to frame: a track id per person, class probabilities smoothed per track.
 
-`Tracker.update(faces)` matches the faces of a frame to the live tracks, greedily (best pair
-first, each face and track used once): first by box overlap (IoU >= `iou_threshold`) with each
-track's box moved on by its recent velocity, then the faces and tracks left over by centre
-distance (within one face width, widths within a factor 1.5). An unmatched face starts a new track
-(ids count up from 1); a track not seen for more than `max_age` processed frames ends, so a face
-that leaves and comes back later gets a new id.
+`Tracker.update(faces, in_zone, scene, still)` matches the faces of a frame to the live tracks,
+greedily (best pair first, each face and track used once): first by box overlap (IoU >=
+`iou_threshold`) with each track's box moved on by its recent velocity, then the faces and tracks
+left over by centre distance (within one face width, widths within a factor 1.5). A pair is
+allowed only when the face also looks like the track (edge/appearance.py), so a new person who
+steps into the spot of the last one starts a track of their own. An unmatched face starts a new
+track (ids count up from 1); a track not seen for more than `max_age` processed frames ends, so a
+face that leaves and comes back later gets a new id. `matcher="bytetrack"` swaps the matching for
+ByteTrack's (edge/bytetrack.py: Kalman motion, two stages by detector score), kept to compare.
 
-Each track keeps the probabilities of its last `smooth_frames` sightings; its label is the argmax
-of their mean and its score that mean's value, so one misclassified frame does not flip the label
-(`raw_label` / `raw_score` in the JSON keep what the classifier said about this frame).
+Nothing crosses a cut: a frame of a new `scene` (edge/scenecut.py: the view changed wholesale, the
+source reconnected or restarted) ends every track first, and a `still` (a photo: an image file or
+a folder's image) is a scene of its own whose every face is one track that counts as a person at
+once; nothing carries from one photo to the next.
+
+Each track keeps its last `smooth_frames` fresh classifications (a face whose probabilities the
+pipeline reused from the frame before adds nothing new), each weighted by the classifier's margin
+between its top two classes and by the face's size (full weight from 48 px); its label is the
+argmax of their weighted mean and its score that mean's value, so one misread frame does not flip
+the label (`raw_label` / `raw_score` in the JSON keep what the classifier said about this frame).
+`smoothing="mean"` (every sighting alike, as before) and `"fresh"` remain to re-measure; the
+choice is measured in `python -m benchmarks.tracking` (RESULTS.md, section tracking).
 
 Why this matcher (measured with YuNet on 640x480 frames of 40 face-mask-voc photos with 1-4
 faces, each photo held 6 frames while the view pans 0-24 px per frame; the script is in the test
@@ -44,10 +56,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from edge.boxes import Box, greedy_pairs, match_iou
+from edge.appearance import SAME_FACE, similarities
+from edge.boxes import Box, greedy_pairs, iou_matrix
+from edge.bytetrack import KalmanBox, associate
 
 if TYPE_CHECKING:
     from edge.pipeline import FaceResult
+
+SMOOTHING = ("mean", "fresh", "confidence")
 
 
 @dataclass(frozen=True)
@@ -56,14 +72,24 @@ class TrackerOptions:
     max_age: int = 10  # processed frames a track survives unseen
     smooth_frames: int = 5  # sightings whose probabilities are averaged
     count_after: int = 3  # sightings (inside a zone) before a track counts as a person
-    matcher: str = "iou+centroid"  # or iou, centroid (kept to re-measure the choice)
+    #: iou+centroid (default), iou, centroid, or bytetrack (edge/bytetrack.py)
+    matcher: str = "iou+centroid"
     velocity: bool = True  # match against boxes moved on by their recent motion
+    #: A face continues a track only if it also looks like it (edge/appearance.py).
+    appearance: bool = True
+    #: A new scene (edge/scenecut.py) ends every track; photos are one sighting each.
+    scene_reset: bool = True
+    #: mean (every sighting), fresh (only freshly classified ones), confidence (fresh ones,
+    #: weighted by the classifier's margin and the face's size); module docstring.
+    smoothing: str = "confidence"
 
     def __post_init__(self) -> None:
         if self.max_age < 0 or self.smooth_frames < 1 or self.count_after < 1:
             raise ValueError("tracker: max_age >= 0, smooth_frames >= 1, count_after >= 1")
         if self.matcher not in MATCHERS:
             raise ValueError(f"tracker: matcher must be one of {', '.join(MATCHERS)}")
+        if self.smoothing not in SMOOTHING:
+            raise ValueError(f"tracker: smoothing must be one of {', '.join(SMOOTHING)}")
 
 
 @dataclass
@@ -72,16 +98,21 @@ class Track:
 
     id: int
     box: Box
-    window: deque[tuple[float, ...]]  # probabilities of the last sightings
+    window: deque[tuple[tuple[float, ...], float]]  # (probabilities, weight) of sightings
     labels: tuple[str, ...]
     hits: int = 1  # sightings
     missed: int = 0  # processed frames since the last sighting
     zone_hits: int = 0  # sightings inside a zone
     votes: Counter[str] = field(default_factory=Counter)  # smoothed label per in-zone sighting
     velocity: tuple[float, float] = (0.0, 0.0)  # centre pixels per frame
+    appearance: np.ndarray | None = None  # running mean of the face's look (unit length)
+    still: bool = False  # a photo's face: one sighting makes a person
+    motion: KalmanBox | None = None  # matcher "bytetrack": the Kalman filter of its box
 
     def predicted(self, use_velocity: bool) -> Box:
         """Where the box should be this frame (moved on by its velocity since the last sighting)."""
+        if self.motion is not None:
+            return self.motion.box()
         if not use_velocity:
             return self.box
         steps = self.missed + 1
@@ -89,8 +120,8 @@ class Track:
         x1, y1, x2, y2 = self.box
         return (x1 + dx, y1 + dy, x2 + dx, y2 + dy)
 
-    def seen(self, box: Box, probabilities: tuple[float, ...]) -> None:
-        """Another sighting: new box, velocity (mean of the last steps) and probabilities."""
+    def seen(self, box: Box, look: np.ndarray | None) -> None:
+        """Another sighting: new box, velocity (mean of the last steps) and look."""
         steps = self.missed + 1
         vx = ((box[0] + box[2]) - (self.box[0] + self.box[2])) / 2 / steps
         vy = ((box[1] + box[3]) - (self.box[1] + self.box[3])) / 2 / steps
@@ -98,13 +129,18 @@ class Track:
             vx, vy = (self.velocity[0] + vx) / 2, (self.velocity[1] + vy) / 2
         self.velocity, self.box, self.missed = (vx, vy), box, 0
         self.hits += 1
-        self.window.append(probabilities)
+        if self.motion is not None:
+            self.motion.update(box)
+        if look is not None:
+            mixed = look if self.appearance is None else self.appearance + look
+            self.appearance = mixed / max(float(np.linalg.norm(mixed)), 1e-6)
 
     def smoothed(self) -> tuple[str, float]:
-        """The label of the highest mean probability over the window, and that mean."""
-        sums = [sum(column) for column in zip(*self.window, strict=True)]
+        """The label of the highest weighted mean probability over the window, and that mean."""
+        total = sum(w for _, w in self.window)
+        sums = [sum(p[k] * w for p, w in self.window) for k in range(len(self.labels))]
         k = max(range(len(sums)), key=sums.__getitem__)
-        return self.labels[k], sums[k] / len(self.window)
+        return self.labels[k], sums[k] / total
 
     def majority(self) -> str | None:
         """The smoothed label it was seen with most often inside a zone (None if never)."""
@@ -133,45 +169,68 @@ class TrackedFace:
                 "in_zone": self.in_zone, **({"reused": f.reused} if f.reused else {})}
 
 
-Matcher = Callable[[np.ndarray, np.ndarray, float], list[tuple[int, int]]]
+def sighting_weight(face: FaceResult, smoothing: str) -> float:
+    """How much one sighting counts in its track's label (0: not at all; module docstring)."""
+    if smoothing == "mean":
+        return 1.0
+    if face.reused:
+        return 0.0  # the same classification again: no new evidence
+    if smoothing == "fresh":
+        return 1.0
+    top2 = sorted(face.probabilities)[-2:]
+    margin = top2[-1] - (top2[0] if len(top2) > 1 else 0.0)
+    side = min(face.box[2] - face.box[0], face.box[3] - face.box[1])
+    return (0.05 + margin) * min(1.0, max(side, 1.0) / 48.0)
+
+
+#: (faces (N, 4), predicted track boxes (M, 4), IoU threshold, allowed (N, M)) -> pairs
+Matcher = Callable[[np.ndarray, np.ndarray, float, np.ndarray], list[tuple[int, int]]]
 
 
 def _centre_pairs(faces: np.ndarray, tracks: np.ndarray, max_widths: float,
-                  same_size: bool) -> list[tuple[int, int]]:
+                  same_size: bool, allowed: np.ndarray) -> list[tuple[int, int]]:
     """Nearest centres first, at most `max_widths` track widths apart; with `same_size` only
     boxes whose widths differ by less than a factor 1.5."""
     widths = np.maximum(tracks[:, 2] - tracks[:, 0], 1.0)
     fc = (faces[:, :2] + faces[:, 2:]) / 2
     tc = (tracks[:, :2] + tracks[:, 2:]) / 2
     dist = np.linalg.norm(fc[:, None, :] - tc[None, :, :], axis=2) / widths[None, :]
-    keep = dist <= max_widths
+    keep = (dist <= max_widths) & allowed
     if same_size:
         ratio = (faces[:, 2] - faces[:, 0])[:, None] / widths[None, :]
         keep &= (ratio > 1 / 1.5) & (ratio < 1.5)
     return greedy_pairs(-dist, keep)
 
 
-def match_centroid(faces: np.ndarray, tracks: np.ndarray,
-                   threshold: float) -> list[tuple[int, int]]:
+def match_iou(faces: np.ndarray, tracks: np.ndarray, threshold: float,
+              allowed: np.ndarray) -> list[tuple[int, int]]:
+    """Greedy IoU matching, best overlap first, at least `threshold`."""
+    ious = iou_matrix(faces, tracks)
+    return greedy_pairs(ious, (ious >= threshold) & allowed)
+
+
+def match_centroid(faces: np.ndarray, tracks: np.ndarray, threshold: float,
+                   allowed: np.ndarray) -> list[tuple[int, int]]:
     """Greedy centre-distance matching within half a track width (`threshold` unused)."""
-    return _centre_pairs(faces, tracks, 0.5, same_size=False)
+    return _centre_pairs(faces, tracks, 0.5, False, allowed)
 
 
-def match_iou_centroid(faces: np.ndarray, tracks: np.ndarray,
-                       threshold: float) -> list[tuple[int, int]]:
+def match_iou_centroid(faces: np.ndarray, tracks: np.ndarray, threshold: float,
+                       allowed: np.ndarray) -> list[tuple[int, int]]:
     """IoU first; then the faces and tracks left over by centre distance (within one width,
     similar size), for faces that moved further than their own size allows to overlap."""
-    pairs = match_iou(faces, tracks, threshold)
+    pairs = match_iou(faces, tracks, threshold, allowed)
     free_f = [i for i in range(len(faces)) if i not in {f for f, _ in pairs}]
     free_t = [j for j in range(len(tracks)) if j not in {t for _, t in pairs}]
     if free_f and free_t:
-        more = _centre_pairs(faces[free_f], tracks[free_t], 1.0, same_size=True)
+        more = _centre_pairs(faces[free_f], tracks[free_t], 1.0, True,
+                             allowed[np.ix_(free_f, free_t)])
         pairs += [(free_f[a], free_t[b]) for a, b in more]
     return pairs
 
 
-MATCHERS: dict[str, Matcher] = {"iou+centroid": match_iou_centroid, "iou": match_iou,
-                                "centroid": match_centroid}
+MATCHERS: dict[str, Matcher | None] = {"iou+centroid": match_iou_centroid, "iou": match_iou,
+                                       "centroid": match_centroid, "bytetrack": None}
 
 
 class Tracker:
@@ -183,37 +242,67 @@ class Tracker:
         self.tracks: list[Track] = []
         self.expired: list[Track] = []  # tracks the last update ended
         self._next_id = 1
-        self._match = MATCHERS[self.options.matcher]
+        self._scene: int | None = None
 
-    def update(self, faces: Sequence[FaceResult],
-               in_zone: Sequence[bool] | None = None) -> list[TrackedFace]:
+    def update(self, faces: Sequence[FaceResult], in_zone: Sequence[bool] | None = None,
+               scene: int | None = None, still: bool = False) -> list[TrackedFace]:
         """The faces of one frame, in order, with their tracks; `in_zone[i]` says whether face i
-        counts (default: all do)."""
+        counts (default: all do). A `scene` other than the last one ends every track first;
+        `still` (a photo) makes each face a track of its own that counts at once."""
         zone = list(in_zone) if in_zone is not None else [True] * len(faces)
-        matched: dict[int, Track] = {}
-        if faces and self.tracks:
-            pairs = self._match(np.array([f.box for f in faces], np.float64),
-                                np.array([t.predicted(self.options.velocity)
-                                          for t in self.tracks], np.float64),
-                                self.options.iou_threshold)
-            matched = {i: self.tracks[j] for i, j in pairs}
+        ended: list[Track] = []
+        if self.options.scene_reset and (still or (scene is not None and scene != self._scene)):
+            ended, self.tracks = self.tracks, []
+        self._scene = scene
+        matched = self._match(faces) if not (still and self.options.scene_reset) else {}
         seen = {id(t) for t in matched.values()}
         for track in self.tracks:
             if id(track) not in seen:
                 track.missed += 1
-        self.expired = [t for t in self.tracks if t.missed > self.options.max_age]
+        self.expired = ended + [t for t in self.tracks if t.missed > self.options.max_age]
         self.tracks = [t for t in self.tracks if t.missed <= self.options.max_age]
-        return [self._sighting(face, matched.get(i), zone[i]) for i, face in enumerate(faces)]
+        still = still and self.options.scene_reset
+        return [self._sighting(face, matched.get(i), zone[i], still)
+                for i, face in enumerate(faces)]
 
-    def _sighting(self, face: FaceResult, track: Track | None, in_zone: bool) -> TrackedFace:
+    def _match(self, faces: Sequence[FaceResult]) -> dict[int, Track]:
+        """Face index -> the live track it continues."""
+        if self.options.matcher == "bytetrack":
+            for track in self.tracks:
+                if track.motion is not None:
+                    track.motion.predict()
+        if not faces or not self.tracks:
+            return {}
+        boxes = np.array([f.box for f in faces], np.float64)
+        predicted = np.array([t.predicted(self.options.velocity) for t in self.tracks],
+                             np.float64)
+        allowed = np.ones((len(faces), len(self.tracks)), bool)
+        if self.options.appearance:
+            allowed = similarities([f.appearance for f in faces],
+                                   [t.appearance for t in self.tracks]) >= SAME_FACE
+        match = MATCHERS[self.options.matcher]
+        if match is None:
+            pairs = associate(boxes, [f.detector_score for f in faces], predicted,
+                              [t.missed == 0 for t in self.tracks], allowed)
+        else:
+            pairs = match(boxes, predicted, self.options.iou_threshold, allowed)
+        return {i: self.tracks[j] for i, j in pairs}
+
+    def _sighting(self, face: FaceResult, track: Track | None, in_zone: bool,
+                  still: bool) -> TrackedFace:
         probs = tuple(float(p) for p in face.probabilities)
+        weight = sighting_weight(face, self.options.smoothing)
         if track is None:
-            track = Track(self._next_id, face.box, deque([probs], self.options.smooth_frames),
-                          self.labels)
+            track = Track(self._next_id, face.box, deque(maxlen=self.options.smooth_frames),
+                          self.labels, appearance=face.appearance, still=still,
+                          motion=KalmanBox(face.box) if self.options.matcher == "bytetrack"
+                          else None)
             self._next_id += 1
             self.tracks.append(track)
         else:
-            track.seen(face.box, probs)
+            track.seen(face.box, face.appearance)
+        if weight > 0 or not track.window:
+            track.window.append((probs, max(weight, 1e-6)))
         label, score = track.smoothed()
         if in_zone:
             track.zone_hits += 1
@@ -221,8 +310,9 @@ class Tracker:
         return TrackedFace(face, track.id, label, score, in_zone)
 
     def counted(self, track: Track) -> bool:
-        """Whether a track has lived long enough inside a zone to count as a person."""
-        return track.zone_hits >= self.options.count_after
+        """Whether a track has lived long enough inside a zone to count as a person (a photo's
+        face counts once it is seen inside a zone)."""
+        return track.zone_hits >= (1 if track.still else self.options.count_after)
 
 
 def tracking_cost_us(faces: int = 4, frames: int = 2000, seed: int = 0) -> float:

@@ -236,23 +236,25 @@ def edge_run(*args: str) -> tuple[Any, list[dict[str, Any]], dict[str, Any]]:
 
 
 @needs_model
-def test_folder_frames_name_their_file_and_faces_carry_tracks(crowd_folder: Path,
-                                                               tmp_path: Path) -> None:
+def test_folder_photos_are_independent_pictures(crowd_folder: Path, tmp_path: Path) -> None:
+    """Four files of the same photo: no track, vote, count or alert carries from one to the next;
+    every face of every photo is one person, and an unmasked one alerts at once."""
     events = tmp_path / "events.jsonl"
     _, lines, summary = edge_run("--source", str(crowd_folder), "--json", str(events),
                                  "--alert-after", "2")
     frames = [x for x in lines if "faces" in x]
     assert [f["source"] for f in frames] == [f"frame{i}.jpg" for i in range(4)]
     assert list(frames[0])[:3] == ["frame", "time", "source"]
-    tracks = [[f["track"] for f in x["faces"]] for x in frames]
-    assert len(tracks[0]) == 4 and all(t == tracks[0] for t in tracks)  # same people, same ids
+    tracks = [f["track"] for x in frames for f in x["faces"]]
+    assert len(tracks) == 16 and len(set(tracks)) == 16  # a track never spans two photos
     assert all(f["in_zone"] and f["label"] == f["raw_label"] for x in frames for f in x["faces"])
     alerts = [x for x in lines if x.get("event") == "alert"]
-    unmasked = {f["track"] for f in frames[0]["faces"] if f["label"] == "without_mask"}
-    assert {a["track"] for a in alerts} == unmasked and len(alerts) == 2
-    assert all(a["frames"] == 2 and a["source"] == "frame1.jpg" for a in alerts)
-    assert summary["people"] == {"with_mask": 2, "without_mask": 2}
-    assert summary["compliance"] == 0.5 and summary["alerts"] == 2
+    unmasked = {f["track"] for x in frames for f in x["faces"] if f["label"] == "without_mask"}
+    assert {a["track"] for a in alerts} == unmasked and len(alerts) == 8
+    assert [a["source"] for a in alerts] == [f"frame{i}.jpg" for i in range(4) for _ in "ab"]
+    assert all(a["frames"] == 1 for a in alerts)
+    assert summary["people"] == {"with_mask": 8, "without_mask": 8}
+    assert summary["compliance"] == 0.5 and summary["alerts"] == 8
 
 
 @needs_model
@@ -266,9 +268,9 @@ def test_zones_in_fractions_and_pixels_filter_counts(crowd_folder: Path, tmp_pat
     inside = [f for f in faces if f["in_zone"]]
     assert len(faces) == 16 and len(inside) == 4  # only the leftmost person, in 4 frames
     assert all((f["box"][0] + f["box"][2]) / 2 <= 153.6 for f in inside)
-    assert summary["people"] == {"with_mask": 0, "without_mask": 1}
+    assert summary["people"] == {"with_mask": 0, "without_mask": 4}  # once in each photo
     assert summary["compliance"] == 0.0 and summary["faces"]["without_mask"] == 4
-    assert [a["track"] for a in lines if a.get("event") == "alert"] == [inside[0]["track"]]
+    assert [a["track"] for a in lines if a.get("event") == "alert"] == [f["track"] for f in inside]
     assert not [x for x in lines if x.get("event") == "stats"]  # --stats-every 0: none
 
 
@@ -284,7 +286,7 @@ def test_stats_events_every_n_seconds_and_at_the_end(tmp_path: Path) -> None:
     stats = [x for x in lines if x.get("event") == "stats"]
     assert 3 <= len(stats) <= 7, len(stats)  # ~every 0.3 s, plus one at the end
     assert lines[-1] == stats[-1] and stats[-1]["people"] == summary["people"]
-    assert stats[-1]["total"] == 4 and stats[-1]["compliance"] == summary["compliance"] == 0.5
+    assert stats[-1]["total"] == 48 and stats[-1]["compliance"] == summary["compliance"] == 0.5
     assert stats[-1]["now"] == {"with_mask": 2, "without_mask": 2}
     assert set(stats[0]) == {"event", "time", "frame", "people", "total", "compliance", "now",
                              "fps"}

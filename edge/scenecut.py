@@ -9,12 +9,12 @@ pipeline forgets the boxes and labels it would otherwise reuse (edge/pipeline.py
 edge/tracking.py).
 
 The test compares two 32x24 grey thumbnails (about 0.1 ms for a 640x480 frame, on the capture
-thread): the normalised correlation of their pixels (structure, insensitive to exposure
-changes) and the overlap of their 16-bin grey histograms (content, insensitive to a moving
-camera). A cut needs both to drop: `correlation < CUT_CORRELATION` and `histogram overlap <
-CUT_HISTOGRAM`, or the correlation alone below `HARD_CUT_CORRELATION`. The thresholds were
-chosen on 300 held-in photos (face-mask-ilc-dev and face-mask-voc minus their held-out lists,
-fitted into 640x480): a photo against itself panned up to 10 px, zoomed up to 4 % and with sensor noise (sigma 4) kept a
+thread): the normalised correlation of their pixels (structure, insensitive to exposure changes)
+and the overlap of their 16-bin grey histograms (content, insensitive to a moving camera). A cut
+needs both to drop: `correlation < CUT_CORRELATION` and `histogram overlap < CUT_HISTOGRAM`, or
+the correlation alone below `HARD_CUT_CORRELATION`. The thresholds were chosen on 300 held-in
+photos (face-mask-ilc-dev and face-mask-voc minus their held-out lists, fitted into 640x480): a
+photo against itself panned up to 10 px, zoomed up to 4 % and with sensor noise (sigma 4) kept a
 correlation of at least 0.80 and a histogram overlap of at least 0.87, so none of the 300 pairs
 cut; of the 299 pairs of different photos 4 did not cut (similar street scenes), and there the
 appearance test of the tracker (edge/appearance.py) still keeps faces apart. The margin below

@@ -15,6 +15,9 @@ come from `python -m benchmarks.run --only detector`, never from here.
 
 from __future__ import annotations
 
+# Before anything heavy: without the train extra, one line naming it and exit 2.
+import benchmarks.needs_train  # noqa: F401  # isort: skip
+
 import argparse
 import json
 import shutil

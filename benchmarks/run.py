@@ -11,6 +11,9 @@ came from. The report and plots are rendered from the JSON files at the end.
 
 from __future__ import annotations
 
+# Before anything heavy: without the train extra, one line naming it and exit 2.
+import benchmarks.needs_train  # noqa: F401  # isort: skip
+
 import json
 import shlex
 import sys
@@ -36,11 +39,14 @@ from benchmarks import (
 from benchmarks.config import FULL_OUT, FULL_REPORT, BenchConfig, make_config
 from benchmarks.context import SectionContext
 from benchmarks.machine import machine_info
+from benchmarks.needs_train import PROG
 from benchmarks.plots import make_plots
 from benchmarks.report import render_report, render_threeclass
 from benchmarks.store import ModelStore
 from benchmarks.targets import check_targets
-from edge.console import quiet_tensorflow_logs
+from benchmarks.tracking_report import render_tracking
+from edge.console import EXIT_USAGE, cli_app, quiet_tensorflow_logs
+from edge.console import fail as console_fail
 from edge.fileio import write_text_atomic
 
 quiet_tensorflow_logs()  # before TensorFlow loads (the sections import it inside functions)
@@ -49,9 +55,9 @@ quiet_tensorflow_logs()  # before TensorFlow loads (the sections import it insid
 SECTIONS = {m.NAME: m for m in (sizes, latency, accuracy, roofline, endtoend, detection,
                                  training, integrations, scaling)}
 
-app = typer.Typer(add_completion=False, no_args_is_help=False,
-                  help="Measure every maskedge variant on this machine and write "
-                       "benchmarks/RESULTS.md.")
+app = cli_app(no_args_is_help=False,
+              help="Measure every maskedge variant on this machine and write "
+                   "benchmarks/RESULTS.md.")
 
 
 class Logger:
@@ -67,9 +73,9 @@ class Logger:
         print(f"{prefix} {message}", file=sys.stderr, flush=True)
 
 
-def fail(message: str, code: int = 2) -> typer.Exit:
-    print(f"error: {message}", file=sys.stderr)
-    return typer.Exit(code)
+def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
+    """`benchmarks: error: MESSAGE` on stderr (edge/console.py); the Exit to raise."""
+    return console_fail(PROG, message, code)
 
 
 def check_inputs(cfg: BenchConfig) -> None:
@@ -138,6 +144,9 @@ def render(cfg: BenchConfig, run: dict[str, Any]) -> list[Any]:
     if (cfg.out / "threeclass.json").is_file():  # `python -m benchmarks.threeclass` writes it
         threeclass = json.loads((cfg.out / "threeclass.json").read_text())
         text += "\n" + "\n".join(render_threeclass(threeclass)) + "\n"
+    if (cfg.out / "tracking.json").is_file():  # `python -m benchmarks.tracking` writes it
+        tracking = json.loads((cfg.out / "tracking.json").read_text())
+        text += "\n" + "\n".join(render_tracking(tracking)) + "\n"
     write_text_atomic(cfg.report, text)
     return check_targets(results)
 

@@ -17,6 +17,9 @@ Results go to `benchmarks/results/threeclass.json` (full) or `benchmarks/work/qu
 
 from __future__ import annotations
 
+# Before anything heavy: without the train extra, one line naming it and exit 2.
+import benchmarks.needs_train  # noqa: F401  # isort: skip
+
 import argparse
 import dataclasses
 import json

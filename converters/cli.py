@@ -7,7 +7,8 @@
 happen inside the export command, so `convert --help` and `convert inspect` stay fast and
 `inspect` never imports TensorFlow. Errors are one line on stderr, `convert: error: ...`: exit 2
 for bad input, 1 for a variant that fails the accuracy gate or an unexpected error (its traceback
-with MASKEDGE_DEBUG=1), 130 for Ctrl-C (edge/console.py).
+with MASKEDGE_DEBUG=1), 130 for Ctrl-C (edge/console.py). Without the `train` extra (the device's
+`maskedge[edge]` install) `convert export` says which extra to install (exit 2); `inspect` runs.
 """
 
 from __future__ import annotations
@@ -24,13 +25,13 @@ from typer.core import TyperGroup
 
 from converters.defaults import DEFAULT_MAX_DROP, DEFAULT_SAMPLES, DEFAULT_SEED
 from converters.errors import ConvertError
-from edge.console import EXIT_FAILED, fail, user_errors
+from edge.console import CLI_SETTINGS, EXIT_FAILED, cli_app, fail, require_extra, user_errors
 from trainer.errors import UserError
 
 PROG = "convert"
 #: Subcommands; anything else in first position is a model path for `export`.
 SUBCOMMANDS = ("export", "inspect")
-HELP_FLAGS = ("--help", "-h")
+HELP_FLAGS = tuple(CLI_SETTINGS["context_settings"]["help_option_names"])
 
 
 class DefaultToExport(TyperGroup):
@@ -42,17 +43,12 @@ class DefaultToExport(TyperGroup):
         return super().parse_args(ctx, args)
 
 
-app = typer.Typer(
+app = cli_app(
     cls=DefaultToExport,
     name="convert",
     help="Convert a trainer model (.h5/.keras) to TFLite files for the device, each checked "
          "against the original on the model's test split.\n\n"
          "convert MODEL [OPTIONS] is short for convert export MODEL [OPTIONS].",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,
-    context_settings={"help_option_names": ["-h", "--help"]},
 )
 
 
@@ -150,6 +146,7 @@ def export_command(
     Keras model (accuracy, top-1 agreement, largest probability difference); the contract and the
     measured metrics go inside the file. Example: convert runs/2c-224/model.h5 --all
     """
+    require_extra(PROG)
     with user_errors(PROG, (ConvertError, UserError), interrupted="interrupted; no file written",
                      unexpected=True):
         from converters.export import ConvertRequest, convert_model

@@ -13,9 +13,8 @@ traceback.
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +29,19 @@ YUNET_CALIBRATION = "yunet_masked.json"
 YUNET_STOCK_TFLITE = "yunet.tflite"
 YUNET_STOCK_CALIBRATION = "yunet_calibration.json"
 MODEL_ENV = "MASKEDGE_MODEL"
+#: The detectors whose model file ships in the package (`--detector-model` overrides it).
+SHIPPED_DETECTORS = {"yunet": YUNET_TFLITE, "yunet-stock": YUNET_STOCK_TFLITE}
+# The detectors' defaults live here, beside their files, in a module without OpenCV: edge/cli.py's
+# help names them and edge/detectors.py runs with them.
+#: The detect-width policy: YuNet sees each frame scaled (up or down) to this width. Measured in
+#: benchmarks/RESULTS.md (detector section): at 320, 800 px photos lose a third of their masked
+#: faces and 400 px photos gain from being scaled up; 640 costs about 3.7x as much as 320.
+DEFAULT_DETECT_WIDTH = 640
+#: Stock YuNet's score threshold (also for a given YuNet file); a shipped model's own comes from
+#: its settings file.
+DEFAULT_YUNET_THRESHOLD = 0.6
+#: BlazeFace's score threshold.
+DEFAULT_BLAZEFACE_THRESHOLD = 0.5
 
 
 class AssetError(RuntimeError):
@@ -86,8 +98,39 @@ def _shipped(name: str, what: str, instead: str) -> Path:
 
 def shipped_yunet_model(stock: bool = False) -> Path:
     """The YuNet `.tflite` in the package (fine-tuned, or `stock`); AssetError if missing."""
-    return _shipped(YUNET_STOCK_TFLITE if stock else YUNET_TFLITE, "the shipped face detector",
-                    "--detector-model PATH")
+    return _shipped(SHIPPED_DETECTORS["yunet-stock" if stock else "yunet"],
+                    "the shipped face detector", "--detector-model PATH")
+
+
+def _stored_threshold(settings: str) -> str:
+    """' (N)': the score threshold in a shipped settings file, for help text ('' if unreadable)."""
+    try:
+        value = json.loads((project_models_dir() / settings).read_text(encoding="utf-8"))
+        return f" ({float(value['score_threshold']):g})"
+    except (OSError, ValueError, KeyError, TypeError):
+        return ""
+
+
+def detector_threshold_help() -> str:
+    """What `--detector-threshold` defaults to, per detector (the CLI's help)."""
+    return (f"Minimum detector score (default: the shipped YuNet's own, chosen with it"
+            f"{_stored_threshold(YUNET_CALIBRATION)}; stock YuNet or a given YuNet file "
+            f"{DEFAULT_YUNET_THRESHOLD:g}; BlazeFace {DEFAULT_BLAZEFACE_THRESHOLD:g}).")
+
+
+def model_help() -> str:
+    """What `--model` defaults to (the CLI's help)."""
+    return (f"Classifier .tflite made by `convert` (default: ${MODEL_ENV}, else the shipped "
+            f"{DEFAULT_MODEL_NAME}).")
+
+
+def detector_model_help() -> str:
+    """What `--detector-model` is and what each detector uses without it (the CLI's help)."""
+    downloaded = [name for name in DETECTOR_FILES if name not in SHIPPED_DETECTORS]
+    return (f"Detector model file: a YuNet .tflite (LiteRT) or .onnx (OpenCV), or a BlazeFace "
+            f".tflite. Default: {' and '.join(SHIPPED_DETECTORS)} run the .tflite shipped in "
+            f"the package; {' and '.join(downloaded)} download theirs once, check its sha256 "
+            f"and cache it (`edge info` shows the cache folder).")
 
 
 def shipped_yunet_calibration(stock: bool = False) -> Path:
@@ -121,6 +164,9 @@ def resolve_model(path: str | Path | None) -> Path:
 
 def fetch(remote: RemoteFile, option: str = "--detector-model", timeout: float = 30.0) -> Path:
     """The cached copy of `remote`, downloading and verifying it first if needed."""
+    import urllib.error  # here, not at the top: `edge --help` does not pay for it
+    import urllib.request
+
     target = cache_root() / remote.filename
     if target.is_file() and sha256_file(target) == remote.sha256:
         return target

@@ -19,11 +19,16 @@ from typing import Annotated
 
 import typer
 
-from edge.console import EXIT_FAILED, fail, user_errors
+from edge.assets import (
+    DEFAULT_DETECT_WIDTH,
+    detector_model_help,
+    detector_threshold_help,
+    model_help,
+)
+from edge.console import EXIT_FAILED, cli_app, fail, user_errors
 from edge.runner import DETECTOR_NAMES, RunError, Runner, RunOptions, parse_size
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
-                  help="Face-mask detection on a device: camera/video -> faces -> mask or not.")
+app = cli_app(help="Face-mask detection on a device: camera/video -> faces -> mask or not.")
 
 DEFAULTS = RunOptions()  # `edge run`'s defaults, defined once in edge/runner.py
 PROG = "edge"
@@ -91,23 +96,19 @@ def run(
     source: Annotated[str | None, typer.Option(
         "--source", help="Video file, image, folder of images, or stream URL (rtsp://, http://).",
         show_default=False)] = DEFAULTS.source,
-    model: Annotated[Path | None, typer.Option(
-        help="Classifier .tflite (default: $MASKEDGE_MODEL or models/face_mask_2c_int8.tflite).",
-        show_default=False)] = DEFAULTS.model,
+    model: Annotated[Path | None, typer.Option(help=model_help(), show_default=False)
+                     ] = DEFAULTS.model,
     detector: Annotated[str, typer.Option(
         help=f"{' | '.join(DETECTOR_NAMES)} (yunet: fine-tuned on masked faces; yunet-stock: "
         "OpenCV's weights; none: the whole frame is one face).")
     ] = DEFAULTS.detector,
     detector_model: Annotated[Path | None, typer.Option(
-        help="Detector model file (default: downloaded once, sha256-checked, cached).",
-        show_default=False)] = DEFAULTS.detector_model,
+        help=detector_model_help(), show_default=False)] = DEFAULTS.detector_model,
     detector_threshold: Annotated[float | None, typer.Option(
-        help="Minimum detector score (default: the shipped YuNet 0.5, stock YuNet or a given "
-        "YuNet file 0.6, BlazeFace 0.5).",
-        show_default=False)] = DEFAULTS.detector_threshold,
+        help=detector_threshold_help(), show_default=False)] = DEFAULTS.detector_threshold,
     detect_width: Annotated[int | None, typer.Option(
-        help="YuNet sees each frame scaled, up or down, to this width (default 640; 0 = as "
-             "it is, for large frames with distant faces).",
+        help=f"YuNet sees each frame scaled, up or down, to this width (default "
+             f"{DEFAULT_DETECT_WIDTH}; 0 = as it is, for large frames with distant faces).",
         show_default=False)] = DEFAULTS.detect_width,
     calibrate_boxes: Annotated[bool, typer.Option(
         help="Map YuNet's boxes onto the annotation convention (fitted on held-in photos).")
@@ -126,8 +127,11 @@ def run(
     ] = DEFAULTS.realtime,
     loop: Annotated[bool, typer.Option("--loop", help="Repeat a file or folder forever.")
                     ] = DEFAULTS.loop,
-    save: Annotated[Path | None, typer.Option(
-        help="Write the annotated video here (.mp4, .avi).", show_default=False)] = DEFAULTS.save,
+    save: Annotated[str | None, typer.Option(
+        metavar="FILE|DIR/", help="Write the annotated video here (.mp4, .avi; frames of "
+        "another size than the first are scaled and letterboxed into it), or, for a folder "
+        "(ending in / or existing), one annotated image per frame: each photo under its own "
+        "name and size.", show_default=False)] = DEFAULTS.save,
     save_fps: Annotated[float | None, typer.Option(
         help="Frame rate of the saved video (default: the source's, else 15).",
         show_default=False)] = DEFAULTS.save_fps,
@@ -223,23 +227,22 @@ def run(
 
 @app.command()
 def evaluate(
-    data: Annotated[Path, typer.Argument(help="VOC folder: annotations/*.xml and images/.")],
-    model: Annotated[Path | None, typer.Option(
-        help="Classifier .tflite (default: the shipped model).", show_default=False)] = None,
+    data: Annotated[Path, typer.Argument(
+        metavar="DATA", help="VOC folder: annotations/*.xml and images/.")],
+    model: Annotated[Path | None, typer.Option(help=model_help(), show_default=False)] = None,
     detector: Annotated[list[str] | None, typer.Option(
         help="Detector to measure (repeatable; default yunet).", show_default=False)] = None,
     detector_model: Annotated[Path | None, typer.Option(
-        help="Model file for a single --detector (default: the shipped YuNet).",
-        show_default=False)] = None,
+        help=f"For a single --detector. {detector_model_help()}", show_default=False)] = None,
     detector_dir: Annotated[Path | None, typer.Option(
         help="Folder holding BlazeFace files under their upstream names.",
         show_default=False)] = None,
     detector_threshold: Annotated[list[float] | None, typer.Option(
-        help="Minimum detector score (repeatable: each is a setting to compare).",
+        help=f"Repeatable: each is a setting to compare. {detector_threshold_help()}",
         show_default=False)] = None,
     detect_width: Annotated[list[int] | None, typer.Option(
-        help="YuNet ONNX input width (repeatable; 0 = each photo as it is; default 640).",
-        show_default=False)] = None,
+        help=f"YuNet ONNX input width (repeatable; 0 = each photo as it is; default "
+             f"{DEFAULT_DETECT_WIDTH}).", show_default=False)] = None,
     calibrate_boxes: Annotated[bool, typer.Option(
         help="Map YuNet's boxes onto the annotation convention.")] = True,
     threads: Annotated[int | None, typer.Option(show_default=False)] = None,
@@ -296,8 +299,8 @@ def evaluate(
 
 @app.command("make-video")
 def make_video_command(
-    photos: Annotated[Path, typer.Argument(help="Folder of photos.")],
-    out: Annotated[Path, typer.Argument(help="Video to write (.mp4 or .avi).")],
+    photos: Annotated[Path, typer.Argument(metavar="PHOTOS", help="Folder of photos.")],
+    out: Annotated[Path, typer.Argument(metavar="OUT", help="Video to write (.mp4 or .avi).")],
     size: Annotated[str, typer.Option(help="Frame size.")] = "640x480",
     fps: Annotated[float, typer.Option(help="Frames per second.")] = 10.0,
     hold: Annotated[int, typer.Option(help="Frames per photo.")] = 1,
@@ -316,6 +319,8 @@ def make_video_command(
     from edge.videomaker import list_images, make_video
 
     files = list_images(photos, limit)
+    if not files:
+        raise fail(PROG, f"no photos in {photos}")
     with (user_errors(PROG, (OutputError,)),
           typer.progressbar(length=len(files), label="photos", file=sys.stderr) as bar):
         report = make_video(files, out, frame_size, fps, hold, lambda: bar.update(1))
@@ -326,8 +331,7 @@ def make_video_command(
 @app.command()
 def info(
     model: Annotated[Path | None, typer.Option(
-        help="Classifier .tflite to describe (default: the shipped model).",
-        show_default=False)] = None,
+        help=f"Describe this classifier. {model_help()}", show_default=False)] = None,
 ) -> None:
     """What this device can run: TFLite runtimes, the model's contract, detectors, GUI."""
     from edge.assets import default_model_path

@@ -9,6 +9,10 @@
   `--json`.
 - TensorFlow's C++ log level (`quiet_tensorflow_logs`), and `native_stderr_silenced` for the
   start-up lines TensorFlow prints while it is imported.
+- `cli_app`: the Typer app every command line is made with, so they share one help style (`-h`
+  and `--help` on every command, plain text, no completion options, no rich tracebacks).
+- `require_extra` / `missing_extra`: one line naming the extra to install when a command needs
+  packages that this install lacks (the device installs `maskedge[edge]`, without TensorFlow).
 
 edge is the base layer, so every CLI may import this module; it needs typer (and rich, imported
 inside `task`), never TensorFlow.
@@ -17,9 +21,11 @@ inside `task`), never TensorFlow.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import sys
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import typer
 
@@ -37,6 +43,21 @@ DEBUG_ENV = "MASKEDGE_DEBUG"
 #: `advance(n)`: move a progress bar by n steps.
 Advance = Callable[[int], None]
 
+#: What every maskedge Typer app shares (`cli_app`): `-h` as well as `--help` (sub-commands
+#: inherit it), plain help text (rich's boxes cut long help at 80 columns), no completion options,
+#: no rich tracebacks.
+CLI_SETTINGS: dict[str, Any] = {
+    "add_completion": False,
+    "no_args_is_help": True,
+    "pretty_exceptions_enable": False,
+    "rich_markup_mode": None,
+    "context_settings": {"help_option_names": ["-h", "--help"]},
+}
+#: The top-level modules of each optional extra (pyproject.toml) that the commands import.
+EXTRA_MODULES: dict[str, tuple[str, ...]] = {
+    "train": ("tensorflow", "keras", "PIL", "matplotlib", "onnx"),
+}
+
 # Typer's own ways out (exit codes, usage errors) pass through `user_errors` untouched.
 _TYPER_EXITS = (typer.Exit, typer.Abort, typer.TyperException)
 
@@ -47,6 +68,40 @@ def fail(prog: str, message: str, code: int = EXIT_USAGE) -> typer.Exit:
     lines = message.strip().splitlines()
     typer.echo(f"{prog}: error: {lines[0] if lines else 'failed'}", err=True)
     return typer.Exit(code)
+
+
+def cli_app(**settings: Any) -> typer.Typer:
+    """A Typer app with `CLI_SETTINGS` (`settings` add to them or override them)."""
+    shared = {**CLI_SETTINGS, "context_settings": dict(CLI_SETTINGS["context_settings"])}
+    return typer.Typer(**{**shared, **settings})
+
+
+def _installed(module: str) -> bool:
+    """Whether `module` can be imported here, without importing it."""
+    if module in sys.modules:
+        return True
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def missing_extra(extra: str = "train") -> str | None:
+    """The one-line message for a command that needs the optional `extra` when some of its
+    modules are not installed; None when they all are."""
+    missing = [m for m in EXTRA_MODULES[extra] if not _installed(m)]
+    if not missing:
+        return None
+    return (f"this command needs the '{extra}' extra, and {', '.join(missing)} "
+            f"{'is' if len(missing) == 1 else 'are'} not installed here: "
+            f"pip install 'maskedge[{extra}]'")
+
+
+def require_extra(prog: str, extra: str = "train") -> None:
+    """Raise `fail(prog, ...)` (exit 2) naming the extra to install when it is missing."""
+    message = missing_extra(extra)
+    if message is not None:
+        raise fail(prog, message)
 
 
 def _first_line(exc: BaseException) -> str:

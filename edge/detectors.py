@@ -23,7 +23,14 @@ from typing import Protocol
 import cv2
 import numpy as np
 
-from edge.assets import resolve_detector_model, shipped_yunet_calibration, shipped_yunet_model
+from edge.assets import (  # the defaults live in edge/assets.py, which edge/cli.py's help reads
+    DEFAULT_BLAZEFACE_THRESHOLD,
+    DEFAULT_DETECT_WIDTH,
+    DEFAULT_YUNET_THRESHOLD,
+    resolve_detector_model,
+    shipped_yunet_calibration,
+    shipped_yunet_model,
+)
 from edge.blazeface import FULL_RANGE, SHORT_RANGE, BlazeFaceDetector
 from edge.boxes import Face, clip_box
 from edge.yunet import BoxCalibration, RawFaces, YuNetLite, load_score_threshold
@@ -35,14 +42,6 @@ class Detector(Protocol):
     def detect(self, rgb: np.ndarray) -> list[Face]:
         """Faces in an RGB frame (H, W, 3) uint8, best first."""
         ...
-
-
-#: The detect-width policy: YuNet sees each frame scaled (up or down) to this width. Measured in
-#: benchmarks/RESULTS.md (detector section): at 320, 800 px photos lose a third of their masked
-#: faces and 400 px photos gain from being scaled up; 640 costs about 3.7x as much as 320.
-DEFAULT_DETECT_WIDTH = 640
-#: Stock YuNet's score threshold; a shipped model's own comes from its settings file.
-DEFAULT_YUNET_THRESHOLD = 0.6
 
 
 @dataclass(frozen=True)
@@ -192,7 +191,8 @@ def _blazeface(kind: str) -> Callable[[DetectorOptions], Detector]:
     spec = SHORT_RANGE if kind == "blazeface-short" else FULL_RANGE
 
     def build(options: DetectorOptions) -> Detector:
-        threshold = 0.5 if options.score_threshold is None else options.score_threshold
+        threshold = (DEFAULT_BLAZEFACE_THRESHOLD if options.score_threshold is None
+                     else options.score_threshold)
         return BlazeFaceDetector(resolve_detector_model(kind, options.model), spec,
                                  options.threads, options.runtime, threshold)
 

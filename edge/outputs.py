@@ -4,7 +4,11 @@ Every output is a sink with `write(record, annotated)`, `event(record)` and `clo
 
 - `JsonLinesSink`: one JSON object per frame and per event; to a file (written beside the target
   and renamed into place on close, so it is never partial) or to stdout (`-`) for live consumers.
-- `VideoSink`: the annotated frames as a video file, also renamed into place on close.
+- `VideoSink`: the annotated frames as a video file, also renamed into place on close; frames
+  of another size than the first (photos of mixed sizes) are scaled and letterboxed into the
+  first one's size, which it says once.
+- `ImageFolderSink`: one annotated image per frame in a folder (`--save DIR/`): a photo under its
+  own file name and at its own size, other frames as frame_NNNNNN.jpg; each written atomically.
 - `edge.dashboard.DashboardServer`: the live dashboard (stream, counts, alerts) over HTTP, with
   authentication beyond loopback; it lives in its own module.
 - `WindowSink`: an OpenCV window, when the OpenCV build has a GUI and there is a display.
@@ -23,13 +27,14 @@ import logging
 import os
 import shutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol, TextIO, runtime_checkable
 
 import cv2
 import numpy as np
 
-from edge.fileio import atomic_path
+from edge.fileio import atomic_path, write_bytes_atomic
 
 log = logging.getLogger(__name__)
 
@@ -149,18 +154,30 @@ class JsonLinesSink:
 FOURCC = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "MJPG"}
 
 
+def is_folder_target(target: str | Path) -> bool:
+    """Whether `--save` names a folder (one image per frame): it ends with a path separator, or
+    it is a folder already."""
+    text = str(target)
+    return text.endswith(("/", os.sep)) or Path(text).is_dir()
+
+
 class VideoSink:
-    """Annotated frames to a video file; every frame is fitted to the first frame's size."""
+    """Annotated frames to a video file; every frame is fitted to the first frame's size (said
+    once, through `notice`, when a frame of another size comes)."""
 
     needs_image = True
     OUTPUT_NAME = "video"  # its counters' name in the run summary (after a failure)
 
-    def __init__(self, target: str | Path, fps: float) -> None:
+    def __init__(self, target: str | Path, fps: float,
+                 notice: Callable[[str], None] | None = None) -> None:
         self.target = Path(target)
         if self.target.suffix.lower() not in FOURCC:
             raise OutputError(f"cannot write video {self.target}: use one of "
-                              f"{', '.join(sorted(FOURCC))}")
+                              f"{', '.join(sorted(FOURCC))}, or a folder ending in / for one "
+                              f"image per frame")
         self.fps = fps
+        self._notice = notice or log.warning
+        self._resized = False  # the notice about frames of another size was given
         self.frames = self.lost = 0
         self.error: str | None = None  # why the video stopped early, if it did
         self._atomic: _AtomicTarget | None = None
@@ -205,6 +222,13 @@ class VideoSink:
             self._open(annotated.shape[1], annotated.shape[0])
         assert self._size is not None
         if (annotated.shape[1], annotated.shape[0]) != self._size:
+            if not self._resized:
+                self._resized = True
+                w, h = self._size
+                self._notice(f"note: {self.target} is {w}x{h}, the first frame's size: frames "
+                             f"of other sizes (here {annotated.shape[1]}x{annotated.shape[0]}) "
+                             f"are scaled to fit and letterboxed; --save DIR/ writes each "
+                             f"photo at its own size")
             annotated = fit_frame(annotated, self._size)
         self._writer.write(annotated)
         self.frames += 1
@@ -226,6 +250,62 @@ class VideoSink:
         if self._atomic is not None:
             self._atomic.finish(ok and self.frames > 0)
             self._atomic = None
+
+
+class ImageFolderSink:
+    """One annotated image per frame in `folder`: a photo under its own file name (at its own
+    size), any other frame as frame_NNNNNN.jpg; each file written atomically. A write that
+    fails (a full disk) stops the images, says so once, and counts the rest as lost."""
+
+    needs_image = True
+    OUTPUT_NAME = "images"  # its counters' name in the run summary (after a failure)
+
+    def __init__(self, folder: str | Path) -> None:
+        self.folder = Path(folder)
+        self.images = self.lost = 0
+        self.error: str | None = None
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(f"cannot write images to {self.folder}: "
+                              f"{exc.strerror or exc}") from None
+
+    def write(self, record: dict[str, Any], annotated: np.ndarray | None) -> None:
+        if annotated is None:
+            return
+        if self.error is not None:
+            self.lost += 1
+            return
+        target = self.folder / (record.get("source") or f"frame_{record.get('frame', 0):06d}.jpg")
+        try:
+            ok, data = cv2.imencode(target.suffix, annotated)
+        except cv2.error:
+            ok = False
+        if not ok:  # a suffix OpenCV cannot write: a JPEG beside the name
+            target = target.with_name(target.name + ".jpg")
+            ok, data = cv2.imencode(".jpg", annotated)
+        try:
+            write_bytes_atomic(target, data.tobytes())
+        except OSError as exc:
+            self.error = f"{exc.strerror or exc}"
+            self.lost += 1
+            log.warning("cannot write %s: %s; images stop after %d, the run goes on", target,
+                        self.error, self.images)
+            return
+        self.images += 1
+
+    def event(self, record: dict[str, Any]) -> None:
+        pass
+
+    def summary(self) -> dict[str, Any] | None:
+        """Counters for the run summary, only when writing failed."""
+        if self.error is None:
+            return None
+        return {"images": str(self.folder), "written": self.images, "lost": self.lost,
+                "error": self.error}
+
+    def close(self, ok: bool = True) -> None:
+        pass
 
 
 def fit_transform(image_size: tuple[int, int], size: tuple[int, int],

@@ -89,7 +89,7 @@ class RunOptions:
     camera_backend: str = "auto"
     realtime: bool = False
     loop: bool = False
-    save: Path | None = None
+    save: str | Path | None = None  # a video file, or a folder (ends in /, or exists): images
     save_fps: float | None = None
     json_out: str | None = None  # --json
     show: bool = False
@@ -157,9 +157,16 @@ class RunOptions:
                 raise RunError(f"{name} must lie in [{low:g}, {high:g}], not {value}")
 
     def _check_outputs(self) -> None:
-        """Addresses and credentials of the network outputs, parsed before anything opens."""
+        """Addresses and credentials of the network outputs, parsed before anything opens; a
+        --save folder that is the --source folder (its photos would be replaced)."""
         from edge.dashboard import check_exposure
-        from edge.outputs import parse_address
+        from edge.outputs import is_folder_target, parse_address
+
+        if self.save is not None and self.source is not None and is_folder_target(self.save):
+            source = Path(self.source)
+            if source.is_dir() and source.resolve() == Path(self.save).resolve():
+                raise RunError(f"--save {self.save} is the --source folder: the annotated "
+                               f"images would replace the photos; choose another folder")
 
         if self.serve is not None:
             try:
@@ -383,10 +390,14 @@ def _json_lines(context: RunContext) -> Sink:
 
 
 def _video(context: RunContext) -> Sink:
-    from edge.outputs import VideoSink
+    """`--save`: a video file, or one image per frame in a folder (edge.outputs)."""
+    from edge.outputs import ImageFolderSink, VideoSink, is_folder_target
 
-    assert context.options.save is not None
-    return VideoSink(context.options.save, context.fps)
+    save = context.options.save
+    assert save is not None
+    if is_folder_target(save):
+        return ImageFolderSink(save)
+    return VideoSink(save, context.fps, context.notice)
 
 
 def _dashboard(context: RunContext) -> Sink:

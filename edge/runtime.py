@@ -86,6 +86,19 @@ def available_runtimes() -> list[str]:
     return names
 
 
+def _check_tflite_file(path: Path) -> None:
+    """RuntimeUnavailable naming `path` unless it exists and starts like a TFLite flatbuffer
+    (every runtime wants the TFL3 identifier; a wrong file is then one line, not each runtime's
+    complaint)."""
+    try:
+        with path.open("rb") as f:
+            head = f.read(8)
+    except OSError as exc:
+        raise RuntimeUnavailable(f"cannot read model file {path}: {exc.strerror or exc}") from None
+    if head[4:8] != b"TFL3":
+        raise RuntimeUnavailable(f"{path} is not a TFLite model file (no TFL3 identifier)")
+
+
 def load_interpreter(model_path: str | Path, threads: int | None = None,
                      runtime: str = "auto") -> LoadedInterpreter:
     """Load `model_path` with the first runtime that can (or the one named), tensors allocated."""
@@ -95,6 +108,7 @@ def load_interpreter(model_path: str | Path, threads: int | None = None,
     if runtime != "auto" and runtime not in dict(RUNTIMES):
         raise RuntimeUnavailable(f"unknown runtime {runtime!r}; choose from "
                                  f"{', '.join(n for n, _ in RUNTIMES)} or auto")
+    _check_tflite_file(Path(model_path))
     failures = []
     for name in names:
         try:

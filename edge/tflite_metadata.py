@@ -111,7 +111,12 @@ def read_contract(path: str | Path) -> ModelContract:
         data = path.read_bytes()
     except OSError as exc:
         raise ContractError(f"cannot read {path}: {exc.strerror or exc}") from None
-    entries = read_metadata_entries(data)
-    if METADATA_KEY not in entries:
-        raise ContractError(f"{path} carries no maskedge metadata (was it made by `convert`?)")
-    return ModelContract.from_json(entries[METADATA_KEY])
+    try:
+        entries = read_metadata_entries(data)
+        if METADATA_KEY not in entries:
+            raise ContractError(f"{path} carries no maskedge metadata (was it made by "
+                                f"`convert`?)")
+        return ModelContract.from_json(entries[METADATA_KEY])
+    except ContractError as exc:  # every message names the file
+        message = str(exc)
+        raise ContractError(message if str(path) in message else f"{path}: {message}") from None

@@ -40,7 +40,7 @@ def make_video(photos: Sequence[Path], target: Path, size: tuple[int, int] = (64
     if target.suffix.lower() not in FOURCC:
         raise OutputError(f"cannot write video {target}: use one of {', '.join(sorted(FOURCC))}")
     if not photos:
-        raise OutputError("no photos to make a video from")
+        raise OutputError(f"no photos to make {target} from")
     frames, used, unreadable = 0, 0, []
     with atomic_path(target) as tmp:
         fourcc = cv2.VideoWriter.fourcc(*FOURCC[target.suffix.lower()])
@@ -63,7 +63,8 @@ def make_video(photos: Sequence[Path], target: Path, size: tuple[int, int] = (64
         finally:
             writer.release()
         if not frames:
-            raise OutputError("none of the photos could be read")
+            raise OutputError(f"none of the {len(photos)} photos could be read (the first: "
+                              f"{photos[0]})")
     return VideoReport(target, frames, used, unreadable)
 
 

@@ -258,7 +258,7 @@ def test_cli_refuses_bad_input_with_one_line(tmp_path: Path) -> None:
     from benchmarks.run import SECTIONS
 
     assert bad.returncode == 2 and bad.stderr.strip().splitlines() == [
-        f"error: unknown section nonsense; choose from {', '.join(SECTIONS)}"]
+        f"benchmarks: error: unknown section nonsense; choose from {', '.join(SECTIONS)}"]
     clobber = _cli("--quick", "--out", str(ROOT / "benchmarks" / "results"))
     assert clobber.returncode == 2 and "must not write over the full report" in clobber.stderr
     missing = _cli("--quick", "--out", str(tmp_path), "--shared", str(tmp_path / "nowhere"))

@@ -118,6 +118,7 @@ BAD: dict[str, list[Any]] = {
     "trainer fit --fine-tune-epochs": ["0"],
     "trainer fit --fine-tune-learning-rate": ["0", "-1", "nan"],
     "trainer fit --min-face": ["0"],
+    "trainer fit --min-per-class": ["0", "-1"],
     "trainer fit --limit-per-class": ["1"],
     "trainer fit --cache-dir": ["{tmp}/a-file"],
     "trainer fit --label-map": ["noequals"],

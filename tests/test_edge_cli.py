@@ -180,11 +180,15 @@ def test_alert_after_n_frames_and_unreadable_frames_in_the_summary(tmp_path: Pat
     assert result.exit_code == 0, result.output
     lines = [json.loads(x) for x in events.read_text().splitlines()]
     alerts = [x for x in lines if x.get("event") == "alert"]
-    assert alerts and all(a["label"] == "without_mask" and a["frames"] == 3 for a in alerts)
-    assert alerts[0]["frame"] == 3  # third readable frame: index 3, after frame1b (broken)
-    assert len({a["track"] for a in alerts}) == len(alerts)  # one per tracked person
-    assert all(a["source"] == "frame2.jpg" for a in alerts)
+    # Photos are independent pictures: each unmasked face of each readable photo alerts at once
+    # (a photo has no next frame to wait for), whatever --alert-after says.
+    assert alerts and all(a["label"] == "without_mask" and a["frames"] == 1 for a in alerts)
+    assert {a["source"] for a in alerts} == {f"frame{i}.jpg" for i in range(4)}
+    assert {a["frame"] for a in alerts} == {0, 1, 3, 4}  # frame1b (index 2) is broken
+    assert len({a["track"] for a in alerts}) == len(alerts)  # one per face of each photo
+    assert len(alerts) == 4 * sum(a["source"] == "frame0.jpg" for a in alerts)
     assert "unreadable 1" in result.output and f"alerts      {len(alerts)}" in result.output
+    assert "photos are independent" in result.output
 
 
 @pytest.mark.parametrize(("args", "message"), [

@@ -11,14 +11,18 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from conftest import DATA_VOC, ROOT
+from typer.testing import CliRunner
 
 from edge.outputs import (
+    ImageFolderSink,
     JsonLinesSink,
     OutputError,
     VideoSink,
     WindowSink,
     fit_frame,
     gui_problem,
+    is_folder_target,
     parse_address,
 )
 
@@ -115,3 +119,73 @@ def test_json_lines_to_a_fifo_or_through_a_symlink_keep_the_node(tmp_path: Path)
     sink.write({"frame": 2}, None)
     sink.close()
     assert link.is_symlink() and real.read_text() == '{"frame":2}\n'
+
+
+def test_video_of_mixed_sizes_says_once_that_it_letterboxes(tmp_path: Path) -> None:
+    said: list[str] = []
+    sink = VideoSink(tmp_path / "out.avi", fps=10, notice=said.append)
+    for size in ((100, 60), (100, 60), (64, 48), (80, 80)):
+        sink.write({}, frame(50, size))
+    sink.close()
+    assert len(said) == 1 and "100x60" in said[0] and "64x48" in said[0]
+    assert "letterboxed" in said[0] and "--save DIR/" in said[0]
+
+
+def test_image_folder_sink_writes_each_frame_whole(tmp_path: Path) -> None:
+    assert is_folder_target(f"{tmp_path}/new/") and is_folder_target(tmp_path)
+    assert not is_folder_target(tmp_path / "out.mp4")
+    sink = ImageFolderSink(tmp_path / "images")
+    sink.write({"frame": 0, "source": "a photo.png"}, frame(200, (30, 20)))
+    sink.write({"frame": 7}, frame(100, (64, 48)))  # a video frame: numbered
+    sink.write({"frame": 8, "source": "odd.xyz"}, frame(100))  # OpenCV cannot write .xyz
+    sink.write({"frame": 9}, None)  # not drawn: nothing
+    sink.close()
+    names = sorted(p.name for p in (tmp_path / "images").iterdir())
+    assert names == ["a photo.png", "frame_000007.jpg", "odd.xyz.jpg"]  # no temporary files
+    assert cv2.imread(str(tmp_path / "images" / "a photo.png")).shape == (20, 30, 3)
+    assert sink.summary() is None
+    (tmp_path / "a-file").write_text("x")
+    with pytest.raises(OutputError, match="a-file"):
+        ImageFolderSink(tmp_path / "a-file" / "images")
+
+
+MODEL = ROOT / "models" / "face_mask_2c_int8.tflite"
+
+
+@pytest.fixture()
+def mixed_photos(tmp_path: Path) -> Path:
+    """Four face-mask-voc photos of different sizes, as symlinks in a folder."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for photo in sorted((DATA_VOC / "images").glob("*.jpg"))[:4]:
+        (folder / photo.name).symlink_to(photo)
+    sizes = {cv2.imread(str(p)).shape for p in folder.iterdir()}
+    assert len(sizes) > 1
+    return folder
+
+
+@pytest.mark.skipif(not MODEL.is_file(), reason="shipped model not built")
+def test_save_to_a_folder_writes_one_annotated_image_per_photo(mixed_photos: Path,
+                                                               tmp_path: Path) -> None:
+    from edge.cli import app
+
+    out = tmp_path / "annotated"
+    result = CliRunner().invoke(app, ["run", "--source", str(mixed_photos), "--save", f"{out}/",
+                                      "--detector", "none", "--quiet"])
+    assert result.exit_code == 0, result.output
+    photos = sorted(mixed_photos.iterdir())
+    assert sorted(p.name for p in out.iterdir()) == [p.name for p in photos]
+    for photo in photos:  # each at its own size, and drawn on
+        original, annotated = cv2.imread(str(photo)), cv2.imread(str(out / photo.name))
+        assert annotated.shape == original.shape
+        assert np.abs(annotated.astype(int) - original.astype(int)).max() > 100
+    video = tmp_path / "photos.avi"
+    result = CliRunner().invoke(app, ["run", "--source", str(mixed_photos), "--save", str(video),
+                                      "--detector", "none", "--quiet"])
+    assert result.exit_code == 0, result.output
+    notes = [x for x in result.stderr.splitlines() if "letterboxed" in x]
+    assert len(notes) == 1 and str(video) in notes[0]
+    result = CliRunner().invoke(app, ["run", "--source", str(mixed_photos), "--save",
+                                      str(mixed_photos), "--detector", "none", "--quiet"])
+    assert result.exit_code == 2 and "is the --source folder" in result.stderr
+    assert sorted(mixed_photos.iterdir()) == photos and all(p.is_symlink() for p in photos)

@@ -84,7 +84,8 @@ def test_damaged_weights_file_is_exit_2(two_classes: Path, tmp_path: Path) -> No
     bad = tmp_path / "bad.weights.h5"
     bad.write_bytes(b"not hdf5 at all")
     result = runner.invoke(app, ["fit", str(two_classes), "--out", str(tmp_path / "run"),
-                                 "--weights", str(bad), "--input-size", "96"])
+                                 "--weights", str(bad), "--input-size", "96",
+                                 "--min-per-class", "3"])  # 3 photos a class: enough here
     assert "weights" in one_error_line(result)
     assert not (tmp_path / "run").exists()
 
@@ -167,3 +168,93 @@ def test_fit_defaults_are_fit_config_defaults() -> None:
     assert _fit_config(given) == defaults
     two = _fit_config(given | {"data": [Path("a"), Path("b")], "label_map": ["x=y"]})
     assert two.data == [Path("a"), Path("b")] and two.label_map == ["x=y"]
+
+
+# -- data that cannot make a model (refused before TensorFlow loads) ---------------------------
+
+class Accepted(BaseException):
+    """Raised where `trainer fit` would import TensorFlow: the data passed every check."""
+
+
+@pytest.fixture()
+def cut_short(monkeypatch: pytest.MonkeyPatch) -> None:
+    import trainer.cli
+
+    def accepted() -> None:
+        raise Accepted
+
+    monkeypatch.setattr(trainer.cli, "_import_tensorflow_quietly", accepted)
+
+
+def scratch_folder(root: Path) -> Path:
+    """A scratch folder as a new user points `trainer fit` at: its sub-folders are tools and
+    notes (code and text, one stray photo) and one folder of 12 photos."""
+    for name, files in (("tools", 40), ("notes", 10)):
+        (root / name).mkdir(parents=True)
+        for i in range(files):
+            (root / name / f"file{i}.py").write_text("print('not a photo')\n")
+    copy_photos(root, "with_mask", 12)
+    stray = sorted((DATA_2C / "without_mask").glob("*.jpg"))[0]
+    (root / "tools" / stray.name).write_bytes(stray.read_bytes())
+    return root
+
+
+def fit_args(data: Path, tmp_path: Path, *extra: str) -> list[str]:
+    return ["fit", str(data), "--out", str(tmp_path / "run"), "--weights", "none", "--quiet",
+            *extra]
+
+
+def test_a_folder_of_mostly_other_files_is_refused(tmp_path: Path, cut_short: None) -> None:
+    data = scratch_folder(tmp_path / "scratch")
+    line = one_error_line(runner.invoke(app, fit_args(data, tmp_path)))
+    assert "50 of the 63 files" in line and "are not images" in line
+    assert "--allow-skipped" in line and "other 13" in line
+    line = one_error_line(runner.invoke(app, fit_args(data, tmp_path, "--allow-skipped")))
+    assert "too few images" in line and "tools 1" in line and "--min-per-class" in line
+    assert "at least 10" in line
+    with pytest.raises(Accepted):  # CliRunner lets a BaseException through
+        runner.invoke(app, fit_args(data, tmp_path, "--allow-skipped", "--min-per-class", "1"))
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_class_under_min_per_class_is_refused(two_classes: Path, tmp_path: Path,
+                                                cut_short: None) -> None:
+    line = one_error_line(runner.invoke(app, fit_args(two_classes, tmp_path)))
+    assert "with_mask 3, without_mask 3" in line and "2 classes, 6 images found" in line
+    assert "at least 10" in line and "--min-per-class N" in line
+    line = one_error_line(runner.invoke(app, fit_args(two_classes, tmp_path,
+                                                      "--min-per-class", "4")))
+    assert "at least 4" in line
+    with pytest.raises(Accepted):
+        runner.invoke(app, fit_args(two_classes, tmp_path, "--min-per-class", "3"))
+    assert "--min-per-class must be >= 1" in one_error_line(
+        runner.invoke(app, fit_args(two_classes, tmp_path, "--min-per-class", "0")))
+
+
+def test_a_label_map_that_leaves_too_few_classes_is_refused(two_classes: Path,
+                                                            tmp_path: Path) -> None:
+    line = one_error_line(runner.invoke(app, fit_args(
+        two_classes, tmp_path, "--label-map", "with_mask=", "--label-map", "without_mask=")))
+    assert "--label-map leaves no class" in line and "with_mask, without_mask" in line
+    line = one_error_line(runner.invoke(app, fit_args(two_classes, tmp_path, "--label-map",
+                                                      "with_mask=")))
+    assert "two classes" in line and "after --label-map" in line
+
+
+def test_what_decoded_is_checked_again(tmp_path: Path) -> None:
+    """`trainer.fit` checks the decoded samples the same way; there --limit-per-class N, when
+    lower, is the minimum (the user asked for N a class)."""
+    from trainer.config import FitConfig, check_usable
+    from trainer.datasets import Sample, Skipped, Usable
+    from trainer.errors import UserError
+
+    labels = ("a", "b")
+    kept = [Sample(f"a/{i}.jpg", "a") for i in range(4)] + [Sample("b/0.jpg", "b")] * 4
+    config = FitConfig(data=tmp_path, out=tmp_path / "run", limit_per_class=4)
+    check_usable(Usable.decoded(labels, kept, 8, []), tmp_path, config, decoded=True)
+    with pytest.raises(UserError, match=r"b 3, a 4 .*decoded.*at least 10"):
+        check_usable(Usable.decoded(labels, kept[:7], 8, []), tmp_path,
+                     FitConfig(data=tmp_path, out=tmp_path / "run"), decoded=True)
+    bad = [Skipped(f"a/{i}.jpg", "corrupt image") for i in range(9)]
+    with pytest.raises(UserError, match="9 of the 17 samples could not be decoded"):
+        check_usable(Usable.decoded(labels, kept, 17, bad), tmp_path, config, decoded=True)

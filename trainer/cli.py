@@ -3,7 +3,9 @@
 
 User errors (bad data, bad options, missing weights or model files) print one line,
 `trainer: error: ...`, on stderr and exit with code 2 (edge/console.py); no traceback, no partial
-run folder. `trainer fit`'s defaults are `trainer.config.FitConfig`'s, defined once there.
+run folder. So does every command in an install without the `train` extra (the device's
+`maskedge[edge]`): it names the extra to install. `trainer fit`'s defaults are
+`trainer.config.FitConfig`'s, defined once there.
 """
 
 from __future__ import annotations
@@ -18,23 +20,26 @@ import typer
 
 from edge.console import (
     EXIT_FAILED,
+    cli_app,
     fail,
     native_stderr_silenced,
     quiet_tensorflow_logs,
+    require_extra,
     task,
     user_errors,
 )
 from edge.contract import ContractError
-from trainer.config import FitConfig
+from trainer.config import MAX_SKIPPED_SHARE, DetectorFitConfig, EnsembleConfig, FitConfig
 from trainer.errors import ClusterError, ModelFileError, UserError, WeightsError
 
 quiet_tensorflow_logs()
 
-app = typer.Typer(help="Train and evaluate maskedge face-mask classifiers (MobileNetV2).",
-                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+app = cli_app(help="Train and evaluate maskedge face-mask classifiers (MobileNetV2).")
 
 PROG = "trainer"
 DEFAULTS = FitConfig(data=Path(), out=Path())  # `trainer fit`'s defaults, from trainer/config.py
+ENSEMBLE = EnsembleConfig([], Path())  # `trainer ensemble`'s, from there too
+DETECTOR = DetectorFitConfig(onnx=Path(), out=Path())  # `trainer fit-detector`'s
 #: The errors that are the user's to fix: one line and exit 2.
 KNOWN_ERRORS = (UserError, WeightsError, ModelFileError, ContractError)
 #: FitConfig fields that are not `trainer fit` options of the same name.
@@ -54,8 +59,8 @@ def _import_tensorflow_quietly() -> None:
 @app.command()
 def fit(
     data: Annotated[list[Path] | None, typer.Argument(
-        help="One or more data sources, each class folders, dataset.npy+labels.npy, or VOC "
-             "images/+annotations/.")] = None,
+        metavar="DATA", help="One or more data sources, each class folders, "
+        "dataset.npy+labels.npy, or VOC images/+annotations/.")] = None,
     out: Annotated[Path | None, typer.Option(
         "--out", "-o", help="Run folder to create (must be new or empty unless --overwrite).")
     ] = None,
@@ -117,6 +122,14 @@ def fit(
     ] = DEFAULTS.logit_adjust,
     min_face: Annotated[int, typer.Option(help="VOC: drop face boxes smaller than PX pixels.")
                         ] = DEFAULTS.min_face,
+    min_per_class: Annotated[int, typer.Option(
+        help="Refuse data where a class has fewer images than this (files that are not "
+             "images do not count).")
+    ] = DEFAULTS.min_per_class,
+    allow_skipped: Annotated[bool, typer.Option(
+        "--allow-skipped", help=f"Train even when more than {MAX_SKIPPED_SHARE:.0%} of the "
+        "files in the class folders are not images (refused by default: it looks like the "
+        "wrong folder).")] = DEFAULTS.allow_skipped,
     limit_per_class: Annotated[int | None, typer.Option(
         help="Use at most N images per class (quick runs).")] = DEFAULTS.limit_per_class,
     mixed_precision: Annotated[bool, typer.Option(
@@ -160,6 +173,7 @@ def fit(
 ) -> None:
     """Train a classifier on DATA (one or more sources) and write a run folder."""
     given = dict(locals())
+    require_extra(PROG)
     with user_errors(PROG, KNOWN_ERRORS, json_out=json_out):
         from trainer.config import preflight
 
@@ -224,7 +238,8 @@ def _print_fit(result: Any, json_out: bool) -> None:
 
 @app.command()
 def evaluate(
-    model: Annotated[Path, typer.Argument(help="A maskedge model.h5 or model.keras.")],
+    model: Annotated[Path, typer.Argument(metavar="MODEL",
+                                          help="A maskedge model.h5 or model.keras.")],
     data: Annotated[Path, typer.Option(
         "--data", "-d", help="A data set (any format fit accepts) or a run's split.json.")],
     split: Annotated[str, typer.Option(help="With a split.json: all | train | val | test.")
@@ -251,6 +266,7 @@ def evaluate(
         "--json", help="Print the summary as JSON on stdout.")] = False,
 ) -> None:
     """Measure MODEL on labelled DATA: accuracy, per-class report, confusion matrix."""
+    require_extra(PROG)
     with user_errors(PROG, KNOWN_ERRORS, json_out=json_out):
         from trainer.config import check_evaluate, name_list, parse_label_map
 
@@ -275,30 +291,33 @@ def evaluate(
 @app.command("ensemble")
 def ensemble_(
     runs: Annotated[list[Path], typer.Argument(
-        help="Run folders of `trainer fit` (model.h5, split.json, summary.json) that share "
-             "labels, input size and test split (the same --split-seed).")],
+        metavar="RUNS", help="Run folders of `trainer fit` (model.h5, split.json, "
+        "summary.json) that share labels, input size and test split (the same --split-seed).")],
     out: Annotated[Path, typer.Option(
         "--out", "-o", help="Folder to write model.h5, model.keras, metadata.json, split.json, "
         "report.txt (must be new or empty unless --overwrite).")],
     logit_adjust: Annotated[float, typer.Option(
         help="First shift each member's decisions from the class-balanced prior toward its "
-             "training class frequencies by TAU (as `trainer fit --logit-adjust`).")] = 0.0,
+             "training class frequencies by TAU (as `trainer fit --logit-adjust`).")
+    ] = ENSEMBLE.logit_adjust,
     flip: Annotated[bool, typer.Option(
         "--flip/--no-flip", help="Also read each face mirrored and average both views "
-        "(test-time augmentation): twice the time per face.")] = False,
-    overwrite: Annotated[bool, typer.Option(help="Replace a non-empty --out folder.")] = False,
+        "(test-time augmentation): twice the time per face.")] = ENSEMBLE.flip,
+    overwrite: Annotated[bool, typer.Option(help="Replace a non-empty --out folder.")
+                         ] = ENSEMBLE.overwrite,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
     json_out: Annotated[bool, typer.Option(
         "--json", help="Print the summary as JSON on stdout.")] = False,
 ) -> None:
     """Average RUNS' class probabilities in one model file (one member's cost per member),
     measured on their shared test split; `convert` and `edge` take it like any model."""
+    require_extra(PROG)
     with user_errors(PROG, KNOWN_ERRORS, json_out=json_out):
         from trainer.config import check_ensemble
 
         check_ensemble(runs, out, logit_adjust, overwrite)  # one line, before TensorFlow
         _import_tensorflow_quietly()
-        from trainer.ensemble import EnsembleConfig, ensemble
+        from trainer.ensemble import ensemble
 
         result = ensemble(EnsembleConfig(list(runs), out, logit_adjust, overwrite, flip),
                           progress=not quiet)
@@ -313,7 +332,7 @@ def ensemble_(
 @app.command("fit-detector")
 def fit_detector(
     data: Annotated[list[Path], typer.Argument(
-        help="Pascal VOC folders (images/ + annotations/).")],
+        metavar="DATA", help="Pascal VOC folders (images/ + annotations/).")],
     onnx: Annotated[Path, typer.Option(
         "--onnx", help="YuNet 2023mar ONNX file: the starting weights (OpenCV model zoo, "
         "face_detection_yunet_2023mar.onnx).")],
@@ -323,20 +342,23 @@ def fit_detector(
     exclude_list: Annotated[list[Path] | None, typer.Option(
         "--exclude-list", help="File of image file names never trained on (repeatable).")
     ] = None,
-    epochs: Annotated[int, typer.Option(min=1, help="Passes over the photos.")] = 4,
+    epochs: Annotated[int, typer.Option(min=1, help="Passes over the photos.")
+                      ] = DETECTOR.epochs,
     learning_rate: Annotated[float, typer.Option(
-        min=1e-7, max=1e-2, help="Adam learning rate.")] = 5e-5,
+        min=1e-7, max=1e-2, help="Adam learning rate.")] = DETECTOR.learning_rate,
     batch: Annotated[int, typer.Option(
-        min=1, max=64, help="Photos per step (640 x 640 canvases).")] = 4,
-    seed: Annotated[int, typer.Option(help="Random seed (order, augmentation).")] = 0,
+        min=1, max=64, help="Photos per step (640 x 640 canvases).")] = DETECTOR.batch,
+    seed: Annotated[int, typer.Option(help="Random seed (order, augmentation).")
+                    ] = DETECTOR.seed,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
 ) -> None:
     """Fine-tune the YuNet face detector on annotated photos (masked faces too) and write a
     `.tflite` that `edge run --detector-model` runs (see models/DETECTOR_CARD.md)."""
+    require_extra(PROG)
     with user_errors(PROG, KNOWN_ERRORS):
         items = _detector_photos(data, onnx, out, exclude_list, seed)
         _import_tensorflow_quietly()
-        from trainer.detector import DetectorFitConfig, fit_detector, write_history
+        from trainer.detector import fit_detector, write_history
 
         config = DetectorFitConfig(onnx=onnx, out=out, epochs=epochs, batch=batch,
                                    learning_rate=learning_rate, seed=seed)

@@ -3,6 +3,12 @@
 `preflight` validates the options, the output folder, the --weights value and the data layout
 (formats, at least two classes) in well under a second, so the CLI can refuse bad input with one
 line before TensorFlow is even imported.
+
+It also refuses data that cannot make a model (`check_usable`): more than `MAX_SKIPPED_SHARE` of
+the class-folder files are not images (DATA is probably the wrong folder; `--allow-skipped`
+trains anyway), fewer than two classes, or a class under `--min-per-class` images (default
+`DEFAULT_MIN_PER_CLASS`). Before decoding, a file counts as an image when it starts like one;
+`trainer.fit` checks again on what actually decoded.
 """
 
 from __future__ import annotations
@@ -15,13 +21,26 @@ from typing import Any
 
 from edge.labelmap import LabelMap, LabelMapError
 from edge.voc import DatasetError, read_name_list
-from trainer.datasets import DEFAULT_MIN_FACE, Dataset, discover_many, require_two_classes
+from trainer.datasets import (
+    DEFAULT_MIN_FACE,
+    Dataset,
+    Usable,
+    discover_many,
+    require_two_classes,
+    usable_images,
+)
 from trainer.errors import UserError
 
 ALPHAS = (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)
 STRATEGIES = ("auto", "one-device", "mirrored", "multi-worker")
 STREAM_MODES = ("auto", "on", "off")
 AUGMENT_POLICIES = ("reference", "mild")  # trainer.augment builds them
+#: The fewest images a class may have (`--min-per-class`): below it, a class has a test image or
+#: two and the run's accuracy says nothing.
+DEFAULT_MIN_PER_CLASS = 10
+#: The largest share of the class-folder files that may be skipped as not images, unless
+#: `--allow-skipped`: more looks like the wrong folder (a scratch folder, a project's tree).
+MAX_SKIPPED_SHARE = 0.5
 
 
 @dataclass
@@ -53,6 +72,8 @@ class FitConfig:
     fine_tune_learning_rate: float = 1e-5
     logit_adjust: float = 0.0  # after training: tau of the prior shift (trainer.model)
     min_face: int = DEFAULT_MIN_FACE
+    min_per_class: int = DEFAULT_MIN_PER_CLASS  # refuse a class with fewer usable images
+    allow_skipped: bool = False  # train even when most class-folder files are not images
     limit_per_class: int | None = None
     mixed_precision: bool = False
     class_weighting: bool = True
@@ -99,6 +120,7 @@ class FitConfig:
             (self.fine_tune_layers >= 0, "--fine-tune-layers must be >= 0"),
             (self.fine_tune_epochs >= 1, "--fine-tune-epochs must be >= 1"),
             (self.min_face >= 1, "--min-face must be >= 1"),
+            (self.min_per_class >= 1, "--min-per-class must be >= 1"),
             (self.patience >= 0, "--patience must be >= 0 (0: off)"),
             (self.seed >= 0, "--seed must be >= 0"),
             (self.split_seed is None or self.split_seed >= 0, "--split-seed must be >= 0"),
@@ -122,6 +144,30 @@ class FitConfig:
         for ok, message in checks:
             if not ok:
                 raise UserError(message)
+
+
+@dataclass(frozen=True)
+class EnsembleConfig:
+    """What `trainer ensemble` was asked for (its options' defaults; trainer/ensemble.py)."""
+
+    runs: list[Path]
+    out: Path
+    logit_adjust: float = 0.0
+    overwrite: bool = False
+    flip: bool = False  # also read each face mirrored and average both (test-time augmentation)
+
+
+@dataclass(frozen=True)
+class DetectorFitConfig:
+    """One `trainer fit-detector` run (its options' defaults; trainer/detector.py)."""
+
+    onnx: Path  # YuNet 2023mar ONNX (the starting weights)
+    out: Path  # the .tflite to write
+    epochs: int = 4
+    batch: int = 4
+    learning_rate: float = 5e-5
+    seed: int = 0
+    scale_jitter: tuple[float, float] = (0.55, 1.0)
 
 
 def out_dir_ready(out: Path, overwrite: bool) -> None:
@@ -220,11 +266,47 @@ def preflight(config: FitConfig) -> Dataset:
     check_weights(config.weights)
     dataset = discover_many(config.roots(), config.min_face, parse_label_map(config.label_map),
                             exclude=name_lists(config.exclude_lists))
-    require_two_classes([s.label for s in dataset.samples], dataset.root)
+    _two_classes([s.label for s in dataset.samples], dataset.root, config)
     _check_source_weights(config.source_weights, [s.name for s in dataset.all_sources()])
     if config.strategy == "multi-worker":
         tf_config()
+    check_usable(usable_images(dataset), dataset.root, config)
     return dataset
+
+
+def check_usable(usable: Usable, where: Path, config: FitConfig, decoded: bool = False) -> None:
+    """UserError (one line) for data that cannot make a model: mostly files that are not images
+    (unless --allow-skipped), fewer than two classes, a class under --min-per-class images.
+    `decoded`: the counts are of decoded samples, after --limit-per-class (whose N, if lower,
+    is then the minimum)."""
+    skipped = len(usable.not_images)
+    if skipped > MAX_SKIPPED_SHARE * usable.files and not config.allow_skipped:
+        what = ("samples could not be decoded" if decoded
+                else f"files in the class folders of {where} are not images")
+        raise UserError(f"{skipped:,} of the {usable.files:,} {what} (e.g. "
+                        f"{usable.not_images[0]}): is it the right folder? --allow-skipped "
+                        f"trains on the other {usable.files - skipped:,} anyway")
+    present = [label for label, n in usable.counts.items() if n > 0]
+    _two_classes(present, where, config)
+    least = config.min_per_class
+    if decoded and config.limit_per_class is not None:
+        least = min(least, config.limit_per_class)
+    few = sorted(((n, label) for label, n in usable.counts.items() if 0 < n < least))
+    if few:
+        listed = ", ".join(f"{label} {n}" for n, label in few)
+        raise UserError(f"too few images in {where}: {listed} ({len(present)} classes, "
+                        f"{sum(usable.counts.values()):,} images "
+                        f"{'decoded' if decoded else 'found'}); every class needs at least "
+                        f"{least}: --min-per-class N lowers that, --label-map NAME= leaves a "
+                        f"class out")
+
+
+def _two_classes(present: list[str], where: Path, config: FitConfig) -> None:
+    """`require_two_classes`, saying so when the label map is what left too few."""
+    try:
+        require_two_classes(present, where)
+    except UserError as exc:
+        raise UserError(f"{exc} after --label-map" if config.label_map else str(exc)) from None
 
 
 def tf_config() -> dict[str, Any]:

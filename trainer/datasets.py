@@ -11,6 +11,8 @@ Several sources (`discover_many`) make one "mixed" data set: each sample records
 
 Labels come from the data and are sorted (ints numerically, then written as strings); the index of a
 label is its position in that order. Discovery reads no pixels: decoding is `trainer.pixels`' job.
+`usable_images` reads the first bytes of each class-folder file (`looks_like_image`), so
+`trainer fit` can refuse data that cannot make a model before TensorFlow loads (trainer/config.py).
 """
 
 from __future__ import annotations
@@ -29,6 +31,10 @@ FORMATS = ("folders", "arrays", "voc")
 ARRAY_IMAGES, ARRAY_LABELS = "dataset.npy", "labels.npy"
 #: Default smallest face box side (pixels) kept from VOC annotations.
 DEFAULT_MIN_FACE = 16
+#: How the image formats `trainer.images` decodes begin (JPEG, PNG, GIF, BMP, TIFF; WEBP is RIFF
+#: with WEBP at byte 8): a class-folder file that starts otherwise will be skipped.
+IMAGE_SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM",
+                    b"II*\x00", b"MM\x00*")
 
 
 @dataclass(frozen=True)
@@ -89,6 +95,50 @@ class Dataset:
         return {label: c.get(label, 0) for label in self.labels}
 
 
+@dataclass(frozen=True)
+class Usable:
+    """What of a data set looks usable before decoding (`usable_images`)."""
+
+    counts: dict[str, int]  # samples per class whose file looks like an image
+    files: int  # class-folder files looked at (arrays and VOC samples are not counted)
+    not_images: list[str]  # of those, the ones that do not look like an image
+
+    @classmethod
+    def decoded(cls, labels: tuple[str, ...], kept: list[Sample], tried: int,
+                skipped: list[Skipped]) -> Usable:
+        """The same for decoded samples: `tried` decoded, `kept` usable, `skipped` not."""
+        found = Counter(s.label for s in kept)
+        return cls({label: found.get(label, 0) for label in labels}, tried,
+                   [s.path for s in skipped])
+
+
+def looks_like_image(path: Path) -> bool:
+    """Whether the file starts like an image `trainer.images` decodes (reads 12 bytes)."""
+    try:
+        with path.open("rb") as f:
+            head = f.read(12)
+    except OSError:
+        return False
+    return head.startswith(IMAGE_SIGNATURES) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP")
+
+
+def usable_images(dataset: Dataset) -> Usable:
+    """Per class, the samples that look usable: every array row and VOC face, and the
+    class-folder files that start like an image (the others will be skipped when decoding)."""
+    sources = dataset.all_sources()
+    counts = dict.fromkeys(dataset.labels, 0)
+    files, not_images = 0, []
+    for s in dataset.samples:
+        source = sources[s.origin or 0]
+        if source.format == "folders":
+            files += 1
+            if not looks_like_image(source.root / s.path):
+                not_images.append(s.path if s.origin is None else f"{source.name}/{s.path}")
+                continue
+        counts[s.label] += 1
+    return Usable(counts, files, not_images)
+
+
 def sorted_labels(values: list[str] | list[int]) -> tuple[str, ...]:
     """Class names in index order: ints numerically, strings alphabetically."""
     unique = set(values)
@@ -132,6 +182,11 @@ def discover(root: str | Path, min_face: int = DEFAULT_MIN_FACE,
     if exclude is not None or only is not None:
         _filter_names(dataset, exclude or set(), only)
     if not dataset.samples:
+        left_out = (dataset.notes.get("left_out_by_label_map")
+                    or dataset.notes.get("faces_left_out_by_label_map"))
+        if left_out:
+            raise UserError(f"--label-map leaves no class in {root} (it left out "
+                            f"{', '.join(map(str, left_out))})")
         raise UserError(f"no images found in {root} ({fmt} format)")
     return dataset
 

@@ -28,23 +28,11 @@ from edge.boxes import iou_matrix
 from edge.evaluate import read_rgb
 from edge.voc import AnnotatedImage
 from edge.yunet import STRIDES, prior_boxes
+from trainer.config import DetectorFitConfig
 from trainer.errors import UserError
 
 CANVAS = 640
 BOX_LOSS_WEIGHT = 5.0
-
-
-@dataclass(frozen=True)
-class DetectorFitConfig:
-    """One fine-tuning run."""
-
-    onnx: Path  # YuNet 2023mar ONNX (the starting weights)
-    out: Path  # the .tflite to write
-    epochs: int = 4
-    batch: int = 4
-    learning_rate: float = 5e-5
-    seed: int = 0
-    scale_jitter: tuple[float, float] = (0.55, 1.0)
 
 
 def read_onnx_graph(path: Path) -> tuple[list[dict[str, Any]], list[str], dict[str, np.ndarray]]:

@@ -32,24 +32,13 @@ from edge.contract import ModelContract
 from edge.fileio import write_text_atomic
 from edge.metrics import classification_report, per_class_summary
 from trainer.artifacts import load_keras_model, read_keras_contract, save_keras_model
-from trainer.config import check_ensemble
+from trainer.config import EnsembleConfig, check_ensemble
 from trainer.errors import UserError
 from trainer.fit import publish_run
 from trainer.model import Mirror, adjust_prior
 from trainer.reports import report_text, write_json
 from trainer.split import SplitManifest, load_split, read_manifest, write_manifest
 from trainer.training import predict
-
-
-@dataclass(frozen=True)
-class EnsembleConfig:
-    """What `trainer ensemble` was asked for."""
-
-    runs: list[Path]
-    out: Path
-    logit_adjust: float = 0.0
-    overwrite: bool = False
-    flip: bool = False  # also read each face mirrored and average both (test-time augmentation)
 
 
 @dataclass(frozen=True)

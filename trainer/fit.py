@@ -37,8 +37,8 @@ from edge.fileio import write_text_atomic
 from edge.metrics import classification_report, per_class_summary
 from trainer import fit_stream
 from trainer.artifacts import save_keras_model
-from trainer.config import FitConfig, preflight
-from trainer.datasets import Dataset, Sample, require_two_classes
+from trainer.config import FitConfig, check_usable, preflight
+from trainer.datasets import Dataset, Sample, Usable
 from trainer.dedup import group_samples
 from trainer.distribute import Cluster, batch_and_rate, make_strategy
 from trainer.errors import ClusterError, UserError
@@ -443,7 +443,8 @@ def _fit_with(config: FitConfig, dataset: Dataset, built: Built,
                                                config.stream_chunk)
     decode_seconds = time.perf_counter() - t_decode
     present = sorted({s.label for s in loaded.samples})
-    require_two_classes(present, dataset.root)
+    check_usable(Usable.decoded(dataset.labels, loaded.samples, len(samples), loaded.skipped),
+                 dataset.root, config, decoded=True)  # what decoded, as preflight's check
     labels = tuple(x for x in dataset.labels if x in present)
     if labels != dataset.labels:  # a class lost all its images to bad files
         keras.utils.set_random_seed(config.seed)

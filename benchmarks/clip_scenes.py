@@ -26,7 +26,7 @@ from edge.imagesize import header_size, read_bgr
 from edge.voc import AnnotatedImage
 
 FRAME = (640, 480)
-SCRIPTS = ("speeds", "cross", "return", "crowd")
+SCRIPTS = ("speeds", "cross", "return", "crowd", "swap")
 FACE_WIDTHS = (40.0, 140.0)  # px in the frame
 SPRITE_MARGIN = 0.35  # of the box, on every side of a pasted face (benchmarks.clips)
 ASPECT = 1.35  # face box height / width assumed when keeping a face inside the frame
@@ -141,6 +141,19 @@ def _return(rng: np.random.Generator, length: int) -> tuple[list[FacePath], int]
     return [wander(rng, total, _width(rng, 40.0, 80.0)), path], total
 
 
+def _swap(rng: np.random.Generator, length: int) -> tuple[list[FacePath], int]:
+    """One person stands at a spot, swaying a little; halfway through the scene another steps
+    into the same place from one frame to the next (the next in a queue at the door)."""
+    width = _width(rng, 60.0, 120.0)
+    x, y = _inside(rng, width)
+    middle = float(length // 2)
+    sway = float(rng.uniform(2.0, 6.0))
+    first = FacePath(width, (0.0, middle / 2, middle - 1), (x, x + sway, x), (y, y, y))
+    second = FacePath(width, (middle, middle + length / 4, float(length)),
+                      (x, x - sway, x), (y, y, y))
+    return [wander(rng, length, _width(rng, 40.0, 70.0)), first, second], length
+
+
 def _crowd(rng: np.random.Generator, length: int) -> tuple[list[FacePath], int]:
     return [wander(rng, length) for _ in range(int(rng.integers(3, 5)))], length
 
@@ -148,7 +161,8 @@ def _crowd(rng: np.random.Generator, length: int) -> tuple[list[FacePath], int]:
 def scene_paths(script: str, rng: np.random.Generator,
                 length: int) -> tuple[list[FacePath], int]:
     """The paths of one scene of about `length` frames (lowest drawn first) and its length."""
-    makers = {"speeds": _speeds, "cross": _cross, "return": _return, "crowd": _crowd}
+    makers = {"speeds": _speeds, "cross": _cross, "return": _return, "crowd": _crowd,
+              "swap": _swap}
     if script not in makers:
         raise ValueError(f"unknown scene script {script!r}; choose from {', '.join(SCRIPTS)}")
     return makers[script](rng, length)

@@ -16,15 +16,16 @@ Every frame is 640x480 RGB with Gaussian sensor noise (sigma `NOISE_SIGMA`, seed
   up to `MAX_ZOOM` smoothly (smoothstep), and the boxes move with the view. Identity = (photo,
   annotation index).
 - `moving`: scenes separated by explicit hard cuts (`clip.cuts`). A scene's background is the
-  largest 4:3 crop of a photo that holds no annotated face (boxes grown by a quarter), scaled up to
-  640x480. Face sprites (annotation box plus 35 % on every side, with a soft
-  elliptical alpha edge; faces >= `SOURCE_MIN_FACE` px in their photo) move over it, 40-140 px
-  wide, 1-4 at a time, by script: `speeds` (three faces crossing the frame slow / medium / fast),
-  `cross` (two faces passing through each other; the one drawn on top stays visible), `return`
-  (a face leaves the frame for longer than the tracker's max-age and comes back: same identity),
-  `crowd` (slow wanderers that overlap). A face more than half covered (by sprites drawn above it,
-  alpha > 0.5) or more than half outside the frame is not `visible`; a visible face smaller than
-  `MIN_FACE` px on its short side is "don't care" for the metrics.
+  largest 4:3 crop of a photo that holds no annotated face (boxes grown by a quarter), scaled up
+  to 640x480. Face sprites (annotation box plus 35 % on every side, with a soft elliptical alpha
+  edge; faces >= `SOURCE_MIN_FACE` px in their photo) move over it, 40-140 px wide, 1-4 at a time,
+  by script: `speeds` (three faces crossing the frame slow / medium / fast), `cross` (two faces
+  passing through each other; the one drawn on top stays visible), `return` (a face leaves the
+  frame for longer than the tracker's max-age and comes back: same identity), `crowd` (slow
+  wanderers that overlap), `swap` (a person standing at a spot is replaced there by another from
+  one frame to the next, as the next in a queue steps up). A face more than half covered (by
+  sprites drawn above it, alpha > 0.5) or more than half outside the frame is not `visible`; a
+  visible face smaller than `MIN_FACE` px on its short side is "don't care" for the metrics.
 - `dropped`: the `moving` clip with frames dropped at a jittered, seeded stride (1, 2 or 3, mean
   2), as `edge run --realtime` on a device that manages about half the camera's frame rate.
 - `masked`: a moving clip of with_mask faces only (false alerts per hour).

@@ -44,7 +44,7 @@ from benchmarks.plots import make_plots
 from benchmarks.report import render_report, render_threeclass
 from benchmarks.store import ModelStore
 from benchmarks.targets import check_targets
-from benchmarks.tracking_report import render_tracking
+from benchmarks.tracking_report import render_tracking, with_before
 from edge.console import EXIT_USAGE, cli_app, quiet_tensorflow_logs
 from edge.console import fail as console_fail
 from edge.fileio import write_text_atomic
@@ -146,6 +146,9 @@ def render(cfg: BenchConfig, run: dict[str, Any]) -> list[Any]:
         text += "\n" + "\n".join(render_threeclass(threeclass)) + "\n"
     if (cfg.out / "tracking.json").is_file():  # `python -m benchmarks.tracking` writes it
         tracking = json.loads((cfg.out / "tracking.json").read_text())
+        before = cfg.out / "tracking_before.json"  # the tracker before, for comparison
+        if before.is_file():
+            tracking = with_before(tracking, json.loads(before.read_text()))
         text += "\n" + "\n".join(render_tracking(tracking)) + "\n"
     write_text_atomic(cfg.report, text)
     return check_targets(results)

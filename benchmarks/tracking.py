@@ -76,17 +76,20 @@ PROG = "benchmarks.tracking"
 #: Tracker variants compared side by side: name -> `TrackerOptions` keywords (one line per row).
 VARIANTS: dict[str, dict[str, Any]] = {
     "default": {},
-    "iou-only": {"matcher": "iou"},
-    "bytetrack": {"matcher": "bytetrack"},
-    "no-appearance": {"appearance": False},
-    "age20": {"max_age": 20},
-    "age30": {"max_age": 30},
-    "age30-no-appearance": {"max_age": 30, "appearance": False},
+    # The choices of edge/tracking.py, each undone on its own (chosen on held-in clips):
+    "age10": {"max_age": 10},
+    "look0.6": {"appearance_min": 0.6},
+    "look0.3": {"appearance_min": 0.3},
+    "no-look": {"appearance": False},
     "count-any": {"count_min_score": 0.0, "count_min_face": 0.0},
     "smooth-mean": {"smoothing": "mean"},
     "smooth-fresh": {"smoothing": "fresh"},
-    # The tracker before scene cuts and the appearance test (the pipeline still resets at cuts).
-    "legacy": {"appearance": False, "scene_reset": False, "smoothing": "mean"},
+    "iou-only": {"matcher": "iou"},
+    # ByteTrack's association (edge/bytetrack.py) in place of the IoU + centre matcher.
+    "bytetrack": {"matcher": "bytetrack"},
+    # All of them undone at once (the pipeline still resets at cuts).
+    "legacy": {"appearance": False, "scene_reset": False, "smoothing": "mean", "max_age": 10,
+               "count_min_score": 0.0, "count_min_face": 0.0},
 }
 #: `edge run` raises no alerts without --alert-after; the README's examples use 15 frames.
 ALERT_AFTER = 15

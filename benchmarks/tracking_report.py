@@ -114,7 +114,12 @@ def _keywords(options: dict[str, Any]) -> str:
 
 def _legend(r: dict[str, Any]) -> list[str]:
     variants = "; ".join(f"`{k}` = `TrackerOptions({_keywords(v)})`"
-                         for k, v in r.get("variants", {}).items())
+                         for k, v in r.get("variants", {}).items() if k != BEFORE)
+    if BEFORE in r.get("variants", {}):
+        variants = (f"`{BEFORE}` = edge/ of commit a12937b, before the scene cuts, the appearance "
+                    "test and the count rule, on the same clips (`benchmarks/results/"
+                    "tracking_before.json`: `python -m benchmarks.tracking --variant default` run "
+                    "with that commit's edge/ first on PYTHONPATH); " + variants)
     kinds = "; ".join(f"{k}: {v}" for k, v in KIND_TEXT.items())
     return [
         f"Variants: {variants or '-'} (defaults: {r.get('tracker_defaults', {})}). Kinds: {kinds}.",
@@ -131,6 +136,22 @@ def _legend(r: dict[str, Any]) -> list[str]:
         f"{fmt(r.get('fps_nominal'), 0)} FPS; FPS = processed frames per second of the run with "
         "the real models" + (" (later variants replay the first's model outputs)"
                              if r.get("replay") else "") + "."]
+
+
+BEFORE = "before (a12937b)"
+
+
+def with_before(r: dict[str, Any], before: dict[str, Any] | None) -> dict[str, Any]:
+    """`r` with the `default` rows of `before` (the same benchmark run on the tracker before
+    this redesign: `tracking_before.json`) added to each split as variant BEFORE."""
+    if not before:
+        return r
+    merged = {**r, "splits": {}, "variants": {BEFORE: {}, **r.get("variants", {})}}
+    for name, split in r.get("splits", {}).items():
+        old = before.get("splits", {}).get(name, {}).get("rows", [])
+        rows = [{**x, "variant": BEFORE} for x in old if x.get("variant") == "default"]
+        merged["splits"][name] = {**split, "rows": [*rows, *split.get("rows", [])]}
+    return merged
 
 
 def render_tracking(r: dict[str, Any]) -> list[str]:

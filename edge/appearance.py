@@ -2,16 +2,19 @@
 
 Boxes alone cannot tell that the face at a spot now is not the one that stood there a frame ago
 (the next person in a queue stepping into the same place, a cut the scene test missed). The
-descriptor is the face box shrunk to 8x8 RGB (INTER_AREA, a few microseconds), with its mean
+descriptor is the face box shrunk to 8x8 RGB (about 20 microseconds a face), with its mean
 taken out and scaled to unit length: colours and layout of skin, hair, mask and background at
 that spot. Two sightings of one face under the motion, zoom and noise of a camera stay close
-(cosine similarity near 1); two people rarely do. The tracker and the pipeline's label reuse
-accept a pair only at `SAME_FACE` or above. Chosen on 595 held-in faces of face-mask-ilc-dev
-(>= 24 px, its held-out photos left out): each against itself in a view panned up to 10 px,
-zoomed up to 4 %, with sensor noise (sigma 4) and the box jittered by 5 % of its width, the
-similarity was at least 0.66 (99.5 % above 0.68); against another face of the set it was above
-0.6 for 4.2 % of 593 random pairs (0.5: 9.9 %). Together with the spatial test (the same spot)
-that keeps a new person at a spot apart from the last one.
+(cosine similarity near 1); two people rarely do. The pipeline reuses a face's label on the next
+frame only at `SAME_FACE` or above; the tracker continues a track at its own
+`TrackerOptions.appearance_min` (0.45, chosen on held-in clips, edge/tracking.py). `SAME_FACE`
+came from 595 held-in faces of face-mask-ilc-dev (>= 24 px, its held-out photos left out): each
+against itself in a view panned up to 10 px, zoomed up to 4 %, with sensor noise (sigma 4) and the
+box jittered by 5 % of its width, the similarity was at least 0.66 (99.5 % above 0.68); against
+another face of the set it was above 0.6 for 4.2 % of 593 random pairs (0.45: about 14 %).
+Together with the spatial test (the same spot) that keeps a new person at a spot apart from the
+last one. A box the pipeline reused from an earlier frame (`--detect-every`) gets no look: the
+face may have moved out of it.
 
 Hand-written because it has to be tiny: a learned re-identification network would cost more per
 face than the mask classifier itself on a Raspberry Pi.

@@ -18,6 +18,9 @@ class Face:
 
     box: Box
     score: float
+    #: Video frames since the detector found this box (0: this frame; > 0: reused on a frame the
+    #: detector skipped, `--detect-every`, so the face may have moved away from it).
+    age: int = 0
 
     @property
     def width(self) -> float:

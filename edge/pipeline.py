@@ -26,7 +26,7 @@ face is only taken for the previous frame's face when it also looks like it
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +79,7 @@ class FaceResult:
     probabilities: tuple[float, ...]  # one per model label, in label order
     detector_score: float
     reused: int = 0  # frames since the probabilities were computed (0: classified on this frame)
+    age: int = 0  # video frames since the detector found the box (`Face.age`)
     #: Video: what the face looks like (edge/appearance.py), for the tracker; not in the JSON.
     appearance: np.ndarray | None = field(default=None, compare=False, repr=False)
 
@@ -138,7 +139,8 @@ class Pipeline:
         seen on the previous frame of the same scene may keep their probabilities."""
         if scene != self._label_scene:
             self._previous, self._label_scene = [], scene
-        looks = [descriptor(rgb, f.box) for f in faces] if video else [None] * len(faces)
+        # A reused box may no longer sit on its face: its look would be another's.
+        looks = [descriptor(rgb, f.box) if video and not f.age else None for f in faces]
         reuse = self._reusable(faces, looks) if video else {}
         fresh = [i for i in range(len(faces)) if i not in reuse]
         probs = (self.classifier.classify([crop_face(rgb, faces[i].box, self.options.margin)
@@ -152,7 +154,8 @@ class Pipeline:
             k = int(np.argmax(p))
             results.append(FaceResult(face.box, labels[k], float(p[k]),
                                       tuple(float(v) for v in p), face.score,
-                                      0 if previous is None else previous.reused + 1, looks[i]))
+                                      0 if previous is None else previous.reused + 1, face.age,
+                                      looks[i]))
         self._previous = results if video else []
         return results
 
@@ -199,4 +202,4 @@ class Pipeline:
             self._detected, ms = self.detect(rgb)
             self._since_detect = 0
             return self._detected, ms
-        return self._detected, 0.0
+        return [replace(f, age=self._since_detect) for f in self._detected], 0.0

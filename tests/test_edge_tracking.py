@@ -116,9 +116,9 @@ def test_alerts_once_per_track_after_n_frames() -> None:
     assert all(step(10 + i, [face(c, 0.9)], [False]) == [] for i in range(4))
     got = [step(20 + i, [face(c, 0.9)]) for i in range(3)]
     assert [a["track"] for e in got for a in e] == [3]
-    for i in range(12):
+    for i in range(TrackerOptions().max_age + 2):  # gone for longer than the max-age
         step(30 + i, [])
-    assert [a["track"] for i in range(3) for a in step(50 + i, [face(c, 0.9)])] == [4]
+    assert [a["track"] for i in range(3) for a in step(90 + i, [face(c, 0.9)])] == [4]
 
 
 def test_people_are_counted_once_per_track_under_their_majority_label() -> None:

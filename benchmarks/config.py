@@ -64,7 +64,7 @@ class BenchConfig:
     run_budget_s: float  # the whole run should finish within this
     reuse_models: bool = False
     #: Python with tflite_runtime for its latency rows: None picks the side venv (see
-    #: `benchmarks.latency.side_python`), "none" disables those rows.
+    #: `benchmarks.stages.latency.side_python`), "none" disables those rows.
     tflite_runtime_python: str | None = None
     seed: int = 0
     extra: dict[str, Any] = field(default_factory=dict)

@@ -18,7 +18,7 @@ from typing import Any
 
 from benchmarks.config import REPO, BenchConfig
 from benchmarks.store import ModelStore
-from edge.console import TF_LOG_LEVEL
+from edge.core.console import TF_LOG_LEVEL
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """The held-out photos of face-mask-ilc-dev: `python -m benchmarks.holdout_split [DATA]`.
 
 Both the 3-class classifier and the detector settings are tuned on the rest of face-mask-ilc-dev
-and reported on these photos only. Photos are grouped by near-duplicate (`trainer.dedup`,
+and reported on these photos only. Photos are grouped by near-duplicate (`trainer.data.dedup`,
 whole-photo thumbnails) and the groups split by the trainer's own stratified, seeded splitter
 (faces as samples, so every class, mask_weared_incorrect included, is held out in about the
 same share). Of the rest, a fifth (grouped the same way) is the validation list on which a
@@ -18,10 +18,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge.fileio import write_text_atomic
-from edge.voc import load_voc
-from trainer.dedup import group_samples
-from trainer.split import assign_splits
+from edge.core.fileio import write_text_atomic
+from edge.core.voc import load_voc
+from trainer.data.dedup import group_samples
+from trainer.data.split import assign_splits
 
 HOLDOUT_DIR = Path(__file__).resolve().parent / "holdout"
 ILC_TEST_LIST = HOLDOUT_DIR / "face-mask-ilc-dev-test.txt"

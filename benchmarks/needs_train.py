@@ -1,7 +1,8 @@
 """Imported first by the benchmark commands that train, convert or plot (`python -m
-benchmarks.run`, `benchmarks.threeclass`, `benchmarks.detector_finetune`): in an install without
-the `train` extra (the device's `maskedge[edge]`) the process ends here, before TensorFlow or
-matplotlib would fail with a traceback, with one line naming the extra to install and exit 2.
+benchmarks.run`, `benchmarks.stages.threeclass`, `benchmarks.stages.detector_finetune`): in an
+install without the `train` extra (the device's `maskedge[edge]`) the process ends here, before
+TensorFlow or matplotlib would fail with a traceback, with one line naming the extra to install and
+exit 2.
 
 Nothing else imports it: `benchmarks.worker` runs under side interpreters that have neither
 TensorFlow nor typer.
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import sys
 
-from edge.console import EXIT_USAGE, missing_extra
+from edge.core.console import EXIT_USAGE, missing_extra
 
 PROG = "benchmarks"
 

@@ -14,7 +14,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from edge.fileio import atomic_path
+from edge.core.fileio import atomic_path
 
 
 def _save(fig: Any, path: Path) -> Path:

@@ -25,35 +25,24 @@ from typing import Annotated, Any
 
 import typer
 
-from benchmarks import (
-    accuracy,
-    detection,
-    endtoend,
-    integrations,
-    latency,
-    roofline,
-    scaling,
-    sizes,
-    training,
-)
 from benchmarks.config import FULL_OUT, FULL_REPORT, BenchConfig, make_config
 from benchmarks.context import SectionContext
 from benchmarks.machine import machine_info
 from benchmarks.needs_train import PROG
 from benchmarks.plots import make_plots
-from benchmarks.report import render_report, render_threeclass
+from benchmarks.report import SECTION_MODULES, render_report
+from benchmarks.stages.threeclass_report import render_threeclass
 from benchmarks.store import ModelStore
 from benchmarks.targets import check_targets
-from benchmarks.tracking_report import render_tracking, with_before
-from edge.console import EXIT_USAGE, cli_app, quiet_tensorflow_logs
-from edge.console import fail as console_fail
-from edge.fileio import write_text_atomic
+from benchmarks.tracking.report import render_tracking, with_before
+from edge.core.console import EXIT_USAGE, cli_app, quiet_tensorflow_logs
+from edge.core.console import fail as console_fail
+from edge.core.fileio import write_text_atomic
 
 quiet_tensorflow_logs()  # before TensorFlow loads (the sections import it inside functions)
 
-#: Every section in the order it runs (sizes first: it trains the models the others reuse).
-SECTIONS = {m.NAME: m for m in (sizes, latency, accuracy, roofline, endtoend, detection,
-                                 training, integrations, scaling)}
+#: Every section in the order it runs (benchmarks/report.py's `SECTION_MODULES`).
+SECTIONS = {m.NAME: m for m in SECTION_MODULES}
 
 app = cli_app(no_args_is_help=False,
               help="Measure every maskedge variant on this machine and write "
@@ -74,7 +63,7 @@ class Logger:
 
 
 def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
-    """`benchmarks: error: MESSAGE` on stderr (edge/console.py); the Exit to raise."""
+    """`benchmarks: error: MESSAGE` on stderr (edge/core/console.py); the Exit to raise."""
     return console_fail(PROG, message, code)
 
 
@@ -141,7 +130,8 @@ def render(cfg: BenchConfig, run: dict[str, Any]) -> list[Any]:
     plots = make_plots(results, cfg.out)
     machine = json.loads((cfg.out / "machine.json").read_text())
     text = render_report(sections, machine, run, cfg.report, plots)
-    if (cfg.out / "threeclass.json").is_file():  # `python -m benchmarks.threeclass` writes it
+    # `python -m benchmarks.stages.threeclass` writes it
+    if (cfg.out / "threeclass.json").is_file():
         threeclass = json.loads((cfg.out / "threeclass.json").read_text())
         text += "\n" + "\n".join(render_threeclass(threeclass)) + "\n"
     if (cfg.out / "tracking.json").is_file():  # `python -m benchmarks.tracking` writes it

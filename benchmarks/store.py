@@ -1,4 +1,4 @@
-"""The models under test: trained with `trainer.fit`, converted with `converters`, made once.
+"""The models under test: trained with `trainer.fit.run`, converted with `converters`, made once.
 
 Sections ask the store for "the run at 224 px" or "the int8 file at 128 px"; the store trains or
 converts on first request and hands the same files to every later section of the invocation.
@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.config import BenchConfig
-from edge.fileio import write_text_atomic
+from edge.core.fileio import write_text_atomic
 
 #: TFLite variants by the converters' variant tag, in report order.
 TFLITE_VARIANTS = ("float32", "float16", "dynamic", "int8")
@@ -33,7 +33,7 @@ Log = Callable[[str], None]
 
 @dataclass
 class TrainedModel:
-    """One `trainer.fit` run and the files made from it."""
+    """One `trainer.fit.run` run and the files made from it."""
 
     size: int
     run_dir: Path
@@ -137,7 +137,7 @@ class ModelStore:
 
     def fit_config(self, size: int, out: Path, cache_dir: Path, **overrides: Any) -> Any:
         """The trainer's FitConfig for this benchmark at `size` (trainer defaults otherwise)."""
-        from trainer.fit import FitConfig
+        from trainer.fit.run import FitConfig
 
         kwargs: dict[str, Any] = dict(data=self.cfg.data_2c, out=out,
                                       weights=str(self.cfg.backbone), input_size=size,
@@ -149,14 +149,14 @@ class ModelStore:
         return FitConfig(**kwargs)
 
     def _train(self, size: int) -> TrainedModel:
-        from trainer.fit import fit
+        from trainer.fit.run import fit
 
         folder = self.root / f"size-{size}"
         cache = folder / "feature-cache"
         if cache.exists():
             shutil.rmtree(cache)  # a cold cache: the timing is a first run
         config = self.fit_config(size, folder / "run", cache)
-        self.log(f"training the 2-class model at {size} px (trainer.fit, cached features)")
+        self.log(f"training the 2-class model at {size} px (trainer.fit.run, cached features)")
         start = time.perf_counter()
         snapshots = epoch_snapshots(start)
         result = fit(config, progress=False, callbacks=[snapshots])
@@ -209,7 +209,7 @@ class ModelStore:
     def test_split(self, size: int) -> tuple[np.ndarray, np.ndarray]:
         """The run's test images (uint8, at `size` px) and label indices, decoded once."""
         if size not in self._test:
-            from trainer.split import load_split
+            from trainer.data.split import load_split
 
             self._test[size] = load_split(self.trained(size).manifest, "test", (size, size))
         return self._test[size]

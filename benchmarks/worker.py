@@ -7,10 +7,10 @@ another. Usage (called through `benchmarks.context.run_child`):
     python -m benchmarks.worker '{"kind": "tflite", "model": "...", "threads": 1, ...}'
 
 kinds: `keras_predict` (model.predict per image), `keras_function` (the model inside a compiled
-tf.function), `tflite` (edge.classifier.MaskClassifier.predict), `runtime_info` (which TFLite
-runtime, numpy and Python this interpreter has: the probe of a side venv), `wrapper_overhead`
+tf.function), `tflite` (edge.inference.classifier.MaskClassifier.predict), `runtime_info` (which
+TFLite runtime, numpy and Python this interpreter has: the probe of a side venv), `wrapper_overhead`
 (the wrapper against a bare set_tensor/invoke/get_tensor on the same file, timed in alternating
-blocks), `pipeline_video` (edge.pipeline.Pipeline on every frame of a video) and
+blocks), `pipeline_video` (edge.inference.pipeline.Pipeline on every frame of a video) and
 `reference_video` (the same detector, then Keras `predict` on each face crop: the reference
 projects' camera loop). Video frames are decoded outside the timed part (a camera hands frames over
 ready).
@@ -72,7 +72,7 @@ def _keras(spec: dict[str, Any], images: np.ndarray) -> dict[str, Any]:
     threads = int(spec["threads"])
     tf.config.threading.set_intra_op_parallelism_threads(threads)
     tf.config.threading.set_inter_op_parallelism_threads(threads)
-    from trainer.artifacts import load_keras_model
+    from trainer.fit.artifacts import load_keras_model
 
     import_s = time.perf_counter() - t0
     rss_import = peak_rss_mib()
@@ -114,8 +114,8 @@ def runtime_label(name: str) -> str:
 
 
 def _runtime_info(spec: dict[str, Any], images: np.ndarray | None) -> dict[str, Any]:
-    import edge.classifier  # noqa: F401  (the `tflite` kind's imports work here)
-    from edge.runtime import interpreter_class
+    import edge.inference.classifier  # noqa: F401  (the `tflite` kind's imports work here)
+    from edge.core.runtime import interpreter_class
 
     interpreter_class(spec["runtime"])
     return {"runtime": runtime_label(spec["runtime"]), "numpy": np.__version__,
@@ -123,8 +123,8 @@ def _runtime_info(spec: dict[str, Any], images: np.ndarray | None) -> dict[str, 
 
 
 def _tflite(spec: dict[str, Any], images: np.ndarray) -> dict[str, Any]:
-    from edge.classifier import ClassifierOptions, MaskClassifier
-    from edge.runtime import RuntimeUnavailable, interpreter_class
+    from edge.core.runtime import RuntimeUnavailable, interpreter_class
+    from edge.inference.classifier import ClassifierOptions, MaskClassifier
 
     runtime = spec.get("runtime", "litert")
     rss_import = peak_rss_mib()
@@ -151,7 +151,7 @@ def _tflite(spec: dict[str, Any], images: np.ndarray) -> dict[str, Any]:
 
 
 def _wrapper_overhead(spec: dict[str, Any], images: np.ndarray) -> dict[str, Any]:
-    from edge.classifier import ClassifierOptions, MaskClassifier
+    from edge.inference.classifier import ClassifierOptions, MaskClassifier
 
     threads, runtime = int(spec["threads"]), spec.get("runtime", "litert")
     clf = MaskClassifier(ClassifierOptions(model=Path(spec["model"]), threads=threads,
@@ -206,7 +206,7 @@ def _video_frames(path: str, limit: int) -> Any:
 
 
 def _detector(spec: dict[str, Any]) -> Any:
-    from edge.detectors import DetectorOptions, create_detector
+    from edge.detection.detectors import DetectorOptions, create_detector
 
     model, width = spec.get("detector_model"), spec.get("detect_width")
     return create_detector(DetectorOptions(name=spec["detector"],
@@ -249,8 +249,8 @@ def _loop(process: Callable[[np.ndarray], tuple[int, dict[str, float]]],
 
 
 def _pipeline_video(spec: dict[str, Any], images: np.ndarray | None) -> dict[str, Any]:
-    from edge.classifier import ClassifierOptions, MaskClassifier
-    from edge.pipeline import Pipeline, PipelineOptions
+    from edge.inference.classifier import ClassifierOptions, MaskClassifier
+    from edge.inference.pipeline import Pipeline, PipelineOptions
 
     threads = int(spec["threads"])
     classifier = MaskClassifier(ClassifierOptions(model=Path(spec["model"]), threads=threads,
@@ -279,8 +279,8 @@ def _reference_video(spec: dict[str, Any], images: np.ndarray | None) -> dict[st
     threads = int(spec["threads"])
     tf.config.threading.set_intra_op_parallelism_threads(threads)
     tf.config.threading.set_inter_op_parallelism_threads(threads)
-    from edge.imageops import FACE_MARGIN, crop_face, resize_to_input
-    from trainer.artifacts import load_keras_model
+    from edge.core.imageops import FACE_MARGIN, crop_face, resize_to_input
+    from trainer.fit.artifacts import load_keras_model
 
     model, contract = load_keras_model(spec["model"])
     detector = _detector(spec)

@@ -1,10 +1,10 @@
 """Representative images for int8 calibration: never test images.
 
 By default a stratified, seeded sample of the model's own training split (from the run's split
-manifest), decoded exactly as training saw it (`trainer.split.load_split`). `--representative DIR`
-takes a folder of images instead -- flat, one folder per class, or any data set layout the trainer
-reads -- decoded by the trainer's loader (`trainer.pixels.load_pixels`). A folder holding any image
-of the model's test split (same file or same bytes) is refused.
+manifest), decoded exactly as training saw it (`trainer.data.split.load_split`). `--representative
+DIR` takes a folder of images instead -- flat, one folder per class, or any data set layout the
+trainer reads -- decoded by the trainer's loader (`trainer.data.pixels.load_pixels`). A folder
+holding any image of the model's test split (same file or same bytes) is refused.
 """
 
 from __future__ import annotations
@@ -20,11 +20,11 @@ import numpy as np
 
 from converters.defaults import DEFAULT_SAMPLES, DEFAULT_SEED
 from converters.errors import ConvertError
-from edge import console
-from trainer.datasets import Sample, detect_format, discover
+from edge.core import console
+from trainer.data.datasets import Sample, detect_format, discover
+from trainer.data.pixels import load_pixels
+from trainer.data.split import SplitManifest, load_split
 from trainer.errors import UserError
-from trainer.pixels import load_pixels
-from trainer.split import SplitManifest, load_split
 
 
 @dataclass

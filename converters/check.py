@@ -1,9 +1,9 @@
 """Does the `.tflite` still answer like the Keras model? Measured on the held-out test split.
 
 `keras_probabilities` runs the original model once; `check_tflite` runs a candidate file through the
-device's own classifier (`edge.classifier.MaskClassifier`, LiteRT, the same input quantization the
-camera uses) and compares: accuracy, the difference from Keras in points, top-1 agreement and the
-largest probability difference (`edge.metrics`).
+device's own classifier (`edge.inference.classifier.MaskClassifier`, LiteRT, the same input
+quantization the camera uses) and compares: accuracy, the difference from Keras in points, top-1
+agreement and the largest probability difference (`edge.core.metrics`).
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ from typing import Any
 import numpy as np
 
 from converters.quiet import quiet_output
-from edge.classifier import ClassifierOptions, MaskClassifier
-from edge.console import Advance
-from edge.contract import ModelContract
-from edge.metrics import agreement
+from edge.core.console import Advance
+from edge.core.contract import ModelContract
+from edge.core.metrics import agreement
+from edge.inference.classifier import ClassifierOptions, MaskClassifier
 
 BATCH = 32
 

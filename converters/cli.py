@@ -7,8 +7,9 @@
 happen inside the export command, so `convert --help` and `convert inspect` stay fast and
 `inspect` never imports TensorFlow. Errors are one line on stderr, `convert: error: ...`: exit 2
 for bad input, 1 for a variant that fails the accuracy gate or an unexpected error (its traceback
-with MASKEDGE_DEBUG=1), 130 for Ctrl-C (edge/console.py). Without the `train` extra (the device's
-`maskedge[edge]` install) `convert export` says which extra to install (exit 2); `inspect` runs.
+with MASKEDGE_DEBUG=1), 130 for Ctrl-C (edge/core/console.py). Without the `train` extra (the
+device's `maskedge[edge]` install) `convert export` says which extra to install (exit 2); `inspect`
+runs.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from typer.core import TyperGroup
 
 from converters.defaults import DEFAULT_MAX_DROP, DEFAULT_SAMPLES, DEFAULT_SEED
 from converters.errors import ConvertError
-from edge.console import CLI_SETTINGS, EXIT_FAILED, cli_app, fail, require_extra, user_errors
+from edge.core.console import CLI_SETTINGS, EXIT_FAILED, cli_app, fail, require_extra, user_errors
 from trainer.errors import UserError
 
 PROG = "convert"

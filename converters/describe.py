@@ -1,8 +1,8 @@
 """`convert inspect FILE`: what a `.tflite` file says about itself, without TensorFlow.
 
-Reads the embedded contract (`edge.tflite_metadata`), the input and output tensors (dtype, shape,
-quantization) through whichever TFLite runtime the edge package finds, and the file size. Only edge
-modules are imported here, so inspecting works on the device and starts fast.
+Reads the embedded contract (`edge.core.tflite_metadata`), the input and output tensors (dtype,
+shape, quantization) through whichever TFLite runtime the edge package finds, and the file size.
+Only edge modules are imported here, so inspecting works on the device and starts fast.
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ import numpy as np
 
 from converters.errors import ConvertError
 from converters.quiet import quiet_output
-from edge.classifier import check_tensors
-from edge.contract import ContractError
-from edge.runtime import RuntimeUnavailable, load_interpreter
-from edge.tflite_metadata import read_contract
+from edge.core.contract import ContractError
+from edge.core.runtime import RuntimeUnavailable, load_interpreter
+from edge.core.tflite_metadata import read_contract
+from edge.inference.classifier import check_tensors
 
 
 def describe(path: str | Path) -> dict[str, Any]:

@@ -3,14 +3,14 @@
 A TFLite model's root table has a `metadata` vector of (name, buffer index) pairs. `embed_contract`
 unpacks the FlatBuffer with TensorFlow's `flatbuffer_utils`, stores the contract JSON in a buffer
 (replacing an earlier maskedge entry if there is one) and packs it again. The edge runtime reads it
-back without TensorFlow (`edge.tflite_metadata.read_contract`).
+back without TensorFlow (`edge.core.tflite_metadata.read_contract`).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from edge.contract import METADATA_KEY, ModelContract
+from edge.core.contract import METADATA_KEY, ModelContract
 
 
 def embed_contract(tflite: bytes, contract: ModelContract) -> bytes:

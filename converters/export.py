@@ -3,9 +3,9 @@
 For each requested variant: convert (`converters.formats`), embed a provisional contract, run the
 candidate with the device's classifier on the model's held-out test split and compare with Keras
 (`converters.check`), gate on the accuracy drop, embed the final contract with the measured metrics
-(`converters.embed`) and only then write the file atomically (`edge.fileio`). Candidates live in a
-temporary folder: a failed, refused or interrupted conversion leaves no file and never replaces a
-good one. Output paths are checked for writability before any work starts.
+(`converters.embed`) and only then write the file atomically (`edge.core.fileio`). Candidates live
+in a temporary folder: a failed, refused or interrupted conversion leaves no file and never replaces
+a good one. Output paths are checked for writability before any work starts.
 """
 
 from __future__ import annotations
@@ -47,10 +47,10 @@ from converters.inputs import (
 )
 from converters.quiet import quiet_output
 from converters.report import ConvertOutcome, VariantResult, variant_line
-from edge import console
-from edge.contract import ModelContract
-from edge.fileio import sha256_file, write_bytes_atomic
-from trainer.split import SplitManifest
+from edge.core import console
+from edge.core.contract import ModelContract
+from edge.core.fileio import sha256_file, write_bytes_atomic
+from trainer.data.split import SplitManifest
 
 #: Test images re-run after the final embedding to prove the written file answers identically.
 VERIFY_IMAGES = 16
@@ -96,7 +96,7 @@ class Reference:
 
 
 def _tensor_details(path: Path) -> dict[str, Any]:
-    from edge.runtime import load_interpreter
+    from edge.core.runtime import load_interpreter
 
     interpreter = load_interpreter(path).interpreter
     return {"input": tensor_summary(interpreter.get_input_details()[0]),
@@ -124,7 +124,7 @@ def _contract_for(request: ConvertRequest, ref: Reference, fmt: Format, target: 
 def convert_model(request: ConvertRequest, say: Say) -> ConvertOutcome:
     """Convert, check, gate and write every requested variant (see module docstring)."""
     with quiet_output():  # importing Keras brings TensorFlow's start-up notices
-        from trainer.artifacts import ModelFileError, read_keras_contract
+        from trainer.fit.artifacts import ModelFileError, read_keras_contract
 
     model_path = resolve_model_path(request.model)
     request = dataclasses.replace(request, model=model_path)

@@ -17,10 +17,10 @@ import numpy as np
 from converters.errors import ConvertError
 from converters.formats import Format
 from converters.quiet import quiet_output
-from edge import console
-from edge.contract import ModelContract
+from edge.core import console
+from edge.core.contract import ModelContract
+from trainer.data.split import SplitManifest, load_split, read_manifest
 from trainer.errors import UserError
-from trainer.split import SplitManifest, load_split, read_manifest
 
 
 def resolve_model_path(path: Path) -> Path:
@@ -114,7 +114,7 @@ def test_split_files(manifest: SplitManifest) -> list[Path]:
 def load_model(path: Path, contract: ModelContract) -> Any:
     """The Keras model, checked against its contract (input size, output units)."""
     with quiet_output():
-        from trainer.artifacts import ModelFileError, load_keras_model
+        from trainer.fit.artifacts import ModelFileError, load_keras_model
 
         try:
             model, _ = load_keras_model(path)

@@ -18,9 +18,9 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from edge.console import quiet_tensorflow_logs
+from edge.core.console import quiet_tensorflow_logs
 
-quiet_tensorflow_logs()  # TensorFlow's C++ log level, the one of every CLI (edge/console.py)
+quiet_tensorflow_logs()  # TensorFlow's C++ log level, the one of every CLI (edge/core/console.py)
 
 
 @dataclass

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # types only (converters/export.py, the driver, imports this module)
     from converters.check import CheckResult
     from converters.formats import Format
-    from edge.contract import ModelContract
+    from edge.core.contract import ModelContract
 
 
 @dataclass

@@ -9,13 +9,13 @@ contract. Both go through modules outside its public API:
 - `tensorflow.lite.python.schema_py_generated` and `tensorflow.lite.tools.flatbuffer_utils`:
   FlatBuffer objects, read and write (embed.py, bias_correction.py, formats.py);
 - `tensorflow.python.framework.convert_to_constants`: the fast feature-model conversion
-  (trainer/features.py, which falls back to the public path without it).
+  (trainer/fit/features.py, which falls back to the public path without it).
 
-pyproject.toml pins TensorFlow to `TESTED_TENSORFLOW` and `tests/test_convert_units.py` checks
-that every entry still exists in the installed version. When TensorFlow moves: raise the pin,
-run that test and `pytest tests/test_convert.py` (every variant converted and checked against
-Keras); if an entry is gone, `convert --no-bias-correction` still writes int8 through the public
-API only, and the contract embedding must be ported to the `flatbuffers` package with the
+pyproject.toml pins TensorFlow to `TESTED_TENSORFLOW` and `tests/converters/test_convert_units.py`
+checks that every entry still exists in the installed version. When TensorFlow moves: raise the pin,
+run that test and `pytest tests/converters/test_convert.py` (every variant converted and checked
+against Keras); if an entry is gone, `convert --no-bias-correction` still writes int8 through the
+public API only, and the contract embedding must be ported to the `flatbuffers` package with the
 published TFLite schema before the pin can move.
 """
 

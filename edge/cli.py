@@ -4,9 +4,9 @@ Commands: `run` (the camera loop with its outputs), `evaluate` (detectors and cl
 VOC annotations), `make-video` (a test video from photos), `info` (runtimes, model, GUI).
 Heavy imports happen inside the commands so `edge --help` stays fast.
 
-Exit codes (edge/console.py): 0 done (also when stopped by SIGINT/SIGTERM: the run ends cleanly with
-its summary), 1 the source was lost and could not be reopened, 2 bad input (file, camera, option),
-130 Ctrl-C while starting. Errors are one line on stderr, `edge: error: ...`.
+Exit codes (edge/core/console.py): 0 done (also when stopped by SIGINT/SIGTERM: the run ends cleanly
+with its summary), 1 the source was lost and could not be reopened, 2 bad input (file, camera,
+option), 130 Ctrl-C while starting. Errors are one line on stderr, `edge: error: ...`.
 """
 
 from __future__ import annotations
@@ -15,33 +15,35 @@ import json
 import math
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from edge.assets import (
+from edge.config.command import config_app
+from edge.config.options import run_signature
+from edge.config.schema import DETECTOR_NAMES
+from edge.core.assets import (
     DEFAULT_DETECT_WIDTH,
     detector_model_help,
     detector_threshold_help,
     model_help,
 )
-from edge.console import EXIT_FAILED, cli_app, fail, user_errors
-from edge.runner import DETECTOR_NAMES, RunError, Runner, RunOptions, parse_size
+from edge.core.console import EXIT_FAILED, cli_app, fail, user_errors
+from edge.runner import RunError, Runner, RunOptions, parse_size
 
 app = cli_app(help="Face-mask detection on a device: camera/video -> faces -> mask or not.")
 
-DEFAULTS = RunOptions()  # `edge run`'s defaults, defined once in edge/runner.py
 PROG = "edge"
 
 
 def _known_errors() -> tuple[type[BaseException], ...]:
     """The errors that are the user's to fix: one line and exit 2 (imported when needed)."""
-    from edge.assets import AssetError
-    from edge.contract import ContractError
-    from edge.evaluate import DatasetError
-    from edge.outputs import OutputError
-    from edge.runtime import RuntimeUnavailable
-    from edge.sources import SourceError
+    from edge.core.assets import AssetError
+    from edge.core.contract import ContractError
+    from edge.core.runtime import RuntimeUnavailable
+    from edge.inference.evaluate import DatasetError
+    from edge.sinks.outputs import OutputError
+    from edge.video.sources import SourceError
 
     return (AssetError, ContractError, DatasetError, OutputError, RuntimeUnavailable,
             SourceError, ValueError)
@@ -88,141 +90,30 @@ def _check_evaluate(widths: list[int] | None, thresholds: list[float] | None,
         _writable(Path(json_out), "--json")
 
 
-@app.command()
-def run(
-    camera: Annotated[int | None, typer.Option(
-        "--camera", help="Camera index (picamera2 when it sees the camera, else OpenCV V4L2).",
-        show_default=False)] = DEFAULTS.camera,
-    source: Annotated[str | None, typer.Option(
-        "--source", help="Video file, image, folder of images, or stream URL (rtsp://, http://).",
-        show_default=False)] = DEFAULTS.source,
-    model: Annotated[Path | None, typer.Option(help=model_help(), show_default=False)
-                     ] = DEFAULTS.model,
-    detector: Annotated[str, typer.Option(
-        help=f"{' | '.join(DETECTOR_NAMES)} (yunet: fine-tuned on masked faces; yunet-stock: "
-        "OpenCV's weights; none: the whole frame is one face).")
-    ] = DEFAULTS.detector,
-    detector_model: Annotated[Path | None, typer.Option(
-        help=detector_model_help(), show_default=False)] = DEFAULTS.detector_model,
-    detector_threshold: Annotated[float | None, typer.Option(
-        help=detector_threshold_help(), show_default=False)] = DEFAULTS.detector_threshold,
-    detect_width: Annotated[int | None, typer.Option(
-        help=f"YuNet sees each frame scaled, up or down, to this width (default "
-             f"{DEFAULT_DETECT_WIDTH}; 0 = as it is, for large frames with distant faces).",
-        show_default=False)] = DEFAULTS.detect_width,
-    calibrate_boxes: Annotated[bool, typer.Option(
-        help="Map YuNet's boxes onto the annotation convention (fitted on held-in photos).")
-    ] = DEFAULTS.calibrate_boxes,
-    threads: Annotated[int | None, typer.Option(
-        help="Inference threads (interpreter and OpenCV).", show_default=False)] = DEFAULTS.threads,
-    runtime: Annotated[str, typer.Option(
-        help="TFLite runtime: auto (litert, then tflite_runtime, then tensorflow.lite), "
-             "litert, tflite_runtime, tensorflow.")] = DEFAULTS.runtime,
-    camera_size: Annotated[str, typer.Option(help="Camera capture size.")
-                           ] = DEFAULTS.camera_size,
-    camera_backend: Annotated[str, typer.Option(help="auto | opencv | picamera2.")
-                              ] = DEFAULTS.camera_backend,
-    realtime: Annotated[bool, typer.Option(
-        "--realtime", help="Play files at their frame rate and drop frames like a camera.")
-    ] = DEFAULTS.realtime,
-    loop: Annotated[bool, typer.Option("--loop", help="Repeat a file or folder forever.")
-                    ] = DEFAULTS.loop,
-    save: Annotated[str | None, typer.Option(
-        metavar="FILE|DIR/", help="Write the annotated video here (.mp4, .avi; frames of "
-        "another size than the first are scaled and letterboxed into it), or, for a folder "
-        "(ending in / or existing), one annotated image per frame: each photo under its own "
-        "name and size.", show_default=False)] = DEFAULTS.save,
-    save_fps: Annotated[float | None, typer.Option(
-        help="Frame rate of the saved video (default: the source's, else 15).",
-        show_default=False)] = DEFAULTS.save_fps,
-    json_out: Annotated[str | None, typer.Option(
-        "--json", help="Write one JSON line per frame and per alert here ('-' = stdout).",
-        show_default=False)] = DEFAULTS.json_out,
-    show: Annotated[bool, typer.Option(
-        "--show", help="Show a window (needs an OpenCV with GUI).")] = DEFAULTS.show,
-    serve: Annotated[str | None, typer.Option(
-        help="Serve the live dashboard (stream, counts, alerts) at HOST:PORT (PORT alone binds "
-             "127.0.0.1; port 0 picks a free one; beyond loopback it needs --serve-auth).",
-        show_default=False)] = DEFAULTS.serve,
-    serve_auth: Annotated[str | None, typer.Option(
-        metavar="USER:PASSWORD|token:TOKEN", envvar="MASKEDGE_SERVE_AUTH", show_envvar=True,
-        help="Credentials for --serve (HTTP Basic, or a bearer token); better from the "
-             "environment variable, out of shell history.", show_default=False)
-    ] = DEFAULTS.serve_auth,
-    serve_insecure: Annotated[bool, typer.Option(
-        "--serve-insecure", help="Serve beyond loopback without authentication.")
-    ] = DEFAULTS.serve_insecure,
-    mqtt: Annotated[str | None, typer.Option(
-        metavar="mqtt://[USER:PASS@]HOST[:PORT][/PREFIX]", envvar="MASKEDGE_MQTT",
-        show_envvar=True, help="Publish alerts, stats and status to this broker, with Home "
-        "Assistant discovery (needs the 'mqtt' extra).", show_default=False)] = DEFAULTS.mqtt,
-    device_name: Annotated[str | None, typer.Option(
-        help="Device name in MQTT topics and Home Assistant (default: the host name).",
-        show_default=False)] = DEFAULTS.device_name,
-    webhook: Annotated[str | None, typer.Option(
-        metavar="URL", envvar="MASKEDGE_WEBHOOK", show_envvar=True,
-        help="POST each alert as JSON to this http(s) URL (timeout, retries, backoff).",
-        show_default=False)] = DEFAULTS.webhook,
-    snapshots: Annotated[Path | None, typer.Option(
-        metavar="DIR", help="Save a JPEG of the face and of the frame for each alert here.",
-        show_default=False)] = DEFAULTS.snapshots,
-    snapshots_keep: Annotated[int | None, typer.Option(
-        metavar="N", help="Keep only the newest N alerts' snapshots.", show_default=False)
-    ] = DEFAULTS.snapshots_keep,
-    rtsp_transport: Annotated[str, typer.Option(
-        help="auto | tcp | udp: how an rtsp:// stream's packets travel (tcp for lossy "
-             "networks).")] = DEFAULTS.rtsp_transport,
-    max_frames: Annotated[int | None, typer.Option(
-        help="Stop after this many processed frames.", show_default=False)] = DEFAULTS.max_frames,
-    alert_after: Annotated[int | None, typer.Option(
-        help="Raise an alert event when a face stays unmasked for N frames.",
-        show_default=False)] = DEFAULTS.alert_after,
-    alert_label: Annotated[list[str] | None, typer.Option(
-        help="Label that counts as unmasked (repeatable; default: without_* and *incorrect*).",
-        show_default=False)] = None,
-    stats_every: Annotated[float, typer.Option(
-        metavar="SECONDS",
-        help="Give a stats event (people per class, compliance) every SECONDS and at the end "
-             "(0 = none).")] = DEFAULTS.stats_every,
-    zone: Annotated[list[str] | None, typer.Option(
-        metavar="X1,Y1,X2,Y2",
-        help="Only faces centred inside count in stats and alerts (repeatable; pixels, or "
-             "fractions of the frame when all four are <= 1).",
-        show_default=False)] = None,
-    blur_faces: Annotated[bool, typer.Option(
-        "--blur-faces", help="Blur faces in the annotated output (video, page, window).")
-    ] = DEFAULTS.blur_faces,
-    detect_ahead: Annotated[bool, typer.Option(
-        "--detect-ahead", help="Detect the next frame on a thread while classifying this one "
-        "(uses a second core; one frame more latency).")] = DEFAULTS.detect_ahead,
-    classify_every: Annotated[int | None, typer.Option(
-        metavar="N", help="Video and camera: a face that stays in place keeps its class "
-        "probabilities for N-1 frames before it is classified again (1 = every frame) "
-        "[default: 3].", show_default=False)] = DEFAULTS.classify_every,
-    detect_every: Annotated[int | None, typer.Option(
-        metavar="N", help="Video and camera: run the detector on every Nth frame only; the "
-        "frames between keep its faces (faster; a new face shows up to N-1 frames late; 1 = "
-        "every frame) [default: 2].", show_default=False)] = DEFAULTS.detect_every,
-    reconnect_attempts: Annotated[int, typer.Option(
-        help="Reopen attempts (with backoff) when a camera or stream is lost.")
-    ] = DEFAULTS.reconnect_attempts,
-    json_summary: Annotated[bool, typer.Option(
-        "--json-summary", help="Print the end-of-run summary as JSON.")] = DEFAULTS.json_summary,
-    quiet: Annotated[bool, typer.Option(
-        "--quiet", help="No status or alert lines on stderr while running.")] = DEFAULTS.quiet,
-) -> None:
+def run(ctx: typer.Context, config: Path | None = None, **values: Any) -> None:
     """Detect faces, follow them and classify mask / no mask on every frame, with the chosen
-    outputs (the run itself is assembled by edge/runner.py)."""
-    given = dict(locals())
+    outputs. Every option can also come from a config file (--config; `edge config init`
+    writes one); the run itself is assembled by edge/runner.py."""
+    from edge.config.files import ConfigError, read_config
+    from edge.config.options import given_on_command_line, resolve
+
+    with user_errors(PROG, (ConfigError,)):
+        from_file = read_config(config) if config is not None else {}
+    options = RunOptions(**resolve(values, given_on_command_line(ctx), from_file))
     with user_errors(PROG, _known_errors(), interrupted="interrupted while starting"):
-        runner = Runner(RunOptions(**{**given, "alert_label": tuple(alert_label or ()),
-                                      "zone": tuple(zone or ())}),
-                        notice=lambda line: typer.echo(line, err=True))
+        runner = Runner(options, notice=lambda line: typer.echo(line, err=True))
         runner.open()
     summary = runner.run()
     runner.report(summary)
     if summary.error:
         raise typer.Exit(EXIT_FAILED)
+
+
+# One parameter per setting of edge/config/schema.py: names, types, defaults and help from there.
+run.__signature__ = run_signature()  # type: ignore[attr-defined]
+run.__annotations__ = {p.name: p.annotation for p in run.__signature__.parameters.values()}
+app.command()(run)
+app.add_typer(config_app, name="config")
 
 
 @app.command()
@@ -269,11 +160,11 @@ def evaluate(
         raise fail(PROG, "--detector-model goes with one --detector; use --detector-dir for "
                          "several")
     _check_evaluate(detect_width, detector_threshold, threads, limit, detector_dir, json_out)
-    from edge.evaluate import Setting, compare, format_evaluation
-    from edge.fileio import write_text_atomic
-    from edge.labelmap import LabelMap, LabelMapError
-    from edge.pipeline import PipelineOptions
-    from edge.voc import load_voc, read_name_list
+    from edge.core.fileio import write_text_atomic
+    from edge.core.labelmap import LabelMap, LabelMapError
+    from edge.core.voc import load_voc, read_name_list
+    from edge.inference.evaluate import Setting, compare, format_evaluation
+    from edge.inference.pipeline import PipelineOptions
 
     base = PipelineOptions(model=model, threads=threads, calibrate_boxes=calibrate_boxes)
     settings = Setting.grid(names, detector_model, detector_dir, detect_width,
@@ -315,8 +206,8 @@ def make_video_command(
     _writable(out, "OUT")
     if not photos.is_dir():
         raise fail(PROG, f"not a folder: {photos}")
-    from edge.outputs import OutputError
-    from edge.videomaker import list_images, make_video
+    from edge.sinks.outputs import OutputError
+    from edge.video.videomaker import list_images, make_video
 
     files = list_images(photos, limit)
     if not files:
@@ -334,12 +225,12 @@ def info(
         help=f"Describe this classifier. {model_help()}", show_default=False)] = None,
 ) -> None:
     """What this device can run: TFLite runtimes, the model's contract, detectors, GUI."""
-    from edge.assets import default_model_path
-    from edge.detectors import DETECTORS
-    from edge.fileio import cache_root
-    from edge.outputs import gui_problem
-    from edge.runtime import available_runtimes
-    from edge.tflite_metadata import read_contract
+    from edge.core.assets import default_model_path
+    from edge.core.fileio import cache_root
+    from edge.core.runtime import available_runtimes
+    from edge.core.tflite_metadata import read_contract
+    from edge.detection.detectors import DETECTORS
+    from edge.sinks.outputs import gui_problem
 
     typer.echo(f"runtimes    {', '.join(available_runtimes()) or 'none'}")
     path = model or default_model_path()

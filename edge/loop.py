@@ -1,16 +1,17 @@
 """The frame loop: newest frame -> pipeline -> tracks -> drawing -> outputs, timed, until stopped.
 
-`run_loop` takes a started `FrameGrabber` (edge/capture.py), a `Pipeline` and output sinks
-(edge/outputs.py). Each frame's faces get track ids and smoothed labels (edge/tracking.py), are
-marked inside or outside the zones (edge/zones.py), counted as people (edge/stats.py) and checked
-for alerts (edge/alerts.py); alerts go through the alert hooks, then to every sink, and `stats`
-events go to every sink every `stats_every` seconds and once at the end (shapes:
-edge/events.py). The run stops at the end of a file, after `max_frames`, when `stop` is set (the
-runner sets it on SIGINT/SIGTERM), when a window asks to quit, or when a lost camera cannot be
-reopened; then `run_loop` returns a `RunSummary`: frames, dropped and unreadable frames, FPS,
-faces and people per class, compliance, alerts, mean milliseconds per stage. Closing the sinks
-is the caller's job (edge/runner.py), so they are closed on every path. With `detect_ahead`,
-detection of the next frame overlaps classification of this one (edge/detect_ahead.py).
+`run_loop` takes a started `FrameGrabber` (edge/video/capture.py), a `Pipeline` and output sinks
+(edge/sinks/outputs.py). Each frame's faces get track ids and smoothed labels
+(edge/tracking/tracks.py), are marked inside or outside the zones (edge/tracking/zones.py), counted
+as people (edge/tracking/stats.py) and checked for alerts (edge/tracking/alerts.py); alerts go
+through the alert hooks, then to every sink, and `stats` events go to every sink every `stats_every`
+seconds and once at the end (shapes: edge/tracking/events.py). The run stops at the end of a file,
+after `max_frames`, when `stop` is set (the runner sets it on SIGINT/SIGTERM), when a window asks to
+quit, or when a lost camera cannot be reopened; then `run_loop` returns a `RunSummary`: frames,
+dropped and unreadable frames, FPS, faces and people per class, compliance, alerts, mean
+milliseconds per stage. Closing the sinks is the caller's job (edge/runner.py), so they are closed
+on every path. With `detect_ahead`, detection of the next frame overlaps classification of this one
+(edge/inference/detect_ahead.py).
 """
 
 from __future__ import annotations
@@ -24,16 +25,16 @@ from typing import Any
 
 import numpy as np
 
-from edge.alerts import TrackAlerts
-from edge.capture import CapturedFrame, FrameGrabber
-from edge.detect_ahead import DetectAhead
-from edge.draw import annotate
-from edge.events import AlertHook
-from edge.outputs import Sink, StopsRun
-from edge.pipeline import FrameResult, Pipeline
-from edge.stats import PeopleCounter
-from edge.tracking import TrackedFace, Tracker, TrackerOptions
-from edge.zones import PixelBox, Zone, in_zones, pixel_zones
+from edge.inference.detect_ahead import DetectAhead
+from edge.inference.pipeline import FrameResult, Pipeline
+from edge.sinks.draw import annotate
+from edge.sinks.outputs import Sink, StopsRun
+from edge.tracking.alerts import TrackAlerts
+from edge.tracking.events import AlertHook
+from edge.tracking.stats import PeopleCounter
+from edge.tracking.tracks import TrackedFace, Tracker, TrackerOptions
+from edge.tracking.zones import PixelBox, Zone, in_zones, pixel_zones
+from edge.video.capture import CapturedFrame, FrameGrabber
 
 STAGES = ("capture", "wait", "detect", "classify", "track", "draw", "output")
 #: What the people count and the alerts of a run mean, for its summary.
@@ -50,7 +51,8 @@ class LoopOptions:
     alert_after: int | None = None  # frames a tracked face must stay unmasked to raise an alert
     alert_labels: tuple[str, ...] = ()  # labels that count as unmasked
     status_every: float = 0.0  # seconds between status lines (0: none)
-    #: Detect the next frame on a thread while classifying this one (edge/detect_ahead.py).
+    #: Detect the next frame on a thread while classifying this one
+    #: (edge/inference/detect_ahead.py).
     detect_ahead: bool = False
     stats_every: float = 0.0  # seconds between `stats` events (0: none, not even at the end)
     zones: tuple[Zone, ...] = ()  # faces count only inside these (none: everywhere)
@@ -109,7 +111,8 @@ class RunSummary:
 
 def frame_record(index: int, captured_at: float, faces: Sequence[TrackedFace], fps: float,
                  timings: dict[str, float], source: str | None = None) -> dict[str, Any]:
-    """The JSON-lines object of one frame (edge/events.py); `source` names the frame's file."""
+    """The JSON-lines object of one frame (edge/tracking/events.py); `source` names the frame's
+    file."""
     record: dict[str, Any] = {"frame": index, "time": round(captured_at, 3)}
     if source is not None:
         record["source"] = source
@@ -148,7 +151,7 @@ class _Feed:
 
 
 class _AheadFeed(_Feed):
-    """The same feed with detection on a thread one frame ahead (edge/detect_ahead.py)."""
+    """The same feed with detection on a thread one frame ahead (edge/inference/detect_ahead.py)."""
 
     def __init__(self, pipeline: Pipeline, grabber: FrameGrabber) -> None:
         super().__init__(pipeline, grabber)

@@ -13,10 +13,10 @@ step fails; `run` installs the signal handlers, runs `edge.loop.run_loop` and cl
 
 More outputs without touching the loop: each entry of `RunOptions.extra_sinks` is called with a
 `RunContext` (options, model labels, source, frame rate, a notice printer) and returns a sink
-(`edge.outputs.Sink`); each of `RunOptions.alert_hooks` returns an `edge.events.AlertHook`, called
-with every alert (and the frame) before the sinks get it. A subclass may instead override
-`sink_factories` / `hook_factories`. Sinks are closed by the runner; a hook with a `close(ok)`
-method that is not also a sink is closed too.
+(`edge.sinks.outputs.Sink`); each of `RunOptions.alert_hooks` returns an
+`edge.tracking.events.AlertHook`, called with every alert (and the frame) before the sinks get it. A
+subclass may instead override `sink_factories` / `hook_factories`. Sinks are closed by the runner; a
+hook with a `close(ok)` method that is not also a sink is closed too.
 
 Only the standard library is imported at module level, so `edge --help` stays fast.
 """
@@ -24,7 +24,6 @@ Only the standard library is imported at module level, so `edge --help` stays fa
 from __future__ import annotations
 
 import json
-import math
 import signal
 import sys
 import threading
@@ -33,26 +32,35 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 
-if TYPE_CHECKING:
-    from edge.capture import FrameGrabber
-    from edge.dashboard import ServeAuth
-    from edge.events import AlertHook
-    from edge.loop import RunSummary
-    from edge.outputs import Sink
-    from edge.pipeline import Pipeline
-    from edge.sources import FrameSource
-    from edge.tracking import TrackerOptions
-    from edge.zones import Zone
+from edge.config.schema import BY_NAME, DEFAULTS, bounds_problem
 
-#: edge.detectors.DETECTORS' names (kept here so that the CLI starts without OpenCV).
-DETECTOR_NAMES = ("yunet", "yunet-stock", "blazeface-short", "blazeface-full", "none")
-RUNTIME_NAMES = ("auto", "litert", "tflite_runtime", "tensorflow")
-RTSP_TRANSPORTS = ("auto", "tcp", "udp")
-CAMERA_BACKENDS = ("auto", "opencv", "picamera2")  # edge.sources.CAMERA_BACKENDS
+if TYPE_CHECKING:
+    from edge.inference.pipeline import Pipeline
+    from edge.loop import RunSummary
+    from edge.sinks.dashboard import ServeAuth
+    from edge.sinks.outputs import Sink
+    from edge.tracking.events import AlertHook
+    from edge.tracking.tracks import TrackerOptions
+    from edge.tracking.zones import Zone
+    from edge.video.capture import FrameGrabber
+    from edge.video.sources import FrameSource
+
 
 
 class RunError(ValueError):
     """A bad option or combination of options (one line for the user)."""
+
+
+def _check_database_path(path: Path) -> None:
+    """--history names a file that exists or can be created (its folder may not exist yet)."""
+    if path.is_dir():
+        raise RunError(f"--history {path} is a folder; name the database file, e.g. "
+                       f"{path / 'events.db'}")
+    ancestor = path.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise RunError(f"--history {path}: {ancestor} is not a folder")
 
 
 @dataclass(frozen=True)
@@ -75,48 +83,52 @@ HookFactory = Callable[[RunContext], "AlertHook"]
 class RunOptions:
     """Every `edge run` option (CLI names with dashes), plus what only Python callers set."""
 
-    camera: int | None = None
-    source: str | None = None  # video file, image, folder of images, or stream URL
-    model: Path | None = None
-    detector: str = "yunet"
-    detector_model: Path | None = None
-    detector_threshold: float | None = None
-    detect_width: int | None = None
-    calibrate_boxes: bool = True
-    threads: int | None = None
-    runtime: str = "auto"
-    camera_size: str = "640x480"
-    camera_backend: str = "auto"
-    realtime: bool = False
-    loop: bool = False
-    save: str | Path | None = None  # a video file, or a folder (ends in /, or exists): images
-    save_fps: float | None = None
-    json_out: str | None = None  # --json
-    show: bool = False
-    serve: str | None = None
-    serve_auth: str | None = field(default=None, repr=False)  # USER:PASSWORD | token:TOKEN
-    serve_insecure: bool = False
-    mqtt: str | None = field(default=None, repr=False)  # mqtt://[user:pass@]host[:port][/prefix]
-    device_name: str | None = None  # MQTT device name (default: the host name)
-    webhook: str | None = field(default=None, repr=False)
-    snapshots: Path | None = None
-    snapshots_keep: int | None = None
-    rtsp_transport: str = "auto"
-    max_frames: int | None = None
-    alert_after: int | None = None
-    alert_label: tuple[str, ...] = ()  # empty: the model's without_* / *incorrect* labels
-    stats_every: float = 0.0
-    zone: tuple[str, ...] = ()  # "x1,y1,x2,y2", pixels or fractions
-    blur_faces: bool = False
-    detect_ahead: bool = False
-    classify_every: int | None = None  # None: edge.pipeline.DEFAULT_CLASSIFY_EVERY
-    detect_every: int | None = None  # None: edge.pipeline.DEFAULT_DETECT_EVERY
-    reconnect_attempts: int = 10
-    json_summary: bool = False
-    quiet: bool = False
+    camera: int | None = DEFAULTS["camera"]
+    source: str | None = DEFAULTS["source"]  # video file, image, folder of images, or stream URL
+    model: Path | None = DEFAULTS["model"]
+    detector: str = DEFAULTS["detector"]
+    detector_model: Path | None = DEFAULTS["detector_model"]
+    detector_threshold: float | None = DEFAULTS["detector_threshold"]
+    detect_width: int | None = DEFAULTS["detect_width"]
+    calibrate_boxes: bool = DEFAULTS["calibrate_boxes"]
+    threads: int | None = DEFAULTS["threads"]
+    runtime: str = DEFAULTS["runtime"]
+    camera_size: str = DEFAULTS["camera_size"]
+    camera_backend: str = DEFAULTS["camera_backend"]
+    realtime: bool = DEFAULTS["realtime"]
+    loop: bool = DEFAULTS["loop"]
+    save: str | Path | None = DEFAULTS["save"]
+    save_fps: float | None = DEFAULTS["save_fps"]
+    json_out: str | None = DEFAULTS["json_out"]  # --json
+    show: bool = DEFAULTS["show"]
+    serve: str | None = DEFAULTS["serve"]
+    serve_auth: str | None = field(default=DEFAULTS["serve_auth"], repr=False)
+    serve_insecure: bool = DEFAULTS["serve_insecure"]
+    mqtt: str | None = field(default=DEFAULTS["mqtt"], repr=False)
+    device_name: str | None = DEFAULTS["device_name"]  # MQTT device name (default: the host name)
+    webhook: str | None = field(default=DEFAULTS["webhook"], repr=False)
+    snapshots: Path | None = DEFAULTS["snapshots"]
+    snapshots_keep: int | None = DEFAULTS["snapshots_keep"]
+    rtsp_transport: str = DEFAULTS["rtsp_transport"]
+    max_frames: int | None = DEFAULTS["max_frames"]
+    alert_after: int | None = DEFAULTS["alert_after"]
+    alert_label: tuple[str, ...] = DEFAULTS["alert_label"]
+    stats_every: float = DEFAULTS["stats_every"]
+    zone: tuple[str, ...] = DEFAULTS["zone"]  # "x1,y1,x2,y2", pixels or fractions
+    blur_faces: bool = DEFAULTS["blur_faces"]
+    detect_ahead: bool = DEFAULTS["detect_ahead"]
+    classify_every: int | None = DEFAULTS["classify_every"]
+    detect_every: int | None = DEFAULTS["detect_every"]
+    reconnect_attempts: int = DEFAULTS["reconnect_attempts"]
+    json_summary: bool = DEFAULTS["json_summary"]
+    track_max_age: int | None = DEFAULTS["track_max_age"]  # None: TrackerOptions' own
+    count_min_score: float | None = DEFAULTS["count_min_score"]
+    history: Path | None = DEFAULTS["history"]  # SQLite event history
+    history_days: int = DEFAULTS["history_days"]
+    quiet: bool = DEFAULTS["quiet"]
     # Not on the command line:
     status_every: float = 5.0  # seconds between status lines on stderr (unless quiet)
-    tracking: TrackerOptions | None = None  # None: edge.tracking's defaults
+    tracking: TrackerOptions | None = None  # None: edge.tracking.tracks's defaults
     extra_sinks: tuple[SinkFactory, ...] = field(default=(), compare=False)
     alert_hooks: tuple[HookFactory, ...] = field(default=(), compare=False)
 
@@ -124,43 +136,32 @@ class RunOptions:
         """Raise `RunError` for what is wrong before anything is opened."""
         if (self.camera is None) == (self.source is None):
             raise RunError("give exactly one of --camera N or --source FILE|DIR|URL")
-        for name, value, choices in (("--detector", self.detector, DETECTOR_NAMES),
-                                     ("--runtime", self.runtime, RUNTIME_NAMES),
-                                     ("--camera-backend", self.camera_backend, CAMERA_BACKENDS),
-                                     ("--rtsp-transport", self.rtsp_transport, RTSP_TRANSPORTS)):
-            if value not in choices:
-                raise RunError(f"{name} must be one of {', '.join(choices)}, not {value!r}")
+        for setting in BY_NAME.values():
+            value = getattr(self, setting.name)
+            if setting.choices and value not in setting.choices:
+                raise RunError(f"{setting.option} must be one of {', '.join(setting.choices)}, "
+                               f"not {value!r}")
         self._check_numbers()
         self.size()
         self.zones()
         if self.snapshots is not None and self.snapshots.exists() and not self.snapshots.is_dir():
             raise RunError(f"--snapshots {self.snapshots} exists and is not a folder")
+        if self.history is not None:
+            _check_database_path(self.history)
         self._check_outputs()
 
     def _check_numbers(self) -> None:
-        for name, number, least in (
-                ("--camera", self.camera, 0), ("--threads", self.threads, 1),
-                ("--max-frames", self.max_frames, 1), ("--alert-after", self.alert_after, 1),
-                ("--snapshots-keep", self.snapshots_keep, 1),
-                ("--detect-width", self.detect_width, 0),
-                ("--classify-every", self.classify_every, 1),
-                ("--detect-every", self.detect_every, 1),
-                ("--reconnect-attempts", self.reconnect_attempts, 0)):
-            if number is not None and number < least:
-                raise RunError(f"{name} must be at least {least}"
-                               + (" (0: full size)" if name == "--detect-width" else ""))
-        for name, value, low, high in (
-                ("--detector-threshold", self.detector_threshold, 0.0, 1.0),
-                ("--save-fps", self.save_fps, 1e-3, 1e3),
-                ("--stats-every", self.stats_every, 0.0, math.inf)):
-            if value is not None and not low <= value <= high:  # also NaN
-                raise RunError(f"{name} must lie in [{low:g}, {high:g}], not {value}")
+        """Every number against its bounds in the schema (edge/config/schema.py)."""
+        for name, setting in BY_NAME.items():
+            problem = bounds_problem(setting, getattr(self, name), setting.option)
+            if problem:
+                raise RunError(problem + (" (0: full size)" if name == "detect_width" else ""))
 
     def _check_outputs(self) -> None:
         """Addresses and credentials of the network outputs, parsed before anything opens; a
         --save folder that is the --source folder (its photos would be replaced)."""
-        from edge.dashboard import check_exposure
-        from edge.outputs import is_folder_target, parse_address
+        from edge.sinks.dashboard import check_exposure
+        from edge.sinks.outputs import is_folder_target, parse_address
 
         if self.save is not None and self.source is not None and is_folder_target(self.save):
             source = Path(self.source)
@@ -174,17 +175,17 @@ class RunOptions:
             except ValueError as exc:
                 raise RunError(str(exc)) from None
         if self.mqtt is not None:
-            from edge.mqtt import parse_mqtt_url
+            from edge.sinks.mqtt import parse_mqtt_url
 
             parse_mqtt_url(self.mqtt)  # MqttError (an OutputError): one line, no password
         if self.webhook is not None:
-            from edge.webhook import split_credentials
+            from edge.sinks.webhook import split_credentials
 
             split_credentials(self.webhook)
 
     def auth(self) -> ServeAuth | None:
         """--serve-auth parsed (ValueError with one line that never repeats the secret)."""
-        from edge.dashboard import parse_serve_auth
+        from edge.sinks.dashboard import parse_serve_auth
 
         return parse_serve_auth(self.serve_auth) if self.serve_auth else None
 
@@ -192,8 +193,19 @@ class RunOptions:
         """--camera-size as (width, height)."""
         return parse_size(self.camera_size, "--camera-size")
 
+    def tracker(self) -> TrackerOptions:
+        """`tracking` (else the tracker's defaults) with the [tracking] settings given."""
+        import dataclasses
+
+        from edge.tracking.tracks import TrackerOptions
+
+        given = {key: value for key, value in (("max_age", self.track_max_age),
+                                               ("count_min_score", self.count_min_score))
+                 if value is not None}
+        return dataclasses.replace(self.tracking or TrackerOptions(), **given)
+
     def zones(self) -> tuple[Zone, ...]:
-        from edge.zones import Zone
+        from edge.tracking.zones import Zone
 
         try:
             return tuple(Zone.parse(text) for text in self.zone)
@@ -236,7 +248,7 @@ class Runner:
     def open(self) -> Self:
         """Build pipeline, grabber (started), sinks and hooks; on failure close what was opened
         and re-raise (user errors: edge.cli's `_user_errors`)."""
-        from edge.capture import Backoff, FrameGrabber
+        from edge.video.capture import Backoff, FrameGrabber
 
         o = self.options
         try:
@@ -258,7 +270,7 @@ class Runner:
         return self
 
     def build_pipeline(self) -> Pipeline:
-        from edge.pipeline import Pipeline, PipelineOptions
+        from edge.inference.pipeline import Pipeline, PipelineOptions
 
         o = self.options
         every = {name: value for name, value in (("classify_every", o.classify_every),
@@ -271,7 +283,7 @@ class Runner:
 
     def choose_alert_labels(self, labels: tuple[str, ...]) -> tuple[str, ...]:
         """--alert-label, else the model's unmasked labels; checked against the model."""
-        from edge.alerts import unmasked_labels
+        from edge.tracking.alerts import unmasked_labels
 
         o = self.options
         chosen = o.alert_label or unmasked_labels(labels)
@@ -285,7 +297,7 @@ class Runner:
         return tuple(chosen)
 
     def build_source(self) -> FrameSource:
-        from edge.sources import camera_source, file_source
+        from edge.video.sources import camera_source, file_source
 
         o = self.options
         if o.camera is not None:
@@ -330,14 +342,13 @@ class Runner:
 
     def loop(self, stop: threading.Event) -> RunSummary:
         from edge.loop import LoopOptions, run_loop
-        from edge.tracking import TrackerOptions
 
         o = self.options
         assert self.pipeline is not None and self.grabber is not None, "open() first"
         options = LoopOptions(
             max_frames=o.max_frames, alert_after=o.alert_after, alert_labels=self.alert_labels,
             status_every=o.status_every, detect_ahead=o.detect_ahead, stats_every=o.stats_every,
-            zones=o.zones(), blur_faces=o.blur_faces, tracking=o.tracking or TrackerOptions())
+            zones=o.zones(), blur_faces=o.blur_faces, tracking=o.tracker())
         return run_loop(self.pipeline, self.grabber, self.sinks, options, stop,
                         status=None if o.quiet else self.notice, hooks=self.hooks)
 
@@ -378,20 +389,20 @@ class Runner:
 
 
 def _window(context: RunContext) -> Sink:
-    from edge.outputs import WindowSink
+    from edge.sinks.outputs import WindowSink
 
     return WindowSink()
 
 
 def _json_lines(context: RunContext) -> Sink:
-    from edge.outputs import JsonLinesSink
+    from edge.sinks.outputs import JsonLinesSink
 
     return JsonLinesSink(str(context.options.json_out))
 
 
 def _video(context: RunContext) -> Sink:
-    """`--save`: a video file, or one image per frame in a folder (edge.outputs)."""
-    from edge.outputs import ImageFolderSink, VideoSink, is_folder_target
+    """`--save`: a video file, or one image per frame in a folder (edge.sinks.outputs)."""
+    from edge.sinks.outputs import ImageFolderSink, VideoSink, is_folder_target
 
     save = context.options.save
     assert save is not None
@@ -401,8 +412,8 @@ def _video(context: RunContext) -> Sink:
 
 
 def _dashboard(context: RunContext) -> Sink:
-    from edge.dashboard import DashboardServer, is_loopback
-    from edge.outputs import parse_address
+    from edge.sinks.dashboard import DashboardServer, is_loopback
+    from edge.sinks.outputs import parse_address
 
     o = context.options
     host, port = parse_address(str(o.serve))
@@ -416,7 +427,7 @@ def _dashboard(context: RunContext) -> Sink:
 
 
 def _mqtt(context: RunContext) -> Sink:
-    from edge.mqtt import MqttSink
+    from edge.sinks.mqtt import MqttSink
 
     o = context.options
     sink = MqttSink(str(o.mqtt), o.device_name, labels=context.labels,
@@ -429,7 +440,7 @@ def _mqtt(context: RunContext) -> Sink:
 
 
 def _webhook(context: RunContext) -> Sink:
-    from edge.webhook import WebhookSink
+    from edge.sinks.webhook import WebhookSink
 
     sink = WebhookSink(str(context.options.webhook))
     context.notice(f"posting alerts to {sink.describe()}")
@@ -437,7 +448,7 @@ def _webhook(context: RunContext) -> Sink:
 
 
 def _snapshots(context: RunContext) -> AlertHook:
-    from edge.snapshots import SnapshotWriter
+    from edge.sinks.snapshots import SnapshotWriter
 
     o = context.options
     assert o.snapshots is not None

@@ -2,5 +2,5 @@
 
 `face_mask_2c_int8.tflite` (the default classifier, MODEL_CARD.md) and the default face detector:
 `yunet.tflite` and `yunet_calibration.json` (DETECTOR_CARD.md, LICENSE-yunet.txt).
-`edge.assets` finds them here; nothing is downloaded.
+`edge.core.assets` finds them here; nothing is downloaded.
 """

@@ -62,6 +62,8 @@ BAD: dict[str, list[Any]] = {
     "edge run --mqtt": ["http://127.0.0.1:1883", "mqtt://", "mqtt://127.0.0.1:99999"],
     "edge run --webhook": ["ftp://127.0.0.1/x", "notaurl", "http://"],
     "edge run --snapshots": ["{tmp}/a-file"],
+    "edge run --config": [MISSING, "{tmp}", "{tmp}/a-file"],
+    "edge run --history": ["{tmp}", "{tmp}/a-file/events.db"],
     "edge run --snapshots-keep": ["0", "-1"],
     "edge run --rtsp-transport": ["bogus"],
     "edge run --max-frames": ["0", "-1"],
@@ -141,6 +143,14 @@ BAD: dict[str, list[Any]] = {
     "trainer ensemble RUNS": [MISSING, "{tmp}/folders"],
     "trainer ensemble --out": ["{tmp}/a-file", "{folders}"],
     "trainer ensemble --logit-adjust": ["-0.1", "1.5", "nan"],
+    # trainer distill
+    "trainer distill DATA": [MISSING, "{folders}"],
+    "trainer distill --out": ["{tmp}/a-file", UNDER_FILE],
+    "trainer distill --teacher": [MISSING, "{tmp}/model.h5"],
+    "trainer distill --closeups": [MISSING],
+    "trainer distill --exclude-list": [MISSING],
+    "trainer distill --weights": [MISSING],
+    "trainer distill --cache-dir": ["{tmp}/a-file"],
     # trainer fit-detector
     "trainer fit-detector DATA": [MISSING],
     "trainer fit-detector --onnx": [MISSING],
@@ -181,6 +191,7 @@ BASE: dict[str, list[str]] = {
     "trainer fit": ["{folders}", "--out", "{tmp}/run", "--weights", "none", "--quiet"],
     "trainer evaluate": ["{tmp}/model.h5", "--data", "{folders}", "--quiet"],
     "trainer ensemble": ["{run}", "--out", "{tmp}/ensemble"],
+    "trainer distill": ["{voc}", "--out", "{tmp}/distill", "--weights", "none", "--quiet"],
     "trainer fit-detector": ["{voc}", "--onnx", "{tmp}/yunet.onnx", "--out", "{tmp}/ft.tflite"],
     "convert export": ["{tmp}/model.h5", "--no-progress"],
     "convert inspect": ["{tflite}"],
@@ -292,7 +303,7 @@ def places(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     (tmp / "a-run").mkdir()
     for name in ("model.h5", "split.json", "summary.json"):  # what `trainer ensemble` checks
         (tmp / "a-run" / name).write_text("{}")
-    from edge.assets import default_model_path
+    from edge.core.assets import default_model_path
 
     return {"tmp": str(tmp), "video": str(tmp / "clip.avi"), "voc": str(voc),
             "photos": str(photos), "folders": str(tmp / "folders"), "run": str(tmp / "a-run"),
@@ -304,12 +315,14 @@ def cut_short(monkeypatch: pytest.MonkeyPatch) -> None:
     """Where trainer and convert would start their real work, raise `Accepted` instead."""
     import converters.export
     import trainer.cli
+    import trainer.distill.run
 
     def accepted(*args: Any, **kwargs: Any) -> None:
         raise Accepted
 
     monkeypatch.setattr(trainer.cli, "_import_tensorflow_quietly", accepted)
     monkeypatch.setattr(converters.export, "convert_model", accepted)
+    monkeypatch.setattr(trainer.distill.run, "prepare_data", accepted)
 
 
 def fill(text: str, places: dict[str, str]) -> str:
@@ -366,10 +379,10 @@ def test_the_table_is_large() -> None:
 
 
 def test_camera_backends_agree() -> None:
-    import edge.runner
-    import edge.sources
+    import edge.config.schema
+    import edge.video.sources
 
-    assert edge.runner.CAMERA_BACKENDS == edge.sources.CAMERA_BACKENDS
+    assert edge.config.schema.CAMERA_BACKENDS == edge.video.sources.CAMERA_BACKENDS
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])

@@ -65,9 +65,9 @@ def option_help(app: typer.Typer, command: str, name: str) -> str:
 
 
 def test_edge_help_defaults_are_the_codes() -> None:
-    """What the options default to, in the help, comes from edge/assets.py, which the detectors
+    """What the options default to, in the help, comes from edge/core/assets.py, which the detectors
     and the classifier use; the shipped files it names are there."""
-    from edge.assets import (
+    from edge.core.assets import (
         DEFAULT_MODEL_NAME,
         DEFAULT_YUNET_THRESHOLD,
         DETECTOR_FILES,
@@ -77,8 +77,8 @@ def test_edge_help_defaults_are_the_codes() -> None:
         shipped_yunet_calibration,
         shipped_yunet_model,
     )
-    from edge.detectors import DEFAULT_DETECT_WIDTH, DetectorOptions
-    from edge.yunet import load_score_threshold
+    from edge.detection.detectors import DEFAULT_DETECT_WIDTH, DetectorOptions
+    from edge.detection.yunet import load_score_threshold
 
     text = option_help(edge_app, "run", "detector_model")
     assert "shipped in the package" in text and "downloaded" not in text.split(";")[0]
@@ -149,7 +149,7 @@ def without_train(module: str, *args: str) -> subprocess.CompletedProcess[str]:
     ("trainer.cli", ["evaluate", "model.h5", "--data", "x"], "trainer"),
     ("converters.cli", ["/nonexistent.h5", "--quantize", "int8"], "convert"),
     ("benchmarks.run", ["--help"], "benchmarks"),
-    ("benchmarks.threeclass", ["--quick"], "benchmarks"),
+    ("benchmarks.stages.threeclass", ["--quick"], "benchmarks"),
 ])
 def test_without_the_train_extra_one_line_names_it(module: str, args: list[str],
                                                    prog: str) -> None:

@@ -1,9 +1,10 @@
 """`trainer` command line: `trainer fit DATA --out RUN`, `trainer evaluate MODEL --data DATA`,
-`trainer ensemble RUN [RUN ...] --out DIR` and `trainer fit-detector`.
+`trainer ensemble RUN [RUN ...] --out DIR`, `trainer fit-detector` and
+`trainer distill DATA --out RUN`.
 
 User errors (bad data, bad options, missing weights or model files) print one line,
-`trainer: error: ...`, on stderr and exit with code 2 (edge/console.py); no traceback, no partial
-run folder. So does every command in an install without the `train` extra (the device's
+`trainer: error: ...`, on stderr and exit with code 2 (edge/core/console.py); no traceback, no
+partial run folder. So does every command in an install without the `train` extra (the device's
 `maskedge[edge]`): it names the extra to install. `trainer fit`'s defaults are
 `trainer.config.FitConfig`'s, defined once there.
 """
@@ -18,7 +19,7 @@ from typing import Annotated, Any
 
 import typer
 
-from edge.console import (
+from edge.core.console import (
     EXIT_FAILED,
     cli_app,
     fail,
@@ -28,7 +29,7 @@ from edge.console import (
     task,
     user_errors,
 )
-from edge.contract import ContractError
+from edge.core.contract import ContractError
 from trainer.config import MAX_SKIPPED_SHARE, DetectorFitConfig, EnsembleConfig, FitConfig
 from trainer.errors import ClusterError, ModelFileError, UserError, WeightsError
 
@@ -206,7 +207,7 @@ def _resume_config(resume: Path | None, can_start: bool) -> Any:
     and --out were given too (so one command starts a run and, restarted, resumes it)."""
     if resume is None:
         return None
-    from trainer.resume import config_for_resume, resumable
+    from trainer.fit.resume import config_for_resume, resumable
 
     if can_start and not resumable(resume):
         return None
@@ -217,7 +218,7 @@ def _run_fit(config: Any, quiet: bool) -> Any:
     """Import TensorFlow, make the strategy first (multi-worker needs that), then fit."""
     _import_tensorflow_quietly()
     from trainer.distribute import make_strategy
-    from trainer.fit import fit as run_fit
+    from trainer.fit.run import fit as run_fit
 
     make_strategy(config.strategy)
     return run_fit(config, progress=not quiet)
@@ -274,8 +275,8 @@ def evaluate(
         label_map_ = parse_label_map(label_map)
         only, exclude = name_list(only_list), name_list(exclude_list)
         _import_tensorflow_quietly()
-        from trainer.evaluate import Selection
-        from trainer.evaluate import evaluate as run_evaluate
+        from trainer.fit.evaluate import Selection
+        from trainer.fit.evaluate import evaluate as run_evaluate
 
         selection = Selection(label_map_, only=only, exclude=exclude)
         result = run_evaluate(model, data, split=split, out=out, min_face=min_face,
@@ -376,7 +377,7 @@ def fit_detector(
 def _detector_photos(data: list[Path], onnx: Path, out: Path, exclude_list: list[Path] | None,
                      seed: int) -> list[Any]:
     """`fit-detector`'s checks before TensorFlow loads, then its photos (VOC items)."""
-    from edge.voc import DatasetError, load_voc
+    from edge.core.voc import DatasetError, load_voc
     from trainer.config import check_output_file, name_lists
 
     exclude = name_lists(exclude_list)
@@ -387,6 +388,13 @@ def _detector_photos(data: list[Path], onnx: Path, out: Path, exclude_list: list
         raise fail(PROG, f"YuNet ONNX file not found: {onnx}")
     with user_errors(PROG, (DatasetError,)):
         return [item for root in data for item in load_voc(root, exclude=exclude)]
+
+
+# `trainer distill` lives in trainer/distill/command.py (its own Typer app too, for tests);
+# registered here as the same function.
+from trainer.distill.command import distill as _distill  # noqa: E402
+
+app.command("distill")(_distill)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ It also refuses data that cannot make a model (`check_usable`): more than `MAX_S
 the class-folder files are not images (DATA is probably the wrong folder; `--allow-skipped`
 trains anyway), fewer than two classes, or a class under `--min-per-class` images (default
 `DEFAULT_MIN_PER_CLASS`). Before decoding, a file counts as an image when it starts like one;
-`trainer.fit` checks again on what actually decoded.
+`trainer.fit.run` checks again on what actually decoded.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edge.labelmap import LabelMap, LabelMapError
-from edge.voc import DatasetError, read_name_list
-from trainer.datasets import (
+from edge.core.labelmap import LabelMap, LabelMapError
+from edge.core.voc import DatasetError, read_name_list
+from trainer.data.datasets import (
     DEFAULT_MIN_FACE,
     Dataset,
     Usable,
@@ -34,7 +34,7 @@ from trainer.errors import UserError
 ALPHAS = (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)
 STRATEGIES = ("auto", "one-device", "mirrored", "multi-worker")
 STREAM_MODES = ("auto", "on", "off")
-AUGMENT_POLICIES = ("reference", "mild")  # trainer.augment builds them
+AUGMENT_POLICIES = ("reference", "mild")  # trainer.data.augment builds them
 #: The fewest images a class may have (`--min-per-class`): below it, a class has a test image or
 #: two and the run's accuracy says nothing.
 DEFAULT_MIN_PER_CLASS = 10
@@ -53,7 +53,7 @@ class FitConfig:
     weights: str = "imagenet"
     input_size: int = 224
     alpha: float = 1.0
-    nose_band: bool = False  # also read the nose-and-mouth band at full size (trainer.model)
+    nose_band: bool = False  # also read the nose-and-mouth band at full size (trainer.fit.model)
     epochs: int = 20
     batch_size: int = 32
     learning_rate: float = 1e-4
@@ -65,12 +65,12 @@ class FitConfig:
     test_fraction: float = 0.15
     feature_cache: bool = True
     augment_views: int = 1
-    augment: str = "reference"  # augmentation policy: reference | mild (trainer.augment)
+    augment: str = "reference"  # augmentation policy: reference | mild (trainer.data.augment)
     label_smoothing: float = 0.0  # cross-entropy label smoothing, every phase
     fine_tune_layers: int = 0
     fine_tune_epochs: int = 5
     fine_tune_learning_rate: float = 1e-5
-    logit_adjust: float = 0.0  # after training: tau of the prior shift (trainer.model)
+    logit_adjust: float = 0.0  # after training: tau of the prior shift (trainer.fit.model)
     min_face: int = DEFAULT_MIN_FACE
     min_per_class: int = DEFAULT_MIN_PER_CLASS  # refuse a class with fewer usable images
     allow_skipped: bool = False  # train even when most class-folder files are not images
@@ -179,7 +179,7 @@ def out_dir_ready(out: Path, overwrite: bool) -> None:
 
 
 def check_weights(weights: str) -> None:
-    """The same rule as trainer.model.resolve_weights, without importing Keras."""
+    """The same rule as trainer.fit.model.resolve_weights, without importing Keras."""
     if weights == "imagenet" or weights.lower() == "none":
         return
     if not Path(weights).expanduser().is_file():

@@ -2,7 +2,8 @@
 
 YuNet's ONNX graph (OpenCV model zoo; 53 convolutions, ReLU, max-pooling, nearest upsampling,
 additions) is rebuilt as a Keras model with its weights, so it trains with TensorFlow and exports
-to a `.tflite` with a dynamic input size that `edge` runs like the stock file (edge/yunet.py).
+to a `.tflite` with a dynamic input size that `edge` runs like the stock file
+(edge/detection/yunet.py).
 
 Training follows YuNet's own recipe in small: every photo scaled (with jitter) into a 640 x 640
 canvas, flipped, brightness-jittered; each annotated face is assigned to grid cells by a
@@ -24,10 +25,10 @@ from typing import Any
 import cv2
 import numpy as np
 
-from edge.boxes import iou_matrix
-from edge.evaluate import read_rgb
-from edge.voc import AnnotatedImage
-from edge.yunet import STRIDES, prior_boxes
+from edge.core.boxes import iou_matrix
+from edge.core.voc import AnnotatedImage
+from edge.detection.yunet import STRIDES, prior_boxes
+from edge.inference.evaluate import read_rgb
 from trainer.config import DetectorFitConfig
 from trainer.errors import UserError
 
@@ -316,7 +317,7 @@ def export_tflite(trained: Any, onnx: Path, out: Path) -> None:
     dynamic input size, written atomically."""
     import tensorflow as tf
 
-    from edge.fileio import atomic_path
+    from edge.core.fileio import atomic_path
 
     model = build_yunet(onnx, logits=False)
     for layer in trained.layers:
@@ -330,6 +331,6 @@ def export_tflite(trained: Any, onnx: Path, out: Path) -> None:
 
 
 def write_history(path: Path, summary: dict[str, Any]) -> None:
-    from edge.fileio import write_text_atomic
+    from edge.core.fileio import write_text_atomic
 
     write_text_atomic(path, json.dumps(summary, indent=1) + "\n")

@@ -8,9 +8,9 @@ the ensemble keeps that test split, so the converters calibrate int8 on its trai
 any member trained on) and check it on its test images, which no member trained on.
 
 `--logit-adjust TAU` first shifts each member's decisions from the class-balanced prior toward its
-training class frequencies (`trainer.model.adjust_prior`, as `trainer fit --logit-adjust` does for
-one run); with one run, that shift is all the command does. `--flip` also runs every member on the
-mirrored face (`trainer.model.Mirror`) and averages all the views: twice the time per face.
+training class frequencies (`trainer.fit.model.adjust_prior`, as `trainer fit --logit-adjust` does
+for one run); with one run, that shift is all the command does. `--flip` also runs every member on
+the mirrored face (`trainer.fit.model.Mirror`) and averages all the views: twice the time per face.
 """
 
 from __future__ import annotations
@@ -27,18 +27,18 @@ from typing import Any
 import keras
 import numpy as np
 
-from edge import console
-from edge.contract import ModelContract
-from edge.fileio import write_text_atomic
-from edge.metrics import classification_report, per_class_summary
-from trainer.artifacts import load_keras_model, read_keras_contract, save_keras_model
+from edge.core import console
+from edge.core.contract import ModelContract
+from edge.core.fileio import write_text_atomic
+from edge.core.metrics import classification_report, per_class_summary
 from trainer.config import EnsembleConfig, check_ensemble
+from trainer.data.split import SplitManifest, load_split, read_manifest, write_manifest
 from trainer.errors import UserError
-from trainer.fit import publish_run
-from trainer.model import Mirror, adjust_prior
-from trainer.reports import report_text, write_json
-from trainer.split import SplitManifest, load_split, read_manifest, write_manifest
-from trainer.training import predict
+from trainer.fit.artifacts import load_keras_model, read_keras_contract, save_keras_model
+from trainer.fit.model import Mirror, adjust_prior
+from trainer.fit.publish import publish_run
+from trainer.fit.reports import report_text, write_json
+from trainer.fit.training import predict
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,3 @@
+"""Reliability, `python -m benchmarks.reliability`: faults and soaks against real services
+(bench.py, tools.py), their report, and the integrations check.
+"""

@@ -1,0 +1,5 @@
+"""`python -m benchmarks.tracking`."""
+
+from benchmarks.tracking.bench import app
+
+app()

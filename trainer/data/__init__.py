@@ -1,0 +1,3 @@
+"""Training data: sources and their classes, near-duplicate groups, the split manifest, images
+and pixels, augmentation, and streaming from disk when the data outgrows memory.
+"""

@@ -25,6 +25,7 @@ from typing import Annotated, Any
 
 import typer
 
+from benchmarks.arm64 import render_arm64
 from benchmarks.config import FULL_OUT, FULL_REPORT, BenchConfig, make_config
 from benchmarks.context import SectionContext
 from benchmarks.machine import machine_info
@@ -140,6 +141,9 @@ def render(cfg: BenchConfig, run: dict[str, Any]) -> list[Any]:
         if before.is_file():
             tracking = with_before(tracking, json.loads(before.read_text()))
         text += "\n" + "\n".join(render_tracking(tracking)) + "\n"
+    if (cfg.out / "arm64.json").is_file():  # `python -m benchmarks.arm64` writes it
+        text += "\n" + "\n".join(render_arm64(json.loads((cfg.out / "arm64.json").read_text())))
+        text += "\n"
     write_text_atomic(cfg.report, text)
     return check_targets(results)
 

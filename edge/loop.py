@@ -30,7 +30,7 @@ from edge.inference.pipeline import FrameResult, Pipeline
 from edge.sinks.draw import annotate
 from edge.sinks.outputs import Sink, StopsRun
 from edge.tracking.alerts import TrackAlerts
-from edge.tracking.events import AlertHook
+from edge.tracking.events import AlertHook, FrameRecord
 from edge.tracking.stats import PeopleCounter
 from edge.tracking.tracks import TrackedFace, Tracker, TrackerOptions
 from edge.tracking.zones import PixelBox, Zone, in_zones, pixel_zones
@@ -110,15 +110,13 @@ class RunSummary:
 
 
 def frame_record(index: int, captured_at: float, faces: Sequence[TrackedFace], fps: float,
-                 timings: dict[str, float], source: str | None = None) -> dict[str, Any]:
+                 timings: dict[str, float], source: str | None = None) -> FrameRecord:
     """The JSON-lines object of one frame (edge/tracking/events.py); `source` names the frame's
     file."""
-    record: dict[str, Any] = {"frame": index, "time": round(captured_at, 3)}
-    if source is not None:
-        record["source"] = source
-    record.update({"faces": [f.to_json() for f in faces], "fps": round(fps, 2),
-                   "timings_ms": {k: round(v, 2) for k, v in timings.items()}})
-    return record
+    return FrameRecord(frame=index, time=round(captured_at, 3),
+                       **({"source": source} if source is not None else {}),  # type: ignore
+                       faces=[f.to_json() for f in faces], fps=round(fps, 2),
+                       timings_ms={k: round(v, 2) for k, v in timings.items()})
 
 
 class _Feed:

@@ -26,7 +26,6 @@ import hashlib
 import hmac
 import html
 import ipaddress
-import json
 import re
 import select
 import socket
@@ -45,7 +44,7 @@ import cv2
 import numpy as np
 
 from edge.sinks.outputs import OutputError
-from edge.tracking.events import ALERT, STATS
+from edge.tracking.events import ALERT, STATS, event_json
 
 SERVE_AUTH_ENV = "MASKEDGE_SERVE_AUTH"  # the CLI reads --serve-auth from here too
 BOUNDARY = "maskedgeframe"
@@ -144,10 +143,6 @@ def check_exposure(host: str, auth: ServeAuth | None, insecure: bool) -> None:
 
 
 # --- what the page shows -----------------------------------------------------------------------
-
-def _jsonable(value: Any) -> Any:
-    return value.item() if hasattr(value, "item") else str(value)
-
 
 def _snapshot_paths(snapshot: Any) -> Iterator[tuple[str, str]]:
     """(kind, path) pairs of an alert's `snapshot` field: {kind: path}, a path, or a list."""
@@ -365,7 +360,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _state(self) -> None:
         state = self.server.dashboard.state()
-        self._send(200, "application/json", json.dumps(state, default=_jsonable).encode())
+        self._send(200, "application/json", event_json(state).encode())
 
     def _frame(self) -> None:
         _, jpeg = self.server.dashboard.frames.wait_jpeg(-1, timeout=5.0)

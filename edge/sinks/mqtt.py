@@ -27,9 +27,7 @@ importing this module works without it.
 
 from __future__ import annotations
 
-import collections
 import contextlib
-import json
 import logging
 import os
 import re
@@ -45,7 +43,9 @@ import numpy as np
 
 from edge.core.redact import redact_url
 from edge.sinks.outputs import OutputError
+from edge.sinks.queue import DropOldest
 from edge.tracking.alerts import unmasked_labels
+from edge.tracking.events import event_json
 
 log = logging.getLogger(__name__)
 
@@ -131,15 +131,6 @@ def _version() -> str:
         return version("maskedge")
     except Exception:  # not installed (running from a source tree)
         return "0"
-
-
-def to_json(record: dict[str, Any]) -> str:
-    """Compact JSON; numpy scalars and arrays become numbers and lists."""
-    def plain(value: Any) -> Any:
-        if isinstance(value, np.generic | np.ndarray):
-            return value.tolist()
-        return str(value)
-    return json.dumps(record, separators=(",", ":"), default=plain)
 
 
 @dataclass(frozen=True)
@@ -238,14 +229,15 @@ class MqttSink:
                                       else alert_labels)
         self.discovery = discovery_configs(self.topics, self.device, labels, discovery_prefix)
         self._ha_status = f"{discovery_prefix}/status"
-        self._queue: collections.deque[tuple[str, str]] = collections.deque(maxlen=queue_size)
+        self._queue: DropOldest[tuple[str, str]] = DropOldest(
+            queue_size, "MQTT queue full (%d messages): dropping the oldest")
         self._state: dict[str, str] = {}     # retained topic -> newest value not yet sent
         self._retained: dict[str, str] = {}  # retained topic -> newest value sent
         self._cond = threading.Condition()
         self._connected = self._stopping = self._closed = False
         self._inflight = 0
         self._unmasked: bool | None = None
-        self.published = self.dropped = self.reconnects = self.connects = self.unsent = 0
+        self.published = self.reconnects = self.connects = self.unsent = 0
         self.last_error: str | None = None
         self._client = self._make_client(paho, reconnect_delay)
         self._drainer = threading.Thread(target=self._drain, name=f"mqtt-{self.device}",
@@ -286,20 +278,16 @@ class MqttSink:
     def event(self, record: dict[str, Any]) -> None:
         kind = record.get("event")
         if kind == "alert":
-            self._enqueue(self.topics.alert, to_json(record))
+            self._enqueue(self.topics.alert, event_json(record))
         elif kind == "stats":
-            self._set_state(self.topics.stats, to_json(record))
+            self._set_state(self.topics.stats, event_json(record))
 
     def _enqueue(self, topic: str, payload: str) -> None:
         with self._cond:
             if self._closed:
                 return
-            full = len(self._queue) == self._queue.maxlen
-            self.dropped += full
             self._queue.append((topic, payload))
             self._cond.notify_all()
-        if full and self.dropped == 1:
-            log.warning("MQTT queue full (%d messages): dropping the oldest", self._queue.maxlen)
 
     def _set_state(self, topic: str, payload: str) -> None:
         with self._cond:
@@ -370,7 +358,7 @@ class MqttSink:
         Home Assistant comes online."""
         self._publish(self.topics.status, ONLINE, retain=True)
         for topic, config in self.discovery.items():
-            self._publish(topic, to_json(config), retain=True)
+            self._publish(topic, event_json(config), retain=True)
 
     def _on_connect_fail(self, client: Any, userdata: Any) -> None:
         self._problem(f"cannot reach the MQTT broker {self.target}; retrying")
@@ -416,6 +404,11 @@ class MqttSink:
 
     def _idle(self) -> bool:
         return not (self._queue or self._state or self._inflight)
+
+    @property
+    def dropped(self) -> int:
+        """Alerts pushed out of a full queue (the oldest first)."""
+        return self._queue.dropped
 
     @property
     def connected(self) -> bool:

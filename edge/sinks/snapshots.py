@@ -19,7 +19,6 @@ import contextlib
 import logging
 import os
 import re
-import threading
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ import numpy as np
 
 from edge.core.fileio import write_bytes_atomic
 from edge.core.imageops import crop_face
+from edge.sinks.queue import Worker
 
 log = logging.getLogger(__name__)
 
@@ -64,20 +64,22 @@ class SnapshotWriter:
         self.directory = Path(directory).absolute()
         self.keep, self.margin, self.quality = keep, margin, quality
         self.faces = faces  # False (--blur-faces): no face crop, only the (blurred) frame
-        self.written = self.failed = self.dropped = self.deleted = 0
+        self.written = self.failed = self.deleted = 0
         self.last_error: str | None = None
         self._stems: set[str] = set()
-        self._queue: collections.deque[list[tuple[Path, bytes]]] = collections.deque(
-            maxlen=queue_size)
-        self._cond = threading.Condition()
-        self._busy = self._stopping = False
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             self._report(f"cannot create the snapshot folder {self.directory}: "
                          f"{exc.strerror or exc}")
-        self._thread = threading.Thread(target=self._run, name="snapshots", daemon=True)
-        self._thread.start()
+        self._work: Worker[list[tuple[Path, bytes]]] = Worker(
+            "snapshots", self._write, queue_size,
+            "snapshot writer behind (%d alerts queued): dropping the oldest snapshots")
+
+    @property
+    def dropped(self) -> int:
+        """Alerts whose files were never written: pushed out of a full queue, or left at close."""
+        return self._work.dropped + self._work.unsent
 
     def on_alert(self, alert: dict[str, Any], rgb: np.ndarray,
                  annotated: np.ndarray | None) -> None:
@@ -99,13 +101,7 @@ class SnapshotWriter:
             return
         for path, _ in files:
             snapshot[path.name.rsplit("_", 1)[1].removesuffix(".jpg")] = str(path)
-        with self._cond:
-            full = len(self._queue) == self._queue.maxlen
-            self.dropped += full
-            self._queue.append(files)
-            self._cond.notify_all()
-        if full and self.dropped == 1:
-            log.warning("snapshot writer behind: dropping the oldest snapshots")
+        self._work.put(files)
         alert["snapshot"] = snapshot
 
     def _stem(self, alert: dict[str, Any]) -> str:
@@ -119,21 +115,6 @@ class SnapshotWriter:
             unique = f"{stem}-{n}"
         self._stems.add(unique)
         return unique
-
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                self._cond.wait_for(lambda: self._queue or self._stopping)
-                if not self._queue:
-                    return
-                files = self._queue.popleft()
-                self._busy = True
-            try:
-                self._write(files)
-            finally:
-                with self._cond:
-                    self._busy = False
-                    self._cond.notify_all()
 
     def _write(self, files: list[tuple[Path, bytes]]) -> None:
         try:
@@ -181,15 +162,8 @@ class SnapshotWriter:
 
     def wait_idle(self, timeout: float) -> bool:
         """Wait up to `timeout` seconds until every queued snapshot is written (or failed)."""
-        with self._cond:
-            return self._cond.wait_for(lambda: not (self._queue or self._busy), timeout)
+        return self._work.wait_idle(timeout)
 
     def close(self, ok: bool = True) -> None:
         """Write what is queued (up to FLUSH_TIMEOUT seconds) and stop the writer thread."""
-        self.wait_idle(self.FLUSH_TIMEOUT)
-        with self._cond:
-            self._stopping = True
-            self.dropped += len(self._queue)
-            self._queue.clear()
-            self._cond.notify_all()
-        self._thread.join(timeout=1.0)
+        self._work.close(self.FLUSH_TIMEOUT)

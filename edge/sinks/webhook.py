@@ -11,12 +11,8 @@ summary show the URL with the password (and any query string) as `***`. Standard
 from __future__ import annotations
 
 import base64
-import collections
 import http.client
-import json
 import logging
-import threading
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
@@ -27,6 +23,8 @@ import numpy as np
 
 from edge.core.redact import redact_url
 from edge.sinks.outputs import OutputError
+from edge.sinks.queue import Worker
+from edge.tracking.events import event_json
 
 log = logging.getLogger(__name__)
 
@@ -44,12 +42,6 @@ def _version() -> str:
         return version("maskedge")
     except Exception:
         return "0"
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, np.generic | np.ndarray):
-        return value.tolist()
-    return str(value)
 
 
 def split_credentials(url: str) -> tuple[str, str | None, str]:
@@ -109,14 +101,19 @@ class WebhookSink:
         if auth:
             self._headers["Authorization"] = auth
         self._opener = _opener()
-        self._queue: collections.deque[bytes] = collections.deque(maxlen=queue_size)
-        self._cond = threading.Condition()
-        self._abort = threading.Event()
-        self._busy = self._closed = False
-        self.sent = self.failed = self.retried = self.dropped = self.unsent = 0
+        self.sent = self.failed = self.retried = 0
         self.last_error: str | None = None
-        self._thread = threading.Thread(target=self._run, name="webhook", daemon=True)
-        self._thread.start()
+        self._work: Worker[bytes] = Worker("webhook", self._deliver, queue_size,
+                                           "webhook queue full (%d alerts): dropping the oldest")
+        self._abort = self._work.stopping
+
+    @property
+    def dropped(self) -> int:
+        return self._work.dropped
+
+    @property
+    def unsent(self) -> int:
+        return self._work.unsent
 
     def write(self, record: dict[str, Any], annotated: np.ndarray | None) -> None:
         pass
@@ -124,32 +121,7 @@ class WebhookSink:
     def event(self, record: dict[str, Any]) -> None:
         if record.get("event") not in self.events:
             return
-        body = json.dumps(record, separators=(",", ":"), default=_plain).encode()
-        with self._cond:
-            if self._closed:
-                return
-            full = len(self._queue) == self._queue.maxlen
-            self.dropped += full
-            self._queue.append(body)
-            self._cond.notify_all()
-        if full and self.dropped == 1:
-            log.warning("webhook queue full (%d alerts): dropping the oldest",
-                        self._queue.maxlen)
-
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                self._cond.wait_for(lambda: self._queue or self._abort.is_set())
-                if self._abort.is_set():
-                    return
-                body = self._queue.popleft()
-                self._busy = True
-            try:
-                self._deliver(body)
-            finally:
-                with self._cond:
-                    self._busy = False
-                    self._cond.notify_all()
+        self._work.put(event_json(record).encode())
 
     def _deliver(self, body: bytes) -> None:
         for attempt in range(self.retries + 1):
@@ -195,29 +167,15 @@ class WebhookSink:
 
     def summary(self) -> dict[str, Any]:
         """Counters for the run summary (no credentials)."""
-        with self._cond:
-            pending = len(self._queue) + self._busy
         return {"webhook": self._shown, "sent": self.sent, "failed": self.failed,
-                "retried": self.retried, "dropped": self.dropped, "pending": pending,
+                "retried": self.retried, "dropped": self.dropped, "pending": self._work.pending,
                 "unsent": self.unsent, "error": self.last_error}
 
     def wait_idle(self, timeout: float) -> bool:
         """Wait up to `timeout` seconds until every queued alert was delivered or given up."""
-        with self._cond:
-            return self._cond.wait_for(lambda: not (self._queue or self._busy), timeout)
+        return self._work.wait_idle(timeout)
 
     def close(self, ok: bool = True) -> None:
         """Deliver what is queued (up to FLUSH_TIMEOUT seconds), then stop the worker."""
-        if self._closed:
-            return
-        with self._cond:
-            self._closed = True
-        start = time.monotonic()
-        self.wait_idle(self.FLUSH_TIMEOUT)
-        with self._cond:
-            self.unsent = len(self._queue) + self._busy
-            self._abort.set()
-            self._cond.notify_all()
-        self._thread.join(timeout=max(0.1, self.FLUSH_TIMEOUT - (time.monotonic() - start)))
-        if self.unsent:
+        if self._work.close(self.FLUSH_TIMEOUT):
             log.warning("webhook: %d alerts not delivered to %s", self.unsent, self._shown)

@@ -12,9 +12,8 @@ unmasked face there alerts at once; nothing carries from one photo to the next.
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from typing import Any
 
-from edge.tracking.events import ALERT
+from edge.tracking.events import ALERT, AlertEvent
 from edge.tracking.tracks import TrackedFace
 
 
@@ -43,7 +42,7 @@ class TrackAlerts:
         self._alerted: set[int] = set()
 
     def update(self, frame: int, faces: Sequence[TrackedFace], alive: Collection[int],
-               still: bool = False) -> list[dict[str, Any]]:
+               still: bool = False) -> list[AlertEvent]:
         """Alerts raised by this frame's faces; `alive` are the ids of the tracker's live tracks
         (state of ended tracks is dropped). On a `still` (a photo) one sighting is enough."""
         after = 1 if still else self.after_frames

@@ -26,12 +26,81 @@ A hook with `needs_image = True` gets the annotated frame even when no sink draw
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+import json
+from typing import Any, NotRequired, Protocol, TypedDict
 
 import numpy as np
 
 ALERT = "alert"
 STATS = "stats"
+
+
+class FaceRecord(TypedDict):
+    """One face of a frame record."""
+
+    box: list[float]  # x1, y1, x2, y2 in frame pixels
+    track: int
+    label: str  # the track's smoothed label
+    score: float  # its smoothed probability
+    raw_label: str  # this frame's classification
+    raw_score: float
+    detector_score: float
+    in_zone: bool
+    reused: NotRequired[int]  # frames since the raw probabilities were computed
+
+
+class FrameRecord(TypedDict):
+    """What `Sink.write` receives once per frame."""
+
+    frame: int
+    time: float
+    faces: list[FaceRecord]
+    fps: float
+    timings_ms: dict[str, float]
+    source: NotRequired[str]
+
+
+class AlertEvent(TypedDict):
+    """A tracked person seen with an alert label for `frames` frames; once per track."""
+
+    event: str  # ALERT
+    time: float
+    frame: int
+    track: int
+    label: str
+    score: float
+    box: list[float]
+    frames: int
+    source: NotRequired[str]
+    snapshot: NotRequired[dict[str, str]]  # {"face": path, "frame": path}
+
+
+class StatsEvent(TypedDict):
+    """People per class, compliance and faces now; every `--stats-every` seconds and at the
+    end."""
+
+    event: str  # STATS
+    time: float
+    frame: int
+    people: dict[str, int]
+    total: int
+    compliance: float | None
+    now: dict[str, int]
+    fps: float
+
+
+def plain(value: Any) -> Any:
+    """What JSON cannot hold as it is: numpy scalars and arrays as numbers and lists, the rest
+    (paths) as text."""
+    if isinstance(value, np.generic | np.ndarray):
+        return value.tolist()
+    return str(value)
+
+
+def event_json(record: Any) -> str:
+    """The one JSON form of a record or an event, for every sink (MQTT, webhook, dashboard,
+    history): compact, numpy values as numbers."""
+    return json.dumps(record, separators=(",", ":"), default=plain)
 
 
 class AlertHook(Protocol):

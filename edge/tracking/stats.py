@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from typing import Any
 
 from edge.tracking.alerts import masked_labels
-from edge.tracking.events import STATS
+from edge.tracking.events import STATS, StatsEvent
 from edge.tracking.tracks import TrackedFace, Tracker
 
 
@@ -46,7 +45,7 @@ class PeopleCounter:
         return round(sum(v for k, v in people.items() if k in self.masked) / total, 4)
 
     def event(self, frame: int, time: float, faces: Sequence[TrackedFace],
-              fps: float) -> dict[str, Any]:
+              fps: float) -> StatsEvent:
         """The `stats` event (shape in edge/tracking/events.py); `faces` are the latest frame's."""
         people = self.people()
         now = Counter(dict.fromkeys(self.tracker.labels, 0))

@@ -68,13 +68,14 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from edge.core.boxes import Box, greedy_pairs, iou_matrix
 from edge.inference.appearance import similarities
 from edge.tracking.bytetrack import KalmanBox, associate
+from edge.tracking.events import FaceRecord
 
 if TYPE_CHECKING:
     from edge.inference.pipeline import FaceResult
@@ -199,7 +200,7 @@ class TrackedFace:
     def box(self) -> Box:
         return self.face.box
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> FaceRecord:
         f = self.face
         return {"box": [round(v, 1) for v in f.box], "track": self.track, "label": self.label,
                 "score": round(self.score, 4), "raw_label": f.label,

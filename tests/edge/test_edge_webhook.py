@@ -137,11 +137,11 @@ def test_queue_bound_drops_the_oldest(silent_port: int) -> None:
     sink.FLUSH_TIMEOUT = 0.2
     sink.event(alert(0))
     deadline = time.monotonic() + 2
-    while not sink._busy and time.monotonic() < deadline:  # the worker holds alert 0
+    while sink._work.items and time.monotonic() < deadline:  # until the worker holds alert 0
         time.sleep(0.01)
     for n in range(1, 10):
         sink.event(alert(n))
     assert sink.dropped == 6
-    assert [json.loads(b)["track"] for b in sink._queue] == [7, 8, 9]
+    assert [json.loads(b)["track"] for b in sink._work.items] == [7, 8, 9]
     sink.close()
     assert sink.unsent == 4

@@ -59,6 +59,7 @@ def _import_tensorflow_quietly() -> None:
 
 @app.command()
 def fit(
+    ctx: typer.Context,
     data: Annotated[list[Path] | None, typer.Argument(
         metavar="DATA", help="One or more data sources, each class folders, "
         "dataset.npy+labels.npy, or VOC images/+annotations/.")] = None,
@@ -173,7 +174,6 @@ def fit(
         "--json", help="Print the run summary as JSON on stdout.")] = False,
 ) -> None:
     """Train a classifier on DATA (one or more sources) and write a run folder."""
-    given = dict(locals())
     require_extra(PROG)
     with user_errors(PROG, KNOWN_ERRORS, json_out=json_out):
         from trainer.config import preflight
@@ -182,7 +182,7 @@ def fit(
         if config is None:
             if not data or out is None:
                 raise fail(PROG, "DATA and --out are required (or --resume RUN_DIR)")
-            config = _fit_config(given)
+            config = _fit_config(ctx.params)  # the parsed options, by name
             preflight(config)  # bad data / options / paths: one line, before TensorFlow loads
         try:
             result = _run_fit(config, quiet)

@@ -1,7 +1,9 @@
 """`edge`: run the face-mask pipeline on a camera, a video, photos or a stream (no TensorFlow).
 
 Commands: `run` (the camera loop with its outputs), `evaluate` (detectors and classifier against
-VOC annotations), `make-video` (a test video from photos), `info` (runtimes, model, GUI).
+VOC annotations), `make-video` (a test video from photos), `info` (runtimes, model, GUI),
+`config` (write or check a config file), `history` (people and compliance per hour or day
+from `run --history`), `service` (`run --config` as a systemd service).
 Heavy imports happen inside the commands so `edge --help` stays fast.
 
 Exit codes (edge/core/console.py): 0 done (also when stopped by SIGINT/SIGTERM: the run ends cleanly
@@ -29,7 +31,9 @@ from edge.core.assets import (
     model_help,
 )
 from edge.core.console import EXIT_FAILED, cli_app, fail, user_errors
+from edge.history.command import history
 from edge.runner import RunError, Runner, RunOptions, parse_size
+from edge.service.command import service_app
 
 app = cli_app(help="Face-mask detection on a device: camera/video -> faces -> mask or not.")
 
@@ -114,6 +118,8 @@ run.__signature__ = run_signature()  # type: ignore[attr-defined]
 run.__annotations__ = {p.name: p.annotation for p in run.__signature__.parameters.values()}
 app.command()(run)
 app.add_typer(config_app, name="config")
+app.add_typer(service_app, name="service")
+app.command("history")(history)
 
 
 @app.command()

@@ -309,7 +309,8 @@ class Runner:
         """The outputs the options ask for, then `RunOptions.extra_sinks`."""
         o = self.options
         wanted = [(o.show, _window), (o.json_out, _json_lines), (o.save, _video),
-                  (o.serve, _dashboard), (o.mqtt, _mqtt), (o.webhook, _webhook)]
+                  (o.serve, _dashboard), (o.mqtt, _mqtt), (o.webhook, _webhook),
+                  (o.history, _history)]
         return [factory for on, factory in wanted if on] + list(o.extra_sinks)
 
     def hook_factories(self) -> list[HookFactory]:
@@ -419,7 +420,7 @@ def _dashboard(context: RunContext) -> Sink:
     host, port = parse_address(str(o.serve))
     auth = o.auth()
     server = DashboardServer(host, port, source=context.source, auth=auth,
-                             insecure=o.serve_insecure)
+                             insecure=o.serve_insecure, history=o.history)
     where = "" if is_loopback(host) else (" (visible to the network, login required)" if auth
                                           else " (visible to the network, NO authentication)")
     context.notice(f"serving {server.url}{where}")
@@ -445,6 +446,17 @@ def _webhook(context: RunContext) -> Sink:
     sink = WebhookSink(str(context.options.webhook))
     context.notice(f"posting alerts to {sink.describe()}")
     return sink
+
+
+def _history(context: RunContext) -> Sink:
+    """`--history PATH`: alerts, stats and person tracks into SQLite (edge/history/sink.py),
+    with the run's own count rule (the tracker's options)."""
+    from edge.history.sink import HistorySink
+
+    o = context.options
+    assert o.history is not None
+    return HistorySink(o.history, days=o.history_days, labels=context.labels,
+                       tracking=o.tracker(), source=context.source)
 
 
 def _snapshots(context: RunContext) -> AlertHook:

@@ -97,6 +97,12 @@ BAD: dict[str, list[Any]] = {
     "edge make-video --limit": ["0", "-1"],
     # edge info
     "edge info --model": [MISSING],
+    # edge history
+    "edge history --db": [MISSING, "{tmp}", "{tmp}/a-file"],
+    "edge history --since": ["tomorrow", "2024-13-01", ("-1h", ("--until", "-2h"))],
+    "edge history --until": ["soon"],
+    "edge history --by": ["week"],
+    "edge history --csv": [UNDER_FILE + ".csv", "{tmp}", ("-", ("--json",))],
     # trainer fit
     "trainer fit DATA": [MISSING],
     "trainer fit --out": ["{tmp}/a-file"],
@@ -188,6 +194,7 @@ BASE: dict[str, list[str]] = {
     "edge evaluate": ["{voc}", "--limit", "1"],
     "edge make-video": ["{photos}", "{tmp}/made.avi", "--limit", "2"],
     "edge info": [],
+    "edge history": ["--db", "{history}"],
     "trainer fit": ["{folders}", "--out", "{tmp}/run", "--weights", "none", "--quiet"],
     "trainer evaluate": ["{tmp}/model.h5", "--data", "{folders}", "--quiet"],
     "trainer ensemble": ["{run}", "--out", "{tmp}/ensemble"],
@@ -304,10 +311,12 @@ def places(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     for name in ("model.h5", "split.json", "summary.json"):  # what `trainer ensemble` checks
         (tmp / "a-run" / name).write_text("{}")
     from edge.core.assets import default_model_path
+    from edge.history.store import open_for_writing
 
+    open_for_writing(tmp / "history.db").close()
     return {"tmp": str(tmp), "video": str(tmp / "clip.avi"), "voc": str(voc),
             "photos": str(photos), "folders": str(tmp / "folders"), "run": str(tmp / "a-run"),
-            "tflite": str(default_model_path())}
+            "tflite": str(default_model_path()), "history": str(tmp / "history.db")}
 
 
 @pytest.fixture(autouse=True)

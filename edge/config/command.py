@@ -48,6 +48,7 @@ def check(
     (exit 2), then the run's own checks (sources, addresses, zones) on what it sets."""
     from edge.config.files import ConfigError, read_config
     from edge.runner import RunError, RunOptions
+    from edge.sinks.outputs import OutputError
 
     try:
         values = read_config(file)
@@ -57,13 +58,18 @@ def check(
         raise typer.Exit(2) from None
     try:
         RunOptions(**_as_options(values)).check()
-    except (RunError, ValueError) as exc:
+    except (RunError, OutputError, ValueError) as exc:
         raise fail(PROG, f"{file}: {exc}") from None
     typer.echo(f"{file}: ok ({len(values)} settings)")
 
 
 def _as_options(values: dict) -> dict:
-    from edge.config.options import resolve
-    from edge.config.schema import DEFAULTS
+    """What `edge run --config FILE` would run with here: the file over the defaults, and the
+    secrets the environment holds ($MASKEDGE_MQTT, ...) over the file, as `edge run` takes them."""
+    import os
 
-    return resolve(DEFAULTS, set(), values)
+    from edge.config.options import resolve
+    from edge.config.schema import DEFAULTS, SETTINGS
+
+    env = {s.name: os.environ[s.env] for s in SETTINGS if s.env and os.environ.get(s.env)}
+    return resolve({**DEFAULTS, **env}, set(env), values)

@@ -6,8 +6,10 @@
   MJPEG stream, people and faces per class, compliance, FPS and the last alerts with their
   snapshot images; it polls `/api/state` every second, so nothing reloads.
 - `/stream.mjpg` (multipart MJPEG), `/frame.jpg` (the newest frame), `/api/state` (JSON),
-  `/snapshots/<name>` (only the snapshot files named by alerts the sink received). Anything else
-  is 404.
+  `/snapshots/<name>` (only the snapshot files named by alerts the sink received),
+  `/api/history` (with `history=PATH`, i.e. `edge run --serve ... --history PATH`: people and
+  compliance per hour for 24 h and per day for 7 days, edge/history/query.py, which the page
+  draws as two small charts; 404 without a history). Anything else is 404.
 
 The frame loop never waits for a viewer: `write` swaps in the newest frame and returns; viewer
 threads encode it once per frame (only when someone watches), wait on a condition with a timeout,
@@ -233,6 +235,8 @@ class LiveState:
 
 # --- frames ------------------------------------------------------------------------------------
 
+#: Seconds `/api/history` serves the same answer before reading the database again.
+HISTORY_SECONDS = 10.0
 #: The live view's frame-rate cap: viewers share at most this many JPEG encodes a second, so
 #: their cost does not grow with the pipeline's frame rate (hundreds of FPS on a fast CPU).
 LIVE_MAX_FPS = 30.0
@@ -314,7 +318,8 @@ class _Handler(BaseHTTPRequestHandler):
     sys_version = ""
     routes: ClassVar[dict[str, str]] = {
         "/": "_page", "/index.html": "_page", "/stream.mjpg": "_stream", "/frame.jpg": "_frame",
-        "/api/state": "_state", "/dashboard.css": "_asset", "/dashboard.js": "_asset"}
+        "/api/state": "_state", "/api/history": "_history", "/dashboard.css": "_asset",
+        "/dashboard.js": "_asset"}
 
     def setup(self) -> None:
         self.timeout = self.server.dashboard.send_timeout  # reads and writes; a stuck peer ends
@@ -361,6 +366,13 @@ class _Handler(BaseHTTPRequestHandler):
     def _state(self) -> None:
         state = self.server.dashboard.state()
         self._send(200, "application/json", event_json(state).encode())
+
+    def _history(self) -> None:
+        if self.server.dashboard.history is None:
+            self._send(404, "text/plain; charset=utf-8", b"no history (edge run --history)\n")
+            return
+        status, body = self.server.dashboard.history_json()
+        self._send(status, "application/json", body)
 
     def _frame(self) -> None:
         _, jpeg = self.server.dashboard.frames.wait_jpeg(-1, timeout=5.0)
@@ -421,7 +433,7 @@ class DashboardServer:
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, source: str = "camera", *,
                  auth: ServeAuth | None = None, insecure: bool = False, max_viewers: int = 10,
-                 send_timeout: float = 10.0) -> None:
+                 send_timeout: float = 10.0, history: Path | None = None) -> None:
         try:
             check_exposure(host, auth, insecure)
         except ValueError as exc:
@@ -429,6 +441,9 @@ class DashboardServer:
         self.auth, self.max_viewers, self.send_timeout = auth, max(1, max_viewers), send_timeout
         self.frames = FrameHub(self.jpeg_quality)
         self.live = LiveState(source)
+        self.history = history  # the SQLite history /api/history reads (None: no history)
+        self._history_cache: tuple[float, int, bytes] = (float("-inf"), 0, b"")
+        self._history_lock = threading.Lock()
         self.page = page_file("dashboard.html").replace(b"{source}", html.escape(source).encode())
         self._viewers: set[socket.socket] = set()
         self._viewers_lock = threading.Lock()
@@ -484,6 +499,26 @@ class DashboardServer:
         state = self.live.state()
         state["viewers"] = self.viewers
         return state
+
+    def history_json(self) -> tuple[int, bytes]:
+        """(status, body) of `/api/history`: the last 24 hours and 7 days, read again at most
+        every `HISTORY_SECONDS` (viewers share one read, so they cost the device nothing)."""
+        from edge.history.query import daily, hourly
+        from edge.history.store import HistoryError
+
+        assert self.history is not None
+        with self._history_lock:
+            at, status, body = self._history_cache
+            if time.monotonic() - at < HISTORY_SECONDS:
+                return status, body
+            try:
+                status, reply = 200, {"hourly": hourly(self.history, 24),
+                                      "daily": daily(self.history, 7)}
+            except HistoryError as exc:  # not written yet, or damaged: the page says so
+                status, reply = 503, {"error": str(exc)}
+            body = event_json(reply).encode()
+            self._history_cache = (time.monotonic(), status, body)
+            return status, body
 
     def write(self, record: dict[str, Any], annotated: np.ndarray | None) -> None:
         self.live.on_frame(record)

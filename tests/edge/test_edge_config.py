@@ -132,3 +132,22 @@ def test_docs_settings_table_is_the_schema() -> None:
         assert setting.key in table
     docs = (ROOT / "docs" / "settings.md").read_text()
     assert table.strip() in docs, "run: python -m edge.config.schema > docs/settings.md"
+
+
+def test_check_takes_secrets_from_the_environment_and_names_a_bad_url(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A dashboard beyond loopback whose password is in $MASKEDGE_SERVE_AUTH checks out, as
+    `edge run --config` would run it; a bad MQTT URL is one line, not a traceback."""
+    served = tmp_path / "served.toml"
+    served.write_text('[source]\ncamera = 0\n\n[serve]\naddress = "0.0.0.0:8080"\n')
+    monkeypatch.delenv("MASKEDGE_SERVE_AUTH", raising=False)
+    assert runner.invoke(app, ["config", "check", str(served)]).exit_code == 2
+    monkeypatch.setenv("MASKEDGE_SERVE_AUTH", "door:a-long-password")
+    result = runner.invoke(app, ["config", "check", str(served)])
+    assert result.exit_code == 0, result.output
+    assert "a-long-password" not in result.output
+    bad = tmp_path / "mqtt.toml"
+    bad.write_text('[source]\ncamera = 0\n\n[mqtt]\nurl = "http://broker"\n')
+    result = runner.invoke(app, ["config", "check", str(bad)])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1 and "mqtt" in result.output

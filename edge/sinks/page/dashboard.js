@@ -68,3 +68,64 @@ async function poll() {
   setTimeout(poll, 1000);
 }
 poll();
+// History charts (edge run --history): /api/history every minute; 404 = no history, stay hidden.
+// Drawn as SVG elements with presentation attributes and classes only (the CSP has no inline
+// styles); each chart's data-buckets / data-people attributes let the browser test check it.
+const SVG_NS = "http://www.w3.org/2000/svg";
+function svgEl(parent, name, attrs, text) {
+  const el = document.createElementNS(SVG_NS, name);
+  for (const [key, value] of Object.entries(attrs)) el.setAttribute(key, String(value));
+  if (text !== undefined) el.textContent = text;
+  parent.append(el); return el;
+}
+function drawChart(svg, report, tickEvery, tickText) {
+  const W = 480, H = 150, left = 30, right = 34, top = 10, bottom = 20;
+  const buckets = report.buckets, plotH = H - top - bottom;
+  const step = (W - left - right) / Math.max(1, buckets.length);
+  const most = Math.max(1, ...buckets.map((b) => b.people));
+  svg.replaceChildren();
+  svgEl(svg, "line", {class: "axis", x1: left, y1: H - bottom, x2: W - right, y2: H - bottom});
+  svgEl(svg, "text", {x: 2, y: top + 8}, String(most));
+  svgEl(svg, "text", {x: 2, y: H - bottom}, "0");
+  svgEl(svg, "text", {x: W - 2, y: top + 8, class: "right"}, "100%");
+  svgEl(svg, "text", {x: W - 2, y: H - bottom, class: "right"}, "0%");
+  const points = [];
+  buckets.forEach((b, i) => {
+    const x = left + i * step, h = plotH * b.people / most;
+    const bar = svgEl(svg, "rect", {class: "bar", x: (x + step * 0.1).toFixed(1),
+      y: (H - bottom - h).toFixed(1), width: (step * 0.8).toFixed(1), height: h.toFixed(1),
+      "data-people": b.people});
+    svgEl(bar, "title", {}, `${b.start}: ${b.people} people, compliance ${pct(b.compliance)}, ` +
+      `${b.alerts} alerts`);
+    if (typeof b.compliance === "number") {
+      const cx = (x + step / 2).toFixed(1), cy = (top + plotH * (1 - b.compliance)).toFixed(1);
+      points.push(`${cx},${cy}`);
+      svgEl(svg, "circle", {class: "dot", cx, cy, r: 2.5, "data-compliance": b.compliance});
+    }
+    if (i % tickEvery === 0) {
+      svgEl(svg, "text", {x: (x + 1).toFixed(1), y: H - 6}, tickText(b.start));
+    }
+  });
+  if (points.length > 1) svgEl(svg, "polyline", {class: "line", points: points.join(" ")});
+  svg.setAttribute("data-buckets", String(buckets.length));
+  svg.setAttribute("data-people", String(report.total.people));
+}
+async function pollHistory() {
+  try {
+    const reply = await fetch(location.origin + "/api/history", {cache: "no-store"});
+    if (reply.status === 404) return;  // no --history: the section stays hidden
+    const data = await reply.json();
+    $("history").hidden = false;
+    if (!reply.ok) { $("history-status").textContent = data.error || "history unavailable"; }
+    else {
+      drawChart($("chart-hourly"), data.hourly, 3, (s) => s.slice(11, 13) + "h");
+      drawChart($("chart-daily"), data.daily, 1, (s) => s.slice(5));
+      $("history-status").textContent = "";
+      document.body.dataset.historyPolls = String(Number(document.body.dataset.historyPolls || 0) + 1);
+    }
+  } catch (err) {
+    $("history-status").textContent = "history unavailable, retrying";
+  }
+  setTimeout(pollHistory, 60000);
+}
+pollHistory();

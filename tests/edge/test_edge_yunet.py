@@ -193,3 +193,33 @@ def test_built_wheel_carries_the_models_and_runs_them(tmp_path: Path) -> None:
                           timeout=300, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     assert int(done.stdout.strip().splitlines()[-1]) >= 1
+    for name in ("edge/sinks/page/dashboard.html", "edge/sinks/page/dashboard.js",
+                 "edge/service/maskedge.service.in"):
+        assert name in names, name
+    _service_from_the_wheel(site, tmp_path, photo.parent)
+
+
+def _service_from_the_wheel(site: Path, tmp_path: Path, photos: Path) -> None:
+    """Issue 31 end to end from the wheel, no network: a config file, its check, the unit, a run
+    keeping its history, and `edge history` reading it."""
+    env = {"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin",
+           "XDG_CACHE_HOME": str(tmp_path / "cache")}
+
+    def edge(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "edge", *args], capture_output=True,
+                              text=True, cwd=tmp_path, env=env, timeout=300, check=False)
+
+    config, db = tmp_path / "door.toml", tmp_path / "events.db"
+    assert edge("config", "init", str(config)).returncode == 0
+    text = config.read_text().replace("camera = 0", f'input = "{photos}"', 1)
+    config.write_text(text + f'\n[history]\ndb = "{db}"\n' if "[history]" not in text
+                      else text.replace("[history]", f'[history]\ndb = "{db}"', 1))
+    checked = edge("config", "check", str(config))
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    unit = edge("service", "unit", "--config", str(config), "--user", "nobody")
+    assert unit.returncode == 0 and f"run --config {config}" in unit.stdout, unit.stderr
+    ran = edge("run", "--config", str(config), "--max-frames", "3", "--quiet")
+    assert ran.returncode == 0, ran.stderr[-2000:]
+    read = edge("history", "--db", str(db), "--json")
+    assert read.returncode == 0, read.stderr
+    assert sum(b["people"] for b in json.loads(read.stdout)["buckets"]) >= 1

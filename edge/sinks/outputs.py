@@ -23,7 +23,6 @@ run summary (`summary()`, None while nothing went wrong).
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import shutil
@@ -36,6 +35,7 @@ import cv2
 import numpy as np
 
 from edge.core.fileio import atomic_path, write_bytes_atomic
+from edge.tracking.events import event_json
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +108,7 @@ class JsonLinesSink:
         if self.error is not None:
             self.lost += 1
             return
-        text = json.dumps(record, separators=(",", ":")) + "\n"  # ASCII: one byte a character
+        text = event_json(record) + "\n"  # ASCII: one byte a character
         try:
             self._stream.write(text)
             self._stream.flush()  # a full disk shows here, at a line boundary

@@ -32,7 +32,7 @@ from benchmarks.machine import machine_info
 from benchmarks.needs_train import PROG
 from benchmarks.plots import make_plots
 from benchmarks.report import SECTION_MODULES, render_report
-from benchmarks.stages.threeclass_report import render_threeclass
+from benchmarks.stages.threeclass_report import render_student_cv, render_threeclass
 from benchmarks.store import ModelStore
 from benchmarks.targets import check_targets
 from benchmarks.tracking.report import render_tracking, with_before
@@ -135,6 +135,9 @@ def render(cfg: BenchConfig, run: dict[str, Any]) -> list[Any]:
     if (cfg.out / "threeclass.json").is_file():
         threeclass = json.loads((cfg.out / "threeclass.json").read_text())
         text += "\n" + "\n".join(render_threeclass(threeclass)) + "\n"
+    if (cfg.out / "distill_cv.json").is_file():  # `python -m trainer.distill.compare` writes it
+        cv = json.loads((cfg.out / "distill_cv.json").read_text())
+        text += "\n" + "\n".join(render_student_cv(cv)) + "\n"
     if (cfg.out / "tracking.json").is_file():  # `python -m benchmarks.tracking` writes it
         tracking = json.loads((cfg.out / "tracking.json").read_text())
         before = cfg.out / "tracking_before.json"  # the tracker before, for comparison

@@ -64,6 +64,63 @@ def render_threeclass(r: dict[str, Any]) -> list[str]:
     return lines
 
 
+STUDENT_KINDS = (("detector", "detector-framed"), ("annotation", "annotated boxes"))
+
+
+def render_student_cv(d: dict[str, Any]) -> list[str]:
+    """The distilled student's settings side by side (`python -m trainer.distill.compare`):
+    5-fold cross-validation on held-in photos only, mean and sd over the folds."""
+    lines = ["### The distilled 3-class student: settings compared by cross-validation", "",
+             "From `python -m trainer.distill.compare` (`trainer distill`'s settings, issue 29). "
+             "**Cross-validated figures**: 5 folds of the held-in photos (face-mask-voc and "
+             "face-mask-ilc-dev minus both held-out lists), grouped by photo and near-duplicate "
+             "group; each fold's student is trained on the other four and scored on its faces as "
+             "the shipped detector frames them and as annotated. No held-out photo was read. The "
+             "teacher is the shipped ensemble, which trained on these photos, so its row is "
+             "optimistic.", ""]
+    rows = []
+    for entry in d.get("entries", []):
+        s = entry.get("summary", {})
+        for who in ("student", "teacher"):
+            if who == "teacher" and entry is not d["entries"][-1]:
+                continue
+            cells = [f"`{entry['setting']['name']}`" if who == "student" else "teacher",
+                     entry.get("change", "") if who == "student" else "the shipped ensemble"]
+            for kind, _ in STUDENT_KINDS:
+                m = s.get(f"{kind}/{who}", {})
+                cells += [_mean_sd(m.get("accuracy")), _mean_sd(m.get("f1_mask_weared_incorrect")),
+                          _mean_sd(m.get("f1_with_mask")), _mean_sd(m.get("f1_without_mask"))]
+            rows.append(cells)
+    head = ["setting", "what it changes"]
+    for _, name in STUDENT_KINDS:
+        head += [f"{name}: accuracy", "F1 incorrect", "F1 with", "F1 without"]
+    return lines + table(head, rows) + _student_final(d.get("final"))
+
+
+def _student_final(final: dict[str, Any] | None) -> list[str]:
+    """What became of the best setting trained on every held-in face (measured by hand, with
+    the commands recorded in the file)."""
+    if not final:
+        return []
+    lines = ["", f"The best setting, `{final['setting']}`, trained on every held-in face "
+             f"(`{final['train']}`; {final.get('measured', '?')}):", ""]
+    lines += [f"- `{c['command']}`: {c['result']}" + (
+        f", accuracy {100 * c['tflite_accuracy']:.2f} % on the gate rows (faces the student "
+        "trained on: a check of the conversion, not of accuracy)"
+        if "tflite_accuracy" in c else "") for c in final.get("convert", [])]
+    ms = final.get("ms_per_face", {})
+    lines += ["- ms per face (" + ms.get("note", "") + "): " + ", ".join(
+        f"{k} {v:.2f}" for k, v in ms.items() if k != "note")]
+    lines += ["", f"Held-out photos: {final.get('held_out', '?')}."]
+    return lines
+
+
+def _mean_sd(m: dict[str, float] | None) -> str:
+    if not m:
+        return "-"
+    return f"{100 * m['mean']:.1f} ± {100 * m['sd']:.1f}"
+
+
 def _rerun(r: dict[str, Any]) -> str:
     """'; `x`, `y` run DATE, `z` run DATE2 with `--only`' for the rows `--only` runs added to
     an earlier results file."""

@@ -87,7 +87,8 @@ def main(argv: list[str] | None = None) -> None:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="*", help="setting names to run (default: all)")
-    parser.add_argument("--out", type=Path, default=Path("/work/runs/distill-cv.json"))
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" /
+                        "distill_cv.json", help="results JSON (RESULTS.md renders it)")
     parser.add_argument("--cache-dir", type=Path, default=Path("/work/runs/cache"))
     parser.add_argument("--extra", type=Path, help="JSON list of more settings to run: "
                         "[{\"change\": ..., \"setting\": {...Setting fields}}]")

@@ -74,6 +74,8 @@ BAD: dict[str, list[Any]] = {
     "edge run --reconnect-attempts": ["-1"],
     "edge run --classify-every": ["0", "-1"],
     "edge run --detect-every": ["0", "-1"],
+    "edge run --collect": [UNDER_FILE, "{tmp}/a-file", ("{tmp}/collect", ("--blur-faces",))],
+    "edge run --collect-max": ["0", "-1"],
     # edge evaluate
     "edge evaluate DATA": [MISSING],
     "edge evaluate --model": [MISSING],
@@ -103,6 +105,13 @@ BAD: dict[str, list[Any]] = {
     "edge history --until": ["soon"],
     "edge history --by": ["week"],
     "edge history --csv": [UNDER_FILE + ".csv", "{tmp}", ("-", ("--json",))],
+    # edge label (the base labels a face and exits; a value accepted wrongly would label it)
+    "edge label DIR": [MISSING, "{tmp}/a-file", "{tmp}"],
+    "edge label --serve": ["127.0.0.1:99999", "127.0.0.1:http", "0.0.0.0:8080"],
+    "edge label --serve-auth": [("nocolon", ("--serve", "127.0.0.1:0")),
+                                ("user:", ("--serve", "127.0.0.1:0"))],
+    "edge label --set": ["noequals", "faces/nosuch.jpg=with_mask", "{crop}=nosuch_label",
+                         "=with_mask", "{crop}=../x"],
     # trainer fit
     "trainer fit DATA": [MISSING],
     "trainer fit --out": ["{tmp}/a-file"],
@@ -157,6 +166,7 @@ BAD: dict[str, list[Any]] = {
     "trainer distill --exclude-list": [MISSING],
     "trainer distill --weights": [MISSING],
     "trainer distill --cache-dir": ["{tmp}/a-file"],
+    "trainer distill --head-activation": ["tanh"],
     # trainer fit-detector
     "trainer fit-detector DATA": [MISSING],
     "trainer fit-detector --onnx": [MISSING],
@@ -195,6 +205,7 @@ BASE: dict[str, list[str]] = {
     "edge make-video": ["{photos}", "{tmp}/made.avi", "--limit", "2"],
     "edge info": [],
     "edge history": ["--db", "{history}"],
+    "edge label": ["{collect}", "--set", "{crop}=with_mask"],
     "trainer fit": ["{folders}", "--out", "{tmp}/run", "--weights", "none", "--quiet"],
     "trainer evaluate": ["{tmp}/model.h5", "--data", "{folders}", "--quiet"],
     "trainer ensemble": ["{run}", "--out", "{tmp}/ensemble"],
@@ -314,7 +325,13 @@ def places(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     from edge.history.store import open_for_writing
 
     open_for_writing(tmp / "history.db").close()
-    return {"tmp": str(tmp), "video": str(tmp / "clip.avi"), "voc": str(voc),
+    collect = tmp / "collect"  # what `edge run --collect` leaves: a crop and its manifest line
+    (collect / "faces").mkdir(parents=True)
+    cv2.imwrite(str(collect / "faces" / "a.jpg"), rng.integers(0, 256, (48, 48, 3), np.uint8))
+    (collect / "manifest.jsonl").write_text(
+        '{"file": "faces/a.jpg", "labels": ["with_mask", "without_mask"]}\n')
+    return {"collect": str(collect), "crop": "faces/a.jpg",
+            "tmp": str(tmp), "video": str(tmp / "clip.avi"), "voc": str(voc),
             "photos": str(photos), "folders": str(tmp / "folders"), "run": str(tmp / "a-run"),
             "tflite": str(default_model_path()), "history": str(tmp / "history.db")}
 

@@ -126,3 +126,21 @@ def test_bad_teacher_is_one_error_line(tiny: dict[str, Path], teacher: str,
     assert result.exit_code == 2
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("trainer: error:") and message in lines[0]
+
+
+def test_a_bounded_head_for_int8_and_settings_keep_their_cache_keys() -> None:
+    """relu6 bounds the head's hidden layer: an unbounded one grew a few units to thousands
+    (the student's head_dense reached 2,286 with most units at 0), which one int8 scale per
+    tensor cannot hold. A setting at the old default keeps the dictionary (and cache key) it
+    had before the field existed."""
+    from edge.core.contract import ModelContract
+    from trainer.distill.train import Setting
+    from trainer.fit.model import build_classifier
+
+    assert "head_activation" not in Setting().to_dict()
+    assert Setting(head_activation="relu6").to_dict()["head_activation"] == "relu6"
+    clf = build_classifier(ModelContract.for_labels(("a", "b", "c"), (32, 32)), "none",
+                           head_activation="relu6")
+    dense = clf.model.get_layer("head_dense")
+    assert dense.activation.__name__ == "relu6"
+    assert float(dense.activation(np.array([100.0], np.float32))[0]) == 6.0

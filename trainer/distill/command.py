@@ -100,6 +100,9 @@ def distill(
     ce_weight: Annotated[float, typer.Option(
         min=0.0, max=1.0, help="Weight of the labels' cross-entropy (0: teacher only).")] = 0.0,
     head_epochs: Annotated[int, typer.Option(min=1, help="Phase-1 epochs.")] = 30,
+    head_activation: Annotated[str, typer.Option(
+        help="relu | relu6: the head's hidden activation (relu6 is bounded, as int8 needs).")
+    ] = "relu",
     fine_tune_layers: Annotated[int, typer.Option(
         min=0, help="Phase 2: top backbone layers trained (0: none).")] = 0,
     fine_tune_epochs: Annotated[int, typer.Option(min=0, help="Phase-2 epochs.")] = 0,
@@ -129,6 +132,8 @@ def distill(
         check_folder(cache_dir, "--cache-dir")
         check_inputs(list(data or ()), list(closeups or ()), teacher, list(exclude_lists or ()),
                      weights)
+        if head_activation not in ("relu", "relu6"):
+            raise UserError(f"--head-activation {head_activation}: choose relu or relu6")
         if views > store_views:
             raise UserError(f"--views {views} is more than --store-views {store_views}")
         from trainer.distill.run import DistillConfig
@@ -138,6 +143,7 @@ def distill(
 
         setting = Setting(input_size=input_size, nose_band=nose_band, views=views,
                           mix=mix, ce_weight=ce_weight, head_epochs=head_epochs,
+                          head_activation=head_activation,
                           ft_layers=fine_tune_layers, ft_epochs=fine_tune_epochs,
                           ft_lr=fine_tune_learning_rate, seed=seed)
         config = DistillConfig(

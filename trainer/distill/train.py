@@ -67,9 +67,16 @@ class Setting:
     ft_lr: float = 1e-4
     ft_batch: int = 64
     seed: int = 0
+    #: The head's hidden activation; "relu6" keeps it int8-friendly (trainer.fit.model).
+    head_activation: str = "relu"
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The setting's fields; a field at its default that older settings lacked is left
+        out, so their cached folds keep their keys."""
+        d = asdict(self)
+        if d["head_activation"] == "relu":
+            del d["head_activation"]
+        return d
 
 
 @dataclass
@@ -115,7 +122,7 @@ def build_student(setting: Setting, labels: tuple[str, ...], weights: str) -> Cl
     keras.utils.set_random_seed(setting.seed)
     contract = ModelContract.for_labels(labels, setting.input_size)
     return build_classifier(contract, weights, setting.alpha, setting.dropout, setting.hidden,
-                            setting.nose_band)
+                            setting.nose_band, setting.head_activation)
 
 
 def training_rows(data: DistillData, setting: Setting, leave_out: int | None) -> np.ndarray:

@@ -104,13 +104,17 @@ def band_rows_cols(h: int, w: int) -> tuple[tuple[int, int], tuple[int, int]]:
 
 def build_classifier(contract: ModelContract, weights: str = "imagenet", alpha: float = 1.0,
                      dropout: float = 0.5, hidden: int = 128,
-                     nose_band: bool = False) -> Classifier:
+                     nose_band: bool = False, head_activation: str = "relu") -> Classifier:
     """Build the full classifier for `contract` with a frozen backbone.
 
     With `nose_band` the model sees the face twice through the same backbone: whole, at half
     the input size (2x2 average pooling), and the `NOSE_BAND` part of it at full size; the two
     pooled feature vectors are concatenated before the head. One input, so the contract and
     every later stage are unchanged.
+
+    `head_activation` "relu6" bounds the hidden layer to [0, 6], as MobileNetV2 bounds its own
+    activations: full-integer int8 quantizes each activation tensor with one scale, and an
+    unbounded hidden layer whose few live units grow to thousands leaves the others one step.
     """
     h, w = contract.input_size
     backbone = build_backbone((None, None) if nose_band else (h, w), weights, alpha)
@@ -126,7 +130,7 @@ def build_classifier(contract: ModelContract, weights: str = "imagenet", alpha: 
     else:
         flat = _pooled(backbone, x, "")
 
-    dense = keras.layers.Dense(hidden, activation="relu", name="head_dense")
+    dense = keras.layers.Dense(hidden, activation=head_activation, name="head_dense")
     drop = keras.layers.Dropout(dropout, name="head_dropout")
     units, activation = (1, "sigmoid") if contract.output == "sigmoid" else (
         contract.num_classes, "softmax")

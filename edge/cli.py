@@ -3,7 +3,8 @@
 Commands: `run` (the camera loop with its outputs), `evaluate` (detectors and classifier against
 VOC annotations), `make-video` (a test video from photos), `info` (runtimes, model, GUI),
 `config` (write or check a config file), `history` (people and compliance per hour or day
-from `run --history`), `service` (`run --config` as a systemd service).
+from `run --history`), `service` (`run --config` as a systemd service), `label` (label the
+faces `run --collect` kept).
 Heavy imports happen inside the commands so `edge --help` stays fast.
 
 Exit codes (edge/core/console.py): 0 done (also when stopped by SIGINT/SIGTERM: the run ends cleanly
@@ -21,6 +22,7 @@ from typing import Annotated, Any
 
 import typer
 
+from edge.collect.command import label
 from edge.config.command import config_app
 from edge.config.options import run_signature
 from edge.config.schema import DETECTOR_NAMES
@@ -120,6 +122,7 @@ app.command()(run)
 app.add_typer(config_app, name="config")
 app.add_typer(service_app, name="service")
 app.command("history")(history)
+app.command("label")(label)
 
 
 @app.command()

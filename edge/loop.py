@@ -21,7 +21,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -43,6 +43,16 @@ COUNTING = {
     "photos": "photos are independent: each face of each photo counts once and alerts at once",
 }
 Status = Callable[[str], None]
+
+
+@runtime_checkable
+class SeesFaces(Protocol):
+    """A sink that also needs each frame's raw pixels and its faces as the tracker gave them
+    (per-class probabilities, which the JSON record leaves out): `edge run --collect`
+    (edge/collect/sink.py). Called after `write`; a run without one does nothing more."""
+
+    def see_faces(self, frame: CapturedFrame, faces: Sequence[TrackedFace],
+                  record: FrameRecord) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -186,6 +196,7 @@ class _FrameLoop:
         self.alerts = (TrackAlerts(options.alert_after, options.alert_labels)
                        if options.alert_after else None)
         self.drawing = any(getattr(x, "needs_image", False) for x in (*sinks, *hooks))
+        self.watchers = [s for s in sinks if isinstance(s, SeesFaces)]
         self.fps = 0.0
         self.start = self.last_done = time.perf_counter()
         self.next_status = self.start + options.status_every
@@ -230,6 +241,8 @@ class _FrameLoop:
                               captured.name)
         for sink in self.sinks:
             sink.write(record, annotated)
+        for watcher in self.watchers:
+            watcher.see_faces(captured, tracked, record)
         self._alert(captured, tracked, annotated)
         done = time.perf_counter()
         timings["output"] = (done - clock) * 1000.0

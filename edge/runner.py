@@ -63,6 +63,21 @@ def _check_database_path(path: Path) -> None:
         raise RunError(f"--history {path}: {ancestor} is not a folder")
 
 
+def _check_collect_folder(path: Path, blur_faces: bool) -> None:
+    """--collect names a folder or one that can be made; it keeps faces unblurred (they are to be
+    labelled), which --blur-faces asks never to show."""
+    if path.exists() and not path.is_dir():
+        raise RunError(f"--collect {path} exists and is not a folder")
+    ancestor = path.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise RunError(f"--collect {path}: {ancestor} is not a folder")
+    if blur_faces:
+        raise RunError("--collect keeps faces unblurred to be labelled; it cannot go with "
+                       "--blur-faces")
+
+
 @dataclass(frozen=True)
 class RunContext:
     """What a sink or hook factory may need to know about the run being assembled."""
@@ -125,6 +140,8 @@ class RunOptions:
     count_min_score: float | None = DEFAULTS["count_min_score"]
     history: Path | None = DEFAULTS["history"]  # SQLite event history
     history_days: int = DEFAULTS["history_days"]
+    collect: Path | None = DEFAULTS["collect"]  # faces to label (edge/collect/)
+    collect_max: int = DEFAULTS["collect_max"]
     quiet: bool = DEFAULTS["quiet"]
     # Not on the command line:
     status_every: float = 5.0  # seconds between status lines on stderr (unless quiet)
@@ -148,6 +165,8 @@ class RunOptions:
             raise RunError(f"--snapshots {self.snapshots} exists and is not a folder")
         if self.history is not None:
             _check_database_path(self.history)
+        if self.collect is not None:
+            _check_collect_folder(self.collect, self.blur_faces)
         self._check_outputs()
 
     def _check_numbers(self) -> None:
@@ -310,7 +329,7 @@ class Runner:
         o = self.options
         wanted = [(o.show, _window), (o.json_out, _json_lines), (o.save, _video),
                   (o.serve, _dashboard), (o.mqtt, _mqtt), (o.webhook, _webhook),
-                  (o.history, _history)]
+                  (o.history, _history), (o.collect, _collect)]
         return [factory for on, factory in wanted if on] + list(o.extra_sinks)
 
     def hook_factories(self) -> list[HookFactory]:
@@ -457,6 +476,17 @@ def _history(context: RunContext) -> Sink:
     assert o.history is not None
     return HistorySink(o.history, days=o.history_days, labels=context.labels,
                        tracking=o.tracker(), source=context.source)
+
+
+def _collect(context: RunContext) -> Sink:
+    """`--collect DIR`: the faces worth labelling, with the model file's hash (edge/collect/)."""
+    from edge.collect.sink import CollectRun, CollectSink
+    from edge.core.assets import resolve_model
+
+    o = context.options
+    assert o.collect is not None
+    return CollectSink(o.collect, o.collect_max,
+                       CollectRun(context.labels, resolve_model(o.model), context.source))
 
 
 def _snapshots(context: RunContext) -> AlertHook:

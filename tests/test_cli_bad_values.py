@@ -106,7 +106,7 @@ BAD: dict[str, list[Any]] = {
     "edge history --by": ["week"],
     "edge history --csv": [UNDER_FILE + ".csv", "{tmp}", ("-", ("--json",))],
     # edge label (the base labels a face and exits; a value accepted wrongly would label it)
-    "edge label DIR": [MISSING, "{tmp}/a-file", "{tmp}"],
+    "edge label FOLDER": [MISSING, "{tmp}/a-file", "{tmp}"],
     "edge label --serve": ["127.0.0.1:99999", "127.0.0.1:http", "0.0.0.0:8080"],
     "edge label --serve-auth": [("nocolon", ("--serve", "127.0.0.1:0")),
                                 ("user:", ("--serve", "127.0.0.1:0"))],

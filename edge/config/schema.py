@@ -39,7 +39,7 @@ RTSP_TRANSPORTS = ("auto", "tcp", "udp")
 CAMERA_BACKENDS = ("auto", "opencv", "picamera2")  # edge.video.sources.CAMERA_BACKENDS
 #: The tables of a config file, in the order `edge config init` writes them.
 SECTIONS = ("source", "detector", "classifier", "tracking", "alerts", "zones", "serve", "mqtt",
-            "webhook", "snapshots", "json", "save", "history", "run")
+            "webhook", "snapshots", "json", "save", "history", "collect", "run")
 #: Kinds of value: what the file must hold and how the command line parses it.
 KINDS = ("int", "float", "bool", "str", "path", "list")
 
@@ -178,6 +178,12 @@ SETTINGS: tuple[Setting, ...] = (
        "SQLite database (`edge history --db PATH` reads it).", metavar="PATH", key="db"),
     _s("history_days", "history", "int", 30, "Days of history kept (older rows are deleted).",
        low=1, key="keep_days"),
+    _s("collect", "collect", "path", None, "Keep the faces worth a person's look (the model "
+       "unsure, contradicting itself or flipping along a track, and a small sample of "
+       "confident ones) in this folder, to label with `edge label DIR` and train on.",
+       metavar="DIR", key="folder"),
+    _s("collect_max", "collect", "int", 500, "Faces kept waiting for a label at most; beyond "
+       "it a more useful face replaces the least useful one.", low=1, metavar="N", key="max"),
     _s("quiet", "run", "bool", False, "No status or alert lines on stderr while running."),
 )
 

@@ -108,6 +108,8 @@ def _student_final(final: dict[str, Any] | None) -> list[str]:
         f", accuracy {100 * c['tflite_accuracy']:.2f} % on the gate rows (faces the student "
         "trained on: a check of the conversion, not of accuracy)"
         if "tflite_accuracy" in c else "") for c in final.get("convert", [])]
+    if final.get("cause"):
+        lines += [f"- why full int8 failed: {final['cause']}"]
     ms = final.get("ms_per_face", {})
     lines += ["- ms per face (" + ms.get("note", "") + "): " + ", ".join(
         f"{k} {v:.2f}" for k, v in ms.items() if k != "note")]

@@ -260,7 +260,9 @@ def model_card(report: dict[str, Any]) -> str:
         "`without_mask`. Full-integer (int8) MobileNetV2 alpha 1.0 + the trainer's head"
         f"{_members_text(row['options'])}, {_input_text(row['options'])} (uint8 camera pixels), "
         f"softmax output; {shipped['size_bytes']:,} bytes. Labels and input size are inside the "
-        "file (`convert inspect`). The default 2-class model is unchanged.", "",
+        "file (`convert inspect`). It is the teacher of the default classifier, the 3-class "
+        "student `face_mask_3c_student_int8.tflite` (MODEL_CARD_3c_student.md), which costs "
+        "about a 25th of its time per face.", "",
         "## Data and licences", "", *sources,
         f"- training faces: {row['train_faces']:,} ({row['train_counts']}) after leaving out the "
         "held-out photos (`--exclude-list`): every ilc-dev photo in "

@@ -63,7 +63,7 @@ from benchmarks.tracking.metrics import (
     score_photos,
 )
 from benchmarks.tracking.report import PHOTOS, render_tracking
-from edge.core.assets import AssetError, project_models_dir, resolve_model
+from edge.core.assets import DEFAULT_MODEL_NAME, AssetError, project_models_dir, resolve_model
 from edge.core.console import Advance, cli_app, say, task, user_errors
 from edge.core.fileio import write_text_atomic
 from edge.core.labelmap import LabelMapError
@@ -86,15 +86,19 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "smooth-mean": {"smoothing": "mean"},
     "smooth-fresh": {"smoothing": "fresh"},
     "iou-only": {"matcher": "iou"},
+    # The vote only where it is sure (default 0.7): always the vote, or other thresholds.
+    "vote-always": {"smooth_min": 0.0},
+    "sure0.6": {"smooth_min": 0.6},
+    "sure0.8": {"smooth_min": 0.8},
     # ByteTrack's association (edge/tracking/bytetrack.py) in place of the IoU + centre matcher.
     "bytetrack": {"matcher": "bytetrack"},
     # All of them undone at once (the pipeline still resets at cuts).
-    "legacy": {"appearance": False, "scene_reset": False, "smoothing": "mean", "max_age": 10,
-               "count_min_score": 0.0, "count_min_face": 0.0},
+    "legacy": {"appearance": False, "scene_reset": False, "smoothing": "mean", "smooth_min": 0.0,
+               "max_age": 10, "count_min_score": 0.0, "count_min_face": 0.0},
 }
 #: `edge run` raises no alerts without --alert-after; the README's examples use 15 frames.
 ALERT_AFTER = 15
-SHIPPED_3C = "face_mask_3c_int8.tflite"
+SHIPPED_3C = DEFAULT_MODEL_NAME  # the 3-class student, edge run's default
 RESULT_NAME = "tracking.json"
 QUICK_PHOTOS = 6
 SPLIT_CHOICES = (*SPLITS, "both")
@@ -122,7 +126,7 @@ def tracker_options(variant: str) -> TrackerOptions:
 
 
 def make_device(model: Path | None, alert_after: int | None = ALERT_AFTER) -> Device:
-    """The shipped 3-class model (or `model`) with the default detector, as `edge run` builds
+    """The default 3-class model (or `model`) with the default detector, as `edge run` builds
     it, and alert labels as `edge run` chooses them (`edge.tracking.alerts.unmasked_labels`)."""
     path = resolve_model(model if model is not None else project_models_dir() / SHIPPED_3C)
     options = PipelineOptions(model=path)

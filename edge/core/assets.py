@@ -20,7 +20,15 @@ from pathlib import Path
 
 from edge.core.fileio import atomic_path, cache_root, sha256_file
 
-DEFAULT_MODEL_NAME = "face_mask_2c_int8.tflite"
+#: The classifier `edge run` uses without `--model`: one MobileNetV2 at 128 px distilled from the
+#: 3-class ensemble (models/MODEL_CARD_3c_student.md): with_mask, without_mask and
+#: mask_weared_incorrect at about the 2-class model's cost.
+DEFAULT_MODEL_NAME = "face_mask_3c_student_int8.tflite"
+#: The 2-class model (with_mask / without_mask; close-ups, models/MODEL_CARD.md).
+TWO_CLASS_MODEL_NAME = "face_mask_2c_int8.tflite"
+#: The 3-class ensemble, the student's teacher (models/MODEL_CARD_3c.md): more accurate on
+#: incorrectly worn masks, about 25x the student's time per face.
+ENSEMBLE_MODEL_NAME = "face_mask_3c_int8.tflite"
 #: The default face detector, shipped with the package (models/DETECTOR_CARD.md): YuNet
 #: fine-tuned on masked faces, and its settings (box calibration, score threshold).
 YUNET_TFLITE = "yunet_masked.tflite"

@@ -51,7 +51,7 @@ REUSE_IOU = 0.5
 class PipelineOptions:
     """Everything that decides what the pipeline computes and how fast."""
 
-    model: Path | None = None  # None: $MASKEDGE_MODEL or models/face_mask_2c_int8.tflite
+    model: Path | None = None  # None: $MASKEDGE_MODEL or the shipped default (edge.core.assets)
     detector: str = DEFAULT_DETECTOR
     detector_model: Path | None = None  # None: the shipped YuNet, or the verified cached download
     detector_threshold: float | None = None  # None: the detector's default

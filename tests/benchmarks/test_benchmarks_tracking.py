@@ -240,7 +240,7 @@ def test_quick_benchmark_runs_through_run_loop_and_writes_every_field(tmp_path: 
     for key in ("command", "started", "seconds", "model", "labels", "detector", "alert_after",
                 "alert_labels", "variants", "tracker_defaults", "plan", "splits", "quick"):
         assert key in written, key
-    assert written["model"].endswith("face_mask_3c_int8.tflite") and written["quick"]
+    assert written["model"].endswith("face_mask_3c_student_int8.tflite") and written["quick"]
     split = written["splits"]["held-out"]
     assert set(split["clips"]) == {"held", "moving", "dropped", "masked"}
     rows = split["rows"]

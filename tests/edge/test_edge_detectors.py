@@ -179,8 +179,24 @@ def test_default_model_path_and_env_override(monkeypatch: pytest.MonkeyPatch,
                                              tmp_path: Path) -> None:
     monkeypatch.delenv(assets.MODEL_ENV, raising=False)
     assert assets.default_model_path() == (Path(assets.__file__).resolve().parents[2]
-                                           / "models" / "face_mask_2c_int8.tflite")
+                                           / "models" / "face_mask_3c_student_int8.tflite")
     monkeypatch.setenv(assets.MODEL_ENV, str(tmp_path / "m.tflite"))
     assert assets.default_model_path() == tmp_path / "m.tflite"
     with pytest.raises(assets.AssetError, match="MASKEDGE_MODEL is missing"):
         assets.resolve_model(None)
+
+
+def test_the_default_model_says_three_states_in_under_4_mb(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 29's contract for the default: the three labels, int8, one small file."""
+    from edge.core.tflite_metadata import read_contract
+
+    monkeypatch.delenv(assets.MODEL_ENV, raising=False)
+    path = assets.resolve_model(None)
+    contract = read_contract(path)
+    assert set(contract.labels) == {"with_mask", "without_mask", "mask_weared_incorrect"}
+    assert contract.input_size == (128, 128)
+    assert path.stat().st_size <= 4_000_000
+    assert contract.metrics.get("passed_gate") is True
+    for other in (assets.TWO_CLASS_MODEL_NAME, assets.ENSEMBLE_MODEL_NAME):
+        assert (assets.project_models_dir() / other).is_file(), other

@@ -95,8 +95,8 @@ def one_error(result: Any) -> str:
 def test_run_on_a_video_keeps_history_that_matches_its_summary(video: Path,
                                                                tmp_path: Path) -> None:
     db = tmp_path / "sub" / "events.db"
-    result = invoke("run", "--source", str(video), "--history", str(db), "--stats-every", "0.2",
-                    "--alert-after", "2", "--json-summary", "--quiet")
+    result = invoke("run", "--source", str(video), "--model", str(MODEL), "--history", str(db),
+                    "--stats-every", "0.2", "--alert-after", "2", "--json-summary", "--quiet")
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     people = {k: v for k, v in summary["people"].items() if v}

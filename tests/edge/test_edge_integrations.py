@@ -105,7 +105,8 @@ def check_mqtt(live: MqttWatcher, after: MqttWatcher, lines: list[dict[str, Any]
     assert status[0] == "online" and status[-1] == "offline", status
     expected = {f"{base}/{t}" for t in ("status", "stats", "unmasked")} | {
         *(f"homeassistant/sensor/door/{obj}/config" for obj in
-          ("people_with_mask", "people_without_mask", "compliance", "fps")),
+          ("people_with_mask", "people_without_mask", "people_mask_weared_incorrect",
+           "compliance", "fps")),
         "homeassistant/binary_sensor/door/unmasked_now/config"}
     assert after.wait(lambda: set(after.retained()) >= expected), sorted(after.retained())
     retained = after.retained()

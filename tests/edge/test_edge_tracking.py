@@ -91,9 +91,30 @@ def test_smoothing_stops_a_one_frame_flicker() -> None:
     assert flicker["score"] == pytest.approx((0.9 * 4 + 0.1) / 5) and flicker["raw_score"] == 0.9
     assert set(flicker) == {"box", "track", "label", "score", "raw_label", "raw_score",
                             "detector_score", "in_zone"}
-    # A lasting change does come through, once it is most of the window.
-    steady = [tracker.update([face(A, 0.95)])[0].label for _ in range(5)]
+    # A lasting change comes through: always voting, once it is most of the window; by
+    # default at once, since the window is split (under smooth_min) from its first frame.
+    voting = Tracker(LABELS, TrackerOptions(smooth_min=0.0))
+    for p in (0.1, 0.1, 0.1, 0.1, 0.9, 0.1, 0.1):
+        voting.update([face(A, p)])
+    steady = [voting.update([face(A, 0.95)])[0].label for _ in range(5)]
     assert steady[0] == "with_mask" and steady[-1] == "without_mask"
+    assert {tracker.update([face(A, 0.95)])[0].label for _ in range(5)} == {"without_mask"}
+
+
+def test_a_face_the_classifier_keeps_changing_its_mind_about_reports_each_frame() -> None:
+    """Where the window is split (no label reaches `smooth_min`), the vote would make every
+    frame say the majority, right or wrong: the frame's own label is reported instead. A lone
+    flicker in a steady window is still voted down."""
+    ambiguous = [0.55, 0.25] * 4  # right and unsure, then wrong and surer, by turns
+    voting = Tracker(LABELS, TrackerOptions(smooth_min=0.0))
+    voted = [voting.update([face(A, p)])[0] for p in ambiguous]
+    assert len({t.label for t in voted[2:]}) == 1  # the vote: one label for every frame
+    tracker = Tracker(LABELS, TrackerOptions(smooth_min=0.7))
+    shown = [tracker.update([face(A, p)])[0] for p in ambiguous]
+    assert [t.label for t in shown] == [t.face.label for t in shown]  # each frame's own
+    steady = Tracker(LABELS, TrackerOptions(smooth_min=0.7))
+    labels = [steady.update([face(A, p)])[0].label for p in (0.1, 0.1, 0.1, 0.1, 0.9, 0.1)]
+    assert set(labels) == {"with_mask"}
 
 
 def test_alerts_once_per_track_after_n_frames() -> None:
@@ -226,9 +247,11 @@ def crowd_folder(tmp_path: Path) -> Path:
 def edge_run(*args: str) -> tuple[Any, list[dict[str, Any]], dict[str, Any]]:
     """`edge run ... --json EVENTS --json-summary --quiet`: the result, JSON lines, summary.
     Stock YuNet, which finds all four people of the crowd photo (the default finds three: the
-    fourth scores 0.45), so that these tests count tracks, zones and stats, not detections."""
+    fourth scores 0.45), and the 2-class model, so that these tests count tracks, zones and
+    stats, not detections or a third class."""
     events = Path(args[args.index("--json") + 1]) if "--json" in args else None
-    result = CliRunner().invoke(app, ["run", "--detector", "yunet-stock", *args,
+    result = CliRunner().invoke(app, ["run", "--detector", "yunet-stock", "--model", str(MODEL),
+                                      *args,
                                       "--json-summary", "--quiet"])
     assert result.exit_code == 0, result.output
     lines = [json.loads(x) for x in events.read_text().splitlines()] if events else []
@@ -399,8 +422,8 @@ def test_runner_runs_a_short_video_with_an_extra_sink_and_an_alert_hook(tmp_path
         seen["context"] = context
         return sink
 
-    options = RunOptions(source=str(video), alert_after=2, stats_every=60.0, quiet=True,
-                         save=tmp_path / "out.mp4", extra_sinks=(make_sink,),
+    options = RunOptions(source=str(video), model=MODEL, alert_after=2, stats_every=60.0,
+                         quiet=True, save=tmp_path / "out.mp4", extra_sinks=(make_sink,),
                          alert_hooks=(lambda context: hook,))
     summary = Runner(options).run()
     assert summary.frames == 12 and summary.stopped_by == "end of stream"

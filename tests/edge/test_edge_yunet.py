@@ -175,7 +175,9 @@ def test_built_wheel_carries_the_models_and_runs_them(tmp_path: Path) -> None:
                     "-q", "-w", str(wheels), str(source)], check=True, timeout=600)
     wheel = next(wheels.glob("maskedge-*.whl"))
     names = set(zipfile.ZipFile(wheel).namelist())
-    for name in ("face_mask_2c_int8.tflite", "yunet_masked.tflite", "yunet_masked.json",
+    for name in ("face_mask_3c_student_int8.tflite", "face_mask_2c_int8.tflite",
+                 "face_mask_3c_int8.tflite", "MODEL_CARD_3c_student.md", "yunet_masked.tflite",
+                 "yunet_masked.json",
                  "yunet.tflite", "yunet_calibration.json", "LICENSE-yunet.txt",
                  "DETECTOR_CARD.md"):
         assert f"maskedge_models/{name}" in names, name

@@ -92,17 +92,19 @@ def model_card(config: Any, summary: dict[str, Any], cv: dict[str, Any] | None) 
     lines = [
         "# Model card: distilled 3-class student", "",
         f"One MobileNetV2 (alpha {s.alpha}) at {s.input_size} px{band} + the trainer's head "
-        "(dense 128, dropout, softmax), trained by `trainer distill` to match the teacher's "
-        "probabilities (\"patient and consistent\" distillation, Beyer et al. 2022: teacher and "
-        "student read the same views). Labels in the teacher's order.", "",
+        f"(dense {s.hidden}, dropout, softmax), trained by `trainer distill` to match the "
+        "teacher's probabilities (\"patient and consistent\" distillation, Beyer et al. 2022: "
+        "teacher and student read the same views). Labels in the teacher's order.", "",
         "## How it was made", "",
         f"- teacher: {TEACHER_NOTE}",
         f"- faces: annotated VOC boxes and the shipped detector's boxes over the same photos "
         f"(matched at IoU >= 0.5: labelled, else unlabelled), {summary['data']['faces']} in "
         f"all; faces >= {config.min_face} px",
-        f"- views: {config.views.views} per face (the device's framing, then re-framed, "
-        f"mirrored, brightness/contrast), {config.views.mix} mixup per face; the teacher read "
-        "each once",
+        f"- views: {config.views.views} per face rendered (the device's framing, then "
+        f"re-framed, mirrored, brightness/contrast) and {config.views.mix} mixup, each read by "
+        f"the teacher once; the student trained on the first {min(s.views, config.views.views)}"
+        + (" and the mixups" if s.mix and config.views.mix else " (no mixups)"),
+        f"- head: dense {s.hidden} ({s.head_activation}), dropout {s.dropout}, softmax",
         f"- loss: cross-entropy to (1 - {s.ce_weight}) x teacher + {s.ce_weight} x label",
         f"- phase 1: head on cached features, {s.head_epochs} epochs, Adam {s.head_lr} "
         f"(cosine); phase 2: top {s.ft_layers} backbone layers, {s.ft_epochs} epochs, Adam "

@@ -26,9 +26,9 @@ distill_app = cli_app(help="Distil the shipped 3-class ensemble into one small s
 
 def default_teacher() -> Path:
     """The shipped 3-class ensemble."""
-    from edge.core.assets import project_models_dir
+    from edge.core.assets import ENSEMBLE_MODEL_NAME, project_models_dir
 
-    return project_models_dir() / "face_mask_3c_int8.tflite"
+    return project_models_dir() / ENSEMBLE_MODEL_NAME
 
 
 def check_folder(path: Path | None, what: str) -> None:

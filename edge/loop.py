@@ -253,7 +253,7 @@ class _FrameLoop:
         """Raise this frame's alerts: hooks first (they may add fields), then every sink."""
         if self.alerts is None:
             return
-        alive = {t.id for t in self.tracker.tracks}
+        alive = {t.id for t in self.tracker.tracks + self.tracker.lost}
         for alert in self.alerts.update(captured.index, tracked, alive,
                                         still=captured.name is not None):
             alert["time"] = round(captured.time, 3)

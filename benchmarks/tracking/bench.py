@@ -90,11 +90,15 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "vote-always": {"smooth_min": 0.0},
     "sure0.6": {"smooth_min": 0.6},
     "sure0.8": {"smooth_min": 0.8},
+    # A person who leaves and comes back within 10 s continues their track (default: cosine of
+    # the looks >= 0.5): never, or only when they look more alike.
+    "no-reid": {"reid_age": 0},
+    "reid0.65": {"reid_min": 0.65},
     # ByteTrack's association (edge/tracking/bytetrack.py) in place of the IoU + centre matcher.
     "bytetrack": {"matcher": "bytetrack"},
     # All of them undone at once (the pipeline still resets at cuts).
     "legacy": {"appearance": False, "scene_reset": False, "smoothing": "mean", "smooth_min": 0.0,
-               "max_age": 10, "count_min_score": 0.0, "count_min_face": 0.0},
+               "max_age": 10, "count_min_score": 0.0, "count_min_face": 0.0, "reid_age": 0},
 }
 #: `edge run` raises no alerts without --alert-after; the README's examples use 15 frames.
 ALERT_AFTER = 15

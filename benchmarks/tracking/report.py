@@ -119,7 +119,8 @@ def _legend(r: dict[str, Any]) -> list[str]:
         variants = (f"`{BEFORE}` = edge/ of commit a12937b, before the scene cuts, the appearance "
                     "test and the count rule, on the same clips (`benchmarks/results/"
                     "tracking_before.json`: `python -m benchmarks.tracking --variant default` run "
-                    "with that commit's edge/ first on PYTHONPATH); " + variants)
+                    "with that commit's edge/ first on PYTHONPATH; with the model named in that "
+                    f"file, {r.get('before_model') or 'see it'}); " + variants)
     kinds = "; ".join(f"{k}: {v}" for k, v in KIND_TEXT.items())
     return [
         f"Variants: {variants or '-'} (defaults: {r.get('tracker_defaults', {})}). Kinds: {kinds}.",
@@ -146,7 +147,8 @@ def with_before(r: dict[str, Any], before: dict[str, Any] | None) -> dict[str, A
     this redesign: `tracking_before.json`) added to each split as variant BEFORE."""
     if not before:
         return r
-    merged = {**r, "splits": {}, "variants": {BEFORE: {}, **r.get("variants", {})}}
+    merged = {**r, "splits": {}, "variants": {BEFORE: {}, **r.get("variants", {})},
+              "before_model": f"`{before['model']}`" if before.get("model") else None}
     for name, split in r.get("splits", {}).items():
         old = before.get("splits", {}).get(name, {}).get("rows", [])
         rows = [{**x, "variant": BEFORE} for x in old if x.get("variant") == "default"]

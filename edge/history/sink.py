@@ -15,12 +15,12 @@ committed.
 
 There is no "track ended" event in the loop, so the sink follows the tracks itself, from the
 per-frame records (each face's `track`, smoothed `label`, `detector_score`, `box`, `in_zone`): a
-track ends when it has not been seen for more than the tracker's `max_age` processed frames
-(the tracker's own rule), at the next photo for a photo's faces, or when the run closes. Whether
-it counted as a person is decided by `Tracker.counted` itself, on the same sums the tracker
-keeps (from the rounded values of the records), so `edge history` counts people the way the run
-summary does. A database error (a full disk) loses that batch, is said once, counted in the
-summary, and the run goes on.
+track ends when it has not been seen for more than the tracker's `max_age` + `reid_age` processed
+frames (the tracker's own rule: until then its person may come back), at the next photo for a
+photo's faces, or when the run closes. Whether it counted as a person is decided by
+`Tracker.counted` itself, on the same sums the tracker keeps (from the rounded values of the
+records), so `edge history` counts people the way the run summary does. A database error (a
+full disk) loses that batch, is said once, counted in the summary, and the run goes on.
 """
 
 from __future__ import annotations
@@ -110,7 +110,8 @@ class TrackBook:
             if face.get("in_zone", True):
                 seen.zone_hits += 1
                 seen.votes[str(face["label"])] += 1
-        max_age = self.rule.options.max_age
+        options = self.rule.options
+        max_age = options.max_age + options.reid_age  # a track may come back until then
         ended = [s for n, s in self.open.items() if n not in present
                  and (still or self.frames - s.seen_at > max_age)]
         for seen in ended:

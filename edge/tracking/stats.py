@@ -32,7 +32,7 @@ class PeopleCounter:
 
     def people(self) -> dict[str, int]:
         counts = Counter(dict.fromkeys(self.tracker.labels, 0)) + self._ended
-        for track in self.tracker.tracks:
+        for track in self.tracker.tracks + self.tracker.lost:  # lost: may still come back
             label = track.majority()
             if label is not None and self.tracker.counted(track):
                 counts[label] += 1

@@ -358,7 +358,7 @@ def test_a_database_error_loses_that_batch_and_the_run_goes_on(tmp_path: Path) -
 
 
 def test_track_book_ends_tracks_like_the_tracker() -> None:
-    book = TrackBook(LABELS, TrackerOptions(max_age=2, count_after=3))
+    book = TrackBook(LABELS, TrackerOptions(max_age=2, count_after=3, reid_age=0))
     frames = [[face(1, "without_mask"), face(2, "with_mask", side=8)]] * 3 + [[]] * 2
     assert [book.update({"time": float(i), "faces": f}) for i, f in enumerate(frames)] == [
         [], [], [], [], []]
@@ -372,6 +372,11 @@ def test_track_book_ends_tracks_like_the_tracker() -> None:
     assert [s.id for s in book.update({**photo, "source": "b.jpg", "faces": []})] == [3]
     seen = book.update({"time": 7.0, "faces": [face(4, "with_mask")]})
     assert seen == [] and [book.row(1, s)[9] for s in book.close()] == [0]  # 1 sighting of 3
+    # With re-identification a track may come back, so it ends only after max_age + reid_age.
+    waiting = TrackBook(LABELS, TrackerOptions(max_age=2, reid_age=3))
+    waiting.update({"time": 0.0, "faces": [face(5, "with_mask")]})
+    assert [waiting.update({"time": float(i), "faces": []}) for i in range(1, 6)] == [[]] * 5
+    assert [s.id for s in waiting.update({"time": 6.0, "faces": []})] == [5]
 
 
 # --- a SIGKILL in the middle of a run ----------------------------------------------------------

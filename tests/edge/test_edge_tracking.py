@@ -117,6 +117,46 @@ def test_a_face_the_classifier_keeps_changing_its_mind_about_reports_each_frame(
     assert set(labels) == {"with_mask"}
 
 
+def test_a_person_who_leaves_and_comes_back_is_one_track_and_one_person() -> None:
+    """Unseen past max_age, a track waits (reid_age) for a face that looks like it; a face that
+    looks otherwise, or a new scene, starts a new track."""
+    look_a, look_b = np.zeros(8), np.zeros(8)
+    look_a[0], look_b[1] = 1.0, 1.0
+
+    def seen(box: tuple[float, float, float, float], look: np.ndarray) -> FaceResult:
+        return dataclasses.replace(face(box), appearance=look)
+
+    options = TrackerOptions(max_age=2, reid_age=10, count_after=1)
+    tracker, far = Tracker(LABELS, options), moved(A, 200)
+    counter = PeopleCounter(tracker)
+    first = tracker.update([seen(A, look_a)])[0].track
+    counter.update()
+    for _ in range(5):  # gone: past max_age, now waiting
+        tracker.update([])
+        counter.update()
+    assert not tracker.tracks and len(tracker.lost) == 1 and counter.people()["with_mask"] == 1
+    back = tracker.update([seen(far, look_a)])[0]
+    counter.update()
+    assert back.track == first and counter.people()["with_mask"] == 1  # the same person
+    other = tracker.update([seen(far, look_a), seen(B, look_b)])[1]
+    assert other.track != first
+    for _ in range(20):  # waited too long: the track ends and is counted once
+        tracker.update([])
+        counter.update()
+    assert not tracker.lost and counter.people()["with_mask"] == 2
+    tracker.update([seen(A, look_a)])
+    for _ in range(4):
+        tracker.update([])
+    assert tracker.lost
+    assert tracker.update([seen(A, look_a)], scene=7)[0].track not in (first, other.track)
+    assert not tracker.lost  # a new scene ends the waiting tracks too
+    plain = Tracker(LABELS, TrackerOptions(max_age=2, reid_age=0))
+    plain.update([seen(A, look_a)])
+    for _ in range(5):
+        plain.update([])
+    assert not plain.lost and plain.update([seen(A, look_a)])[0].track == 2
+
+
 def test_alerts_once_per_track_after_n_frames() -> None:
     assert unmasked_labels(["with_mask", "without_mask", "mask_weared_incorrect"]) == (
         "without_mask", "mask_weared_incorrect")

@@ -37,10 +37,18 @@ from typing import Annotated, Any
 import numpy as np
 import typer
 
-from benchmarks.config import FULL_OUT, REPO, default_shared
+from benchmarks.config import (
+    FULL_OUT,
+    REPO,
+    JsonOption,
+    SharedOption,
+    default_shared,
+    show_result,
+    write_result,
+)
 from benchmarks.tables import fmt, short, table
 from edge.core.console import EXIT_FAILED, cli_app, say, user_errors
-from edge.core.fileio import cache_root, write_text_atomic
+from edge.core.fileio import cache_root
 
 PROG = "python -m benchmarks.arm64"
 RESULT_NAME = "arm64.json"
@@ -391,13 +399,6 @@ def render_arm64(r: dict[str, Any]) -> list[str]:
     return lines
 
 
-def write_result(result: dict[str, Any], out: Path) -> Path:
-    target = out / RESULT_NAME
-    out.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(target, json.dumps(result, indent=1, default=str) + "\n")
-    return target
-
-
 app = cli_app(no_args_is_help=False,
               help="Run the shipped detector and classifiers on aarch64 (qemu-user) and on x86 "
                    f"and compare their outputs; writes benchmarks/results/{RESULT_NAME}.")
@@ -407,18 +408,14 @@ app = cli_app(no_args_is_help=False,
 def main(
     photos: Annotated[int, typer.Option(
         min=1, max=50, help="face-mask-ilc-dev photos to run (spread over the folder).")] = 3,
-    json_out: Annotated[bool, typer.Option(
-        "--json", help="Print the results as JSON on stdout (instead of the Markdown).")
-    ] = False,
+    json_out: JsonOption = False,
     out: Annotated[Path | None, typer.Option(
         help=f"Folder for {RESULT_NAME} (default: {short(FULL_OUT)}).", show_default=False)
     ] = None,
     cache: Annotated[Path | None, typer.Option(
         help=f"Where qemu, the aarch64 Python and wheels are kept (default: ${CACHE_ENV}, else "
         "maskedge's cache folder + /arm64).", show_default=False)] = None,
-    shared: Annotated[Path | None, typer.Option(
-        help="The shared data folder (default: $MASKEDGE_SHARED, else ../shared).",
-        show_default=False)] = None,
+    shared: SharedOption = None,
 ) -> None:
     """Exit 0 only when every output agrees: int8 within one quantization step, float within
     1e-4 + 1e-4 x |x86|, the same decoded faces. Exit 1 when some disagree, 2 when the tools
@@ -432,11 +429,8 @@ def main(
                              "MASKEDGE_SHARED)")
         result = measure(shared, photos, cache or default_cache(), project_models_dir())
         result["command"] = PROG + (f" --photos {photos}" if photos != 3 else "")
-        target = write_result(result, out or FULL_OUT)
-    if json_out:
-        print(json.dumps(result, indent=1, default=str))
-    else:
-        print("\n".join(render_arm64(result)))
+        target = write_result(result, out or FULL_OUT, RESULT_NAME)
+    show_result(result, json_out, render_arm64(result))
     say(f"results: {target} ({result['seconds']:.0f} s)")
     if not result["agree"]:
         raise typer.Exit(EXIT_FAILED)

@@ -6,10 +6,13 @@ and data paths are decided in one place and written into every result file.
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+import typer
 
 REPO = Path(__file__).resolve().parents[1]
 #: Where the full run writes its JSON and plots, and its report (committed).
@@ -142,3 +145,26 @@ def make_config(quick: bool, out: Path | None = None, report: Path | None = None
                        limit_per_class=None, iterations=FULL_ITERATIONS, latency_images=64,
                        voc_photos=None, video_frames=600, reference_frames=120,
                        reference_max_epochs=20)
+
+
+def write_result(result: dict[str, Any], folder: Path, name: str) -> Path:
+    """`folder/name` written atomically as indented JSON (a benchmark's results file)."""
+    from edge.core.fileio import write_text_atomic
+
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / name
+    write_text_atomic(target, json.dumps(result, indent=1, default=str) + "\n")
+    return target
+
+
+def show_result(result: dict[str, Any], json_out: bool, lines: list[str]) -> None:
+    """A benchmark command's output: the results as JSON (`--json`), else its Markdown."""
+    print(json.dumps(result, indent=1, default=str) if json_out else "\n".join(lines))
+
+
+# The options every benchmark command shares, declared once.
+JsonOption = Annotated[bool, typer.Option(
+    "--json", help="Print the results as JSON on stdout (instead of the Markdown).")]
+SharedOption = Annotated[Path | None, typer.Option(
+    help="The shared data folder (default: $MASKEDGE_SHARED, else ../shared).",
+    show_default=False)]

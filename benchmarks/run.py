@@ -19,6 +19,7 @@ import shlex
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -26,8 +27,10 @@ from typing import Annotated, Any
 import typer
 
 from benchmarks.arm64 import render_arm64
+from benchmarks.classifiers.report import render_classifiers
 from benchmarks.config import FULL_OUT, FULL_REPORT, BenchConfig, make_config
 from benchmarks.context import SectionContext
+from benchmarks.dataloop.report import render_dataloop
 from benchmarks.machine import machine_info
 from benchmarks.needs_train import PROG
 from benchmarks.plots import make_plots
@@ -123,6 +126,25 @@ def run_sections(cfg: BenchConfig, names: list[str], run: dict[str, Any], log: L
     return ok
 
 
+def _tracking(data: dict[str, Any], out: Path) -> list[str]:
+    before = out / "tracking_before.json"  # the tracker before, for comparison
+    if before.is_file():
+        data = with_before(data, json.loads(before.read_text()))
+    return render_tracking(data)
+
+
+# The sections written by their own commands (file in benchmarks/results/, its renderer), in
+# RESULTS.md's order: trainer.distill.compare writes distill_cv.json, benchmarks.X writes X.json.
+OWN_COMMAND_SECTIONS: tuple[tuple[str, Callable[[dict[str, Any], Path], list[str]]], ...] = (
+    ("threeclass", lambda data, out: render_threeclass(data)),
+    ("distill_cv", lambda data, out: render_student_cv(data)),
+    ("classifiers", lambda data, out: render_classifiers(data)),
+    ("tracking", _tracking),
+    ("arm64", lambda data, out: render_arm64(data)),
+    ("dataloop", lambda data, out: render_dataloop(data)),
+)
+
+
 def render(cfg: BenchConfig, run: dict[str, Any]) -> list[Any]:
     """Plots and RESULTS.md from every section file in `cfg.out`; the target checks."""
     sections = {n: env for n in SECTIONS if (env := load_section(cfg.out, n))}
@@ -131,22 +153,10 @@ def render(cfg: BenchConfig, run: dict[str, Any]) -> list[Any]:
     plots = make_plots(results, cfg.out)
     machine = json.loads((cfg.out / "machine.json").read_text())
     text = render_report(sections, machine, run, cfg.report, plots)
-    # `python -m benchmarks.stages.threeclass` writes it
-    if (cfg.out / "threeclass.json").is_file():
-        threeclass = json.loads((cfg.out / "threeclass.json").read_text())
-        text += "\n" + "\n".join(render_threeclass(threeclass)) + "\n"
-    if (cfg.out / "distill_cv.json").is_file():  # `python -m trainer.distill.compare` writes it
-        cv = json.loads((cfg.out / "distill_cv.json").read_text())
-        text += "\n" + "\n".join(render_student_cv(cv)) + "\n"
-    if (cfg.out / "tracking.json").is_file():  # `python -m benchmarks.tracking` writes it
-        tracking = json.loads((cfg.out / "tracking.json").read_text())
-        before = cfg.out / "tracking_before.json"  # the tracker before, for comparison
-        if before.is_file():
-            tracking = with_before(tracking, json.loads(before.read_text()))
-        text += "\n" + "\n".join(render_tracking(tracking)) + "\n"
-    if (cfg.out / "arm64.json").is_file():  # `python -m benchmarks.arm64` writes it
-        text += "\n" + "\n".join(render_arm64(json.loads((cfg.out / "arm64.json").read_text())))
-        text += "\n"
+    for name, renderer in OWN_COMMAND_SECTIONS:
+        if (cfg.out / f"{name}.json").is_file():
+            data = json.loads((cfg.out / f"{name}.json").read_text())
+            text += "\n" + "\n".join(renderer(data, cfg.out)) + "\n"
     write_text_atomic(cfg.report, text)
     return check_targets(results)
 

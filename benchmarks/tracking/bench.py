@@ -27,7 +27,6 @@ committed file), rendered by `benchmarks.tracking.report.render_tracking` into R
 
 from __future__ import annotations
 
-import json
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -38,7 +37,15 @@ from typing import Annotated, Any
 
 import typer
 
-from benchmarks.config import FULL_OUT, QUICK_OUT, default_shared
+from benchmarks.config import (
+    FULL_OUT,
+    QUICK_OUT,
+    JsonOption,
+    SharedOption,
+    default_shared,
+    show_result,
+    write_result,
+)
 from benchmarks.machine import read_cpuinfo
 from benchmarks.tables import short
 from benchmarks.tracking.clip_player import ClipSource, Device, ReplayError, Tape, play
@@ -65,7 +72,6 @@ from benchmarks.tracking.metrics import (
 from benchmarks.tracking.report import PHOTOS, render_tracking
 from edge.core.assets import DEFAULT_MODEL_NAME, AssetError, project_models_dir, resolve_model
 from edge.core.console import Advance, cli_app, say, task, user_errors
-from edge.core.fileio import write_text_atomic
 from edge.core.labelmap import LabelMapError
 from edge.core.voc import AnnotatedImage, DatasetError
 from edge.inference.pipeline import Pipeline, PipelineOptions
@@ -257,12 +263,6 @@ def command_line(quick: bool, split: str, variants: Sequence[str] | None,
     return " ".join(parts)
 
 
-def write_result(result: dict[str, Any], out: Path) -> Path:
-    target = out / RESULT_NAME
-    write_text_atomic(target, json.dumps(result, indent=1, default=str) + "\n")
-    return target
-
-
 app = cli_app(no_args_is_help=False,
               help="Measure the device's tracker against ground truth on synthetic clips and "
                    "write benchmarks/results/tracking.json.")
@@ -282,18 +282,14 @@ def main(
     kind: Annotated[list[str] | None, typer.Option(
         "--kind", help=f"Clip kind to run (repeatable; default all): {', '.join(ALL_KINDS)}.",
         show_default=False)] = None,
-    json_out: Annotated[bool, typer.Option(
-        "--json", help="Print the results as JSON on stdout (instead of the Markdown).")
-    ] = False,
+    json_out: JsonOption = False,
     model: Annotated[Path | None, typer.Option(
         help=f"Classifier .tflite (default: the shipped models/{SHIPPED_3C}).",
         show_default=False)] = None,
     out: Annotated[Path | None, typer.Option(
         help=f"Folder for {RESULT_NAME} (default: {short(FULL_OUT)}; --quick: "
         f"{short(QUICK_OUT)}).", show_default=False)] = None,
-    shared: Annotated[Path | None, typer.Option(
-        help="The shared data folder (default: $MASKEDGE_SHARED, else ../shared).",
-        show_default=False)] = None,
+    shared: SharedOption = None,
     alert_after: Annotated[int, typer.Option(
         min=1, help="Frames a tracked face must stay unmasked to alert (edge run "
         "--alert-after).")] = ALERT_AFTER,
@@ -327,11 +323,8 @@ def main(
         result["command"] = command_line(quick, split, variant, kind, {
             "--model": model, "--seed": seed or None, "--no-replay": not replay,
             "--alert-after": alert_after if alert_after != ALERT_AFTER else None})
-        target = write_result(result, folder)
-    if json_out:
-        print(json.dumps(result, indent=1, default=str))
-    else:
-        print("\n".join(render_tracking(result)))
+        target = write_result(result, folder, RESULT_NAME)
+    show_result(result, json_out, render_tracking(result))
     say(f"results: {target} ({result['seconds']:.0f} s)")
 
 

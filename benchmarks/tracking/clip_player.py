@@ -198,4 +198,5 @@ def play(source: FrameSource, pipeline: Pipeline, device: Device, tracking: Trac
     if summary.error:
         raise RuntimeError(f"{source.description}: {summary.error}")
     sink.played.summary = summary.to_json()
+    sink.played.tracking = tracking
     return sink.played

@@ -15,7 +15,10 @@ smears one person's label onto another and raises or misses alerts. Measured per
 - Joins: hypothesis tracks matched to two or more distinct ground-truth identities (count, and
   share of the tracks matched to any), and tracks seen on both sides of a cut.
 - People: the run summary's people total against the true number of identities (visible with
-  >= 16 px in at least 3 played frames, the tracker's `count_after`).
+  >= 16 px in at least 3 played frames, the tracker's `count_after`), and what the counted tracks
+  were (the count rule replayed on the records, `edge.history.sink.TrackBook`): true people
+  found, extra tracks of people already found, tracks on faces too small to count, and tracks
+  matching no annotated face at all (a face the annotations miss, or a false detection).
 - Alerts: how many, and the false ones (an alert whose box matches no ground-truth face at IoU
   >= 0.5, or one whose class is not an alert label), per hour of clip time at its nominal FPS.
 
@@ -68,6 +71,7 @@ class Played:
     records: list[dict[str, Any]] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
     summary: dict[str, Any] = field(default_factory=dict)
+    tracking: Any = None  # the run's TrackerOptions (None: the defaults)
 
 
 def iou_distances(truth: np.ndarray, hyps: np.ndarray,
@@ -144,6 +148,7 @@ class ClipScorer:
         self.cuts = np.asarray(sorted(cuts), np.int64)
         self.ids: dict[str, int] = {}
         self.people: dict[int, set[str]] = defaultdict(set)  # track -> identities matched
+        self.small: set[int] = set()  # tracks matched to a don't-care face
         self.shots: dict[int, set[int]] = defaultdict(set)  # track -> shots it was seen in
         self.tracks: set[int] = set()
         self.frames = 0
@@ -163,6 +168,8 @@ class ClipScorer:
             self.tracks.add(int(face["track"]))
             self.shots[int(face["track"])].add(shot)
         for f, k in pairs:
+            if not truth[k].counts:
+                self.small.add(int(faces[f]["track"]))
             if truth[k].counts:
                 self.people[int(faces[f]["track"])].add(truth[k].identity)
                 self.labels.add(truth[k].label, faces[f])
@@ -187,6 +194,34 @@ class ClipScorer:
                 "join_share": round(joins / len(matched), 4) if matched else None,
                 "tracks_across_cuts": sum(1 for s in self.shots.values() if len(s) >= 2),
                 **self.labels.report()}
+
+
+def counted_tracks(played: Played, labels: Sequence[str]) -> set[int]:
+    """The track ids the run counted as people: its count rule replayed on its records."""
+    from edge.history.sink import TrackBook
+
+    book = TrackBook(labels, played.tracking)
+    counted: set[int] = set()
+    for record in played.records:
+        counted |= {s.id for s in book.update(record) if book.rule.counted(s)}
+    return counted | {s.id for s in book.close() if book.rule.counted(s)}
+
+
+def people_breakdown(scorer: ClipScorer, counted: set[int]) -> dict[str, int]:
+    """What the counted tracks were (module docstring)."""
+    found: set[str] = set()
+    extra = small = unannotated = 0
+    for track in sorted(counted):
+        people = scorer.people.get(track) or set()
+        if people:
+            extra += 0 if people - found else 1
+            found |= people
+        elif track in scorer.small:
+            small += 1
+        else:
+            unannotated += 1
+    return {"counted_true": len(found), "counted_extra": extra, "counted_small": small,
+            "counted_unannotated": unannotated}
 
 
 def true_people(truths: Sequence[Sequence[Truth]]) -> int:
@@ -227,6 +262,7 @@ def score_clip(truths: Sequence[Sequence[Truth]], cuts: Sequence[int], seconds: 
     timings = played.summary.get("timings_ms", {})
     return {**scorer.report(), "people_counted": sum(people.values()), "people": people,
             "people_true": true_people(truths),
+            **people_breakdown(scorer, counted_tracks(played, labels)),
             **alert_counts(truths, played.events, alert_labels, seconds),
             "fps": round(float(played.summary.get("fps", 0.0)), 2),
             "track_ms": timings.get("track")}

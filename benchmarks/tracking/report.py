@@ -47,13 +47,21 @@ def _clip_row(row: dict[str, Any], labels: list[str]) -> list[str]:
     share = row.get("join_share")
     return [f"`{row['variant']}`", row["kind"], fmt(row.get("frames")),
             f"{fmt(row.get('people_true'))} / {fmt(row.get('people_counted'))}",
-            fmt(row.get("idf1"), 3), fmt(row.get("id_switches")), fmt(row.get("mota"), 3),
+            _breakdown(row), fmt(row.get("idf1"), 3), fmt(row.get("id_switches")),
+            fmt(row.get("mota"), 3),
             f"{fmt(joins)} ({pct(share, 0)})" if joins is not None else "-",
             fmt(row.get("tracks_across_cuts")),
             _pair(row.get("accuracy_reported"), row.get("accuracy_raw"), as_pct=True),
             *_f1_cells(row, labels),
             f"{fmt(row.get('alerts'))} ({fmt(row.get('false_alerts'))})",
             fmt(row.get("false_alerts_per_hour"), 0), fmt(row.get("fps"), 1)]
+
+
+def _breakdown(row: dict[str, Any]) -> str:
+    keys = ("counted_true", "counted_extra", "counted_small", "counted_unannotated")
+    if any(row.get(k) is None for k in keys):
+        return "-"
+    return " / ".join(fmt(row[k]) for k in keys)
 
 
 def _photo_row(row: dict[str, Any], labels: list[str]) -> list[str]:
@@ -91,7 +99,8 @@ def _split_section(name: str, split: dict[str, Any], r: dict[str, Any]) -> list[
     rows = _order(split.get("rows", []), variants)
     clip_rows = [_clip_row(x, labels) for x in rows if x["kind"] != PHOTOS]
     if clip_rows:
-        lines += table(["variant", "kind", "frames", "people true / counted", "IDF1", "ID sw",
+        lines += table(["variant", "kind", "frames", "people true / counted",
+                        "counted: true / extra / small / unannotated", "IDF1", "ID sw",
                         "MOTA", "joins (share)", "across cuts", "accuracy reported / raw",
                         *(f"F1 {_short(c)} rep / raw" for c in labels), "alerts (false)",
                         "false / h", "FPS"], clip_rows)
@@ -126,7 +135,11 @@ def _legend(r: dict[str, Any]) -> list[str]:
         f"Variants: {variants or '-'} (defaults: {r.get('tracker_defaults', {})}). Kinds: {kinds}.",
         "",
         f"Columns: people true / counted = identities visible at >= {r.get('min_face', 16)} px in "
-        "at least 3 played frames / the run summary's people total; IDF1, ID sw (switches) and "
+        "at least 3 played frames / the run summary's people total; counted: the tracks counted "
+        "as people (the count rule replayed on the records), as true people found / extra "
+        "tracks of a person already found / tracks on faces too small to count / tracks that "
+        "match no annotated face (faces the annotations miss, or false detections); IDF1, ID sw "
+        "(switches) and "
         f"MOTA from py-motmetrics (IoU >= {r.get('match_iou', 0.5)}; smaller, mostly covered or "
         "mostly outside faces are don't-care); joins = tracks matched to two or more "
         "identities (share of the tracks matched to any); across cuts = tracks seen on both "

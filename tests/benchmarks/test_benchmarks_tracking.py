@@ -282,12 +282,15 @@ def test_renderer_makes_one_table_per_split() -> None:
            "alerts": 1, "false_alerts": 0, "false_alerts_per_hour": 0.0, "fps": 12.5}
     result = {"labels": list(LABELS), "variants": {"default": {}}, "alert_labels": ["x"],
               "splits": {"held-in": {"rows": [row], "clips": {"moving": {"frames": 10}}},
-                         "held-out": {"rows": [{**row, "variant": "default"}]}}}
+                         "held-out": {"rows": [{**row, "counted_true": 2, "counted_extra": 1,
+                                                 "counted_small": 0, "counted_unannotated": 0}]}}}
     lines = render_tracking(result)
     assert sum(line.startswith("| variant | kind |") for line in lines) == 2
     assert any("### held-in" in line for line in lines)
     assert any("### held-out" in line for line in lines)
-    assert any("| `default` | moving | 10 | 2 / 3 | 0.800 | 1 | 0.700 | 1 (25%)" in line
+    assert any("| `default` | moving | 10 | 2 / 3 | - | 0.800 | 1 | 0.700 | 1 (25%)" in line
+               for line in lines)
+    assert any("| `default` | moving | 10 | 2 / 3 | 2 / 1 / 0 / 0 | 0.800 |" in line
                for line in lines)
 
 

@@ -43,7 +43,7 @@ def test_fit_takes_the_labelled_folder_as_one_more_source(tmp_path: Path) -> Non
     out = tmp_path / "run"
     result = runner.invoke(trainer_app, [
         "fit", str(base), str(collected / "labelled"), "--out", str(out), "--weights", "none",
-        "--input-size", "64", "--epochs", "1", "--quiet", "--json",
+        "--input-size", "64", "--epochs", "1", "--quiet", "--json", "--min-per-class", "1",
         "--cache-dir", str(tmp_path / "cache")])
     assert result.exit_code == 0, result.output
     split = json.loads((out / "split.json").read_text())

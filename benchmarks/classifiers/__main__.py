@@ -1,0 +1,5 @@
+"""`python -m benchmarks.classifiers`."""
+
+from benchmarks.classifiers.bench import app
+
+app()

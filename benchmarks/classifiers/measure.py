@@ -3,7 +3,6 @@ held-out accuracy per class and face size, pipeline FPS on one video."""
 
 from __future__ import annotations
 
-import math
 import os
 import time
 from collections import Counter
@@ -32,7 +31,6 @@ from benchmarks.classifiers.rows import (
     Profile,
     bucket_name,
 )
-from benchmarks.config import FULL_OUT
 from benchmarks.tables import short
 from edge.core.console import Advance, say, task
 
@@ -92,28 +90,15 @@ def time_per_face(path: Path, threads: int, crops: Sequence[np.ndarray], profile
             "warmup": profile.warmup, "runtime": classifier.runtime}
 
 
-def pi4_reference() -> dict[str, Any]:
-    """The nominal int8 peaks of one core here and of one Pi 4 core (the size sweep's)."""
-    from benchmarks.machine import nominal_peak, read_cpuinfo
-    from benchmarks.stages.sizes import PI_CPU
-
-    here, pi = nominal_peak(read_cpuinfo(), cores=1), nominal_peak(PI_CPU, cores=1)
-    return {"pi_core_int8_gmacs": pi["int8_gmacs"], "here_core_int8_gmacs": here["int8_gmacs"],
-            "pi_cpu": f"{PI_CPU.model} at {PI_CPU.mhz:.0f} MHz, {pi['int8_assumption']}",
-            "here_cpu": f"{read_cpuinfo().model} at {here['ghz']:.2f} GHz, "
-                        f"{here['int8_assumption']}"}
-
-
 def pi4_estimate(macs: int, ms_1t: float | None, ref: dict[str, Any]) -> dict[str, Any]:
     """This machine's achieved 1-thread MAC rate for the row, and the Pi 4 ms per face at the
-    same share of its core's nominal int8 peak."""
-    if not ms_1t or not ref.get("here_core_int8_gmacs") or not ref.get("pi_core_int8_gmacs"):
+    same share of its core's nominal int8 peak (this time scaled by the ratio of the peaks)."""
+    here, pi = ref.get("here_core_int8_gmacs"), ref.get("pi_core_int8_gmacs")
+    if not ms_1t or not here or not pi:
         return {"achieved_gmacs_1t": None, "share_of_peak": None, "ms_per_face": None}
     achieved = macs / (ms_1t / 1000.0) / 1e9
-    pi_gmacs = achieved * ref["pi_core_int8_gmacs"] / ref["here_core_int8_gmacs"]
-    return {"achieved_gmacs_1t": achieved,
-            "share_of_peak": achieved / ref["here_core_int8_gmacs"],
-            "ms_per_face": macs / (pi_gmacs * 1e9) * 1000.0}
+    return {"achieved_gmacs_1t": achieved, "share_of_peak": achieved / here,
+            "ms_per_face": ms_1t * here / pi}
 
 
 # --- held-out accuracy -----------------------------------------------------------------------
@@ -193,21 +178,18 @@ def score(faces: Sequence[tuple[str, str, float]], labels: Sequence[str]) -> dic
 
 # --- pipeline FPS ----------------------------------------------------------------------------
 
-def make_test_video(shared: Path, target: Path, frames: int) -> dict[str, Any]:
+def make_test_video(shared: Path, target: Path, frames: int) -> tuple[Path, dict[str, Any]]:
     """The 640x480 video: face-mask-voc photos with 1-4 faces (its test list left out), each
-    held HOLD frames, enough photos for `frames`."""
+    held HOLD frames, enough photos for `frames`; its path and what the result file says."""
+    from benchmarks.stages.endtoend import video_info, video_photos
     from benchmarks.stages.threeclass_rows import VOC_LIST
-    from edge.core.voc import load_voc, read_name_list
+    from edge.core.voc import read_name_list
     from edge.video.videomaker import make_video
 
-    photos = [item.path for item in load_voc(shared / VOC, exclude=read_name_list(VOC_LIST))
-              if 1 <= len(item.annotations) <= MAX_FACES_IN_VIDEO]
-    photos = photos[: math.ceil(frames / HOLD)]
+    photos, hold = video_photos(shared / VOC, frames, HOLD, exclude=read_name_list(VOC_LIST))
     target.parent.mkdir(parents=True, exist_ok=True)
-    made = make_video(photos, target, size=VIDEO_SIZE, fps=30.0, hold=HOLD)
-    return {"path": short(made.path), "frames": made.frames, "photos": made.photos,
-            "hold": HOLD, "size": f"{VIDEO_SIZE[0]}x{VIDEO_SIZE[1]}",
-            "unreadable": made.unreadable}
+    made = make_video(photos, target, size=VIDEO_SIZE, fps=30.0, hold=hold)
+    return made.path, {**video_info(made, hold), "path": short(made.path)}
 
 
 class _FrameCounter:
@@ -246,9 +228,9 @@ def pipeline_fps(model: Path, video: Path, advance: Advance) -> dict[str, Any]:
 # --- the run ---------------------------------------------------------------------------------
 
 def measure_speed(rows: list[dict[str, Any]], paths: dict[str, Path],
-                  crops: list[np.ndarray], profile: Profile) -> None:
-    """ms per face at every thread count and the Pi 4 estimate, into each row."""
-    ref = pi4_reference()
+                  crops: list[np.ndarray], profile: Profile, ref: dict[str, Any]) -> None:
+    """ms per face at every thread count and the Pi 4 estimate (`ref`: the peaks), into each
+    row."""
     total = len(rows) * len(THREADS) * (profile.warmup + profile.runs)
     with task("ms per face", total) as advance:
         for row in rows:
@@ -257,7 +239,6 @@ def measure_speed(rows: list[dict[str, Any]], paths: dict[str, Path],
     for row in rows:
         row["ms_per_face"] = {t: v["median_ms"] for t, v in row["timing"].items()}
         row["pi4"] = pi4_estimate(row["macs"], row["ms_per_face"].get("1"), ref)
-    rows[0].setdefault("_pi4_reference", ref)
 
 
 def measure_heldout(rows: list[dict[str, Any]], paths: dict[str, Path],
@@ -275,10 +256,8 @@ def measure_fps(rows: list[dict[str, Any]], paths: dict[str, Path], shared: Path
                 work: Path, frames: int) -> dict[str, Any]:
     """The one video, then every row's pipeline FPS on it and its ratio to the baseline."""
     say("making the test video ...")
-    video = make_test_video(shared, work / f"classifiers_voc_1to{MAX_FACES_IN_VIDEO}_faces_"
-                            f"{VIDEO_SIZE[0]}x{VIDEO_SIZE[1]}_hold{HOLD}.avi", frames)
-    path = Path(video["path"]) if Path(video["path"]).is_absolute() else (
-        FULL_OUT.parents[1] / video["path"])
+    path, video = make_test_video(shared, work / f"classifiers_voc_1to{MAX_FACES_IN_VIDEO}_"
+                                  f"faces_{VIDEO_SIZE[0]}x{VIDEO_SIZE[1]}_hold{HOLD}.avi", frames)
     with task("pipeline on the video", video["frames"] * len(rows)) as advance:
         for row in rows:
             row["pipeline"] = pipeline_fps(paths[row["key"]], path, advance)
@@ -292,13 +271,14 @@ def measure(paths: dict[str, Path], described: list[dict[str, Any]], shared: Pat
             work: Path, profile: Profile) -> dict[str, Any]:
     """Every measurement of every row (see the module docstring), with what it ran on."""
     from benchmarks.machine import machine_info
+    from benchmarks.stages.sizes import core_peaks
 
     started, t0, load = datetime.now(UTC).isoformat(timespec="seconds"), time.perf_counter(), \
         os.getloadavg()
     rows = described
     photos = heldout_photos(shared, profile.photos)
-    measure_speed(rows, paths, timing_crops(photos, profile.crops), profile)
-    ref = rows[0].pop("_pi4_reference")
+    ref = core_peaks()
+    measure_speed(rows, paths, timing_crops(photos, profile.crops), profile, ref)
     counts = measure_heldout(rows, paths, photos)
     video = measure_fps(rows, paths, shared, work, profile.video_frames)
     student = next((r for r in rows if r["key"] == "student"), {})

@@ -19,6 +19,7 @@ from typing import Any
 from benchmarks.dataloop import annotator, clip, steps
 from benchmarks.dataloop.steps import DONE, SHIPPED, Plan, State, StepError
 from benchmarks.holdout_split import ILC_TEST_LIST
+from benchmarks.tables import short
 from edge.collect import manifest
 from edge.core.voc import read_name_list
 
@@ -117,7 +118,7 @@ def evaluate_step(plan: Plan, state: State, name: str, model: Path, say: Say) ->
 def score(name: str, model: Path, report: dict[str, Any]) -> dict[str, Any]:
     """One row of the comparison: the with_mask / without_mask faces the detector found."""
     per_class = (report.get("report_on_found_faces") or {}).get("per_class", {})
-    return {"model": name, "file": steps.shown(["x", str(model)]).split(" ", 1)[1],
+    return {"model": name, "file": short(model),
             "faces_scored": sum(v["support"] for v in per_class.values()),
             "accuracy": report.get("accuracy_on_found_faces"),
             "f1": {k: v["f1"] for k, v in per_class.items()},

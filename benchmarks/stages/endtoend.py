@@ -42,27 +42,40 @@ def e2e_size(ctx: SectionContext) -> tuple[int, str]:
     return ctx.cfg.main_size, "the profile's main size (no size sweep in this run)"
 
 
+def video_photos(voc: Path, frames: int, hold: int | None = None,
+                 exclude: set[str] | None = None) -> tuple[list[Path], int]:
+    """The photos of a VOC folder with 1-4 annotated faces (names in `exclude` left out), as
+    many as `frames` need at `hold` frames each (None: spread over every such photo), and the
+    hold."""
+    from edge.inference.evaluate import load_voc
+
+    photos = [item.path for item in load_voc(voc, exclude=exclude)
+              if 1 <= len(item.annotations) <= MAX_FACES_IN_VIDEO and item.path.is_file()]
+    hold = hold or max(1, math.ceil(frames / max(len(photos), 1)))
+    return photos[: math.ceil(frames / hold)], hold
+
+
+def video_info(made: Any, hold: int, pan: float = 0.0) -> dict[str, Any]:
+    """What a result file says about a video `edge.video.videomaker.make_video` made."""
+    return {"path": str(made.path), "frames": made.frames, "photos": made.photos, "hold": hold,
+            "pan_px_per_frame": pan, "size": f"{FRAME[0]}x{FRAME[1]}",
+            "unreadable": made.unreadable}
+
+
 def make_test_video(ctx: SectionContext, hold: int | None = None,
                     pan: float = 0.0) -> dict[str, Any]:
     """The 640x480 video of photos with 1-4 annotated faces, each held for a few frames (enough
     photos for the profile's frame count); `hold` / `pan`: a steadier video of fewer photos, each
     held `hold` frames and moving `pan` pixels a frame (edge.video.videomaker)."""
-    from edge.inference.evaluate import load_voc
     from edge.video.videomaker import make_video
 
     cfg = ctx.cfg
-    photos = [item.path for item in load_voc(cfg.data_voc)
-              if 1 <= len(item.annotations) <= MAX_FACES_IN_VIDEO and item.path.is_file()]
-    wanted = cfg.video_frames + WARMUP_FRAMES
-    hold = hold or max(1, math.ceil(wanted / max(len(photos), 1)))
-    photos = photos[: math.ceil(wanted / hold)]
+    photos, hold = video_photos(cfg.data_voc, cfg.video_frames + WARMUP_FRAMES, hold)
     steady = f"_hold{hold}_pan{pan:g}" if pan else ""
     target = cfg.work / f"voc_1to{MAX_FACES_IN_VIDEO}_faces_{FRAME[0]}x{FRAME[1]}{steady}.avi"
     ctx.log(f"  video: {len(photos)} photos x {hold} frames -> {target.name}")
     made = make_video(photos, target, size=FRAME, fps=30.0, hold=hold, pan=pan)
-    return {"path": str(made.path), "frames": made.frames, "photos": made.photos, "hold": hold,
-            "pan_px_per_frame": pan, "size": f"{FRAME[0]}x{FRAME[1]}",
-            "unreadable": made.unreadable}
+    return video_info(made, hold, pan)
 
 
 def evaluate_detectors(ctx: SectionContext, int8: Path, threads: int) -> tuple[list, dict]:

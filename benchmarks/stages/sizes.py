@@ -25,6 +25,17 @@ PI_CPU = CpuInfo(model="Raspberry Pi 4 (Cortex-A72)", vendor="ARM", family=None,
                  mhz=1500.0, flags=frozenset({"asimd"}))
 
 
+def core_peaks() -> dict[str, Any]:
+    """The nominal int8 peaks of one core of this CPU and of one Pi 4 core, with what they
+    assume: the ratio every Pi 4 estimate here scales a measured time by."""
+    here_cpu = read_cpuinfo()
+    here, pi = nominal_peak(here_cpu, cores=1), nominal_peak(PI_CPU, cores=1)
+    return {"pi_core_int8_gmacs": pi["int8_gmacs"], "here_core_int8_gmacs": here["int8_gmacs"],
+            "pi_cpu": f"{PI_CPU.model} at {PI_CPU.mhz:.0f} MHz, {pi['int8_assumption']}",
+            "here_cpu": f"{here_cpu.model} at {here['ghz']:.2f} GHz, "
+                        f"{here['int8_assumption']}"}
+
+
 def recommend(rows: list[dict[str, Any]], here_core_gmacs: float,
               pi_core_gmacs: float) -> dict[str, Any] | None:
     """The smallest size within TOLERANCE of the best int8 accuracy, with the reasoning."""
@@ -95,11 +106,10 @@ def run(ctx: SectionContext) -> dict[str, Any]:
         ctx.log(f"  {size} px: Keras {row['keras_accuracy']:.2%}, int8 {row['int8_accuracy']:.2%}"
                 f", int8 p50 {row['int8_p50_ms']} ms, trained in {model.wall_s:.0f} s")
         rows.append(row)
-    here = nominal_peak(read_cpuinfo(), cores=1)["int8_gmacs"]
-    pi = nominal_peak(PI_CPU, cores=1)["int8_gmacs"]
-    return {"rows": rows, "recommended": recommend(rows, here, pi),
-            "pi_cpu_assumption": f"{PI_CPU.model} at {PI_CPU.mhz:.0f} MHz, "
-                                 f"{nominal_peak(PI_CPU, 1)['int8_assumption']}"}
+    peaks = core_peaks()
+    return {"rows": rows, "recommended": recommend(rows, peaks["here_core_int8_gmacs"],
+                                                   peaks["pi_core_int8_gmacs"]),
+            "pi_cpu_assumption": peaks["pi_cpu"]}
 
 
 def render(r: dict[str, Any], ctx: dict[str, Any]) -> list[str]:

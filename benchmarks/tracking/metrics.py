@@ -170,7 +170,7 @@ class ClipScorer:
         for f, k in pairs:
             if not truth[k].counts:
                 self.small.add(int(faces[f]["track"]))
-            if truth[k].counts:
+            else:
                 self.people[int(faces[f]["track"])].add(truth[k].identity)
                 self.labels.add(truth[k].label, faces[f])
         self.frames += 1
